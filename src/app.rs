@@ -1,0 +1,77 @@
+//! Wiring for `ticketd run`: opens the store, starts the sources, and stops
+//! them cleanly when `shutdown` resolves (SIGTERM/SIGINT in production, a
+//! future in tests).
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ingest::Pipeline;
+use crate::source::maildir;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Connects, migrates and syncs agents/teams/organizations from the config.
+pub async fn open_store(config: &Config) -> Result<Store> {
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .context("cannot open the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    store
+        .sync_directory(config)
+        .await
+        .context("cannot sync agents, teams and organizations from the config")?;
+    Ok(store)
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(
+    config: Config,
+    clock: Clock,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let store = open_store(&config).await?;
+    let pipeline = Arc::new(Pipeline::new(&config, store.clone(), clock)?);
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    for md in config.maildir.clone() {
+        let pipeline = pipeline.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = maildir::run(&pipeline, &md, cancel).await {
+                tracing::error!(maildir = %md.name, "maildir source stopped: {e:#}");
+            }
+        });
+    }
+    tasks.close();
+    tracing::info!(maildirs = config.maildir.len(), "ticketd running");
+
+    shutdown.await;
+    tracing::info!("stopping: finishing messages in flight");
+    cancel.cancel();
+    tasks.wait().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

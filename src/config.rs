@@ -1,0 +1,311 @@
+//! Typed configuration: `config/ticketd.toml`, environment overrides and secrets
+//! read from files (`*_file`, which works with systemd `LoadCredential`).
+
+use crate::thread::{Policy, StrangerPolicy};
+use crate::ticket::Priority;
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "config/ticketd.toml";
+pub const ENV_CONFIG: &str = "TICKETD_CONFIG";
+pub const ENV_DATABASE_URL: &str = "TICKETD_DATABASE_URL";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub database: Database,
+    #[serde(default)]
+    pub tickets: Tickets,
+    #[serde(default)]
+    pub mail: Mail,
+    #[serde(default)]
+    pub attachments: Attachments,
+    #[serde(default)]
+    pub threading: Threading,
+    #[serde(default)]
+    pub maildir: Vec<Maildir>,
+    #[serde(default)]
+    pub team: Vec<Team>,
+    #[serde(default)]
+    pub agent: Vec<Agent>,
+    #[serde(default)]
+    pub organization: Vec<Organization>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Database {
+    /// `sqlite://PATH` or `postgres://…`; `TICKETD_DATABASE_URL` wins.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database {
+            url: "sqlite://var/ticketd.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tickets {
+    pub number_prefix: String,
+    pub default_priority: Priority,
+    pub categories: Vec<String>,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets {
+            number_prefix: "TKT".into(),
+            default_priority: Priority::Medium,
+            categories: ["technical", "account", "billing", "other"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mail {
+    /// The addresses customers write to; they are never participants.
+    pub support_addresses: Vec<String>,
+    /// Outgoing mail is written here as .eml files until SMTP is configured.
+    pub outbox_dir: PathBuf,
+    /// Raw copies of messages that could not be stored as tickets.
+    pub quarantine_dir: PathBuf,
+    /// Larger messages are quarantined without being parsed.
+    pub max_message_bytes: u64,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail {
+            support_addresses: vec!["support@example.com".into()],
+            outbox_dir: "var/outbox".into(),
+            quarantine_dir: "var/quarantine".into(),
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Attachments {
+    pub dir: PathBuf,
+    /// Attachments over this size are recorded but not stored.
+    pub max_bytes: u64,
+}
+
+impl Default for Attachments {
+    fn default() -> Self {
+        Attachments {
+            dir: "var/attachments".into(),
+            max_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Threading {
+    pub stranger_policy: StrangerPolicy,
+    pub reopen_days: i64,
+    /// Key for signed reply tokens (support+TOKEN@…). Prefer `reply_token_key_file`.
+    pub reply_token_key: Option<String>,
+    pub reply_token_key_file: Option<PathBuf>,
+}
+
+impl Default for Threading {
+    fn default() -> Self {
+        Threading {
+            stranger_policy: StrangerPolicy::NewTicket,
+            reopen_days: 14,
+            reply_token_key: None,
+            reply_token_key_file: None,
+        }
+    }
+}
+
+impl Threading {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            stranger: self.stranger_policy,
+            reopen_days: self.reopen_days,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maildir {
+    pub name: String,
+    pub path: PathBuf,
+    /// Rescan interval in seconds, a safety net under file-system events.
+    #[serde(default = "default_rescan")]
+    pub rescan_seconds: u64,
+}
+
+fn default_rescan() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Agent,
+    Manager,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_role")]
+    pub role: Role,
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+fn default_role() -> Role {
+    Role::Agent
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organization {
+    pub name: String,
+    /// Contacts whose address is in one of these domains belong here.
+    pub domains: Vec<String>,
+}
+
+/// The path of the config file: `--config`, else `TICKETD_CONFIG`, else the default.
+pub fn path(cli: Option<&Path>) -> PathBuf {
+    cli.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(ENV_CONFIG).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+impl Config {
+    /// Reads, parses and validates a config file, then applies the environment.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut config =
+            Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Ok(url) = std::env::var(ENV_DATABASE_URL)
+            && !url.is_empty()
+        {
+            config.database.url = url;
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let prefix = &self.tickets.number_prefix;
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!("tickets.number_prefix must be letters and digits, got {prefix:?}");
+        }
+        if self.mail.support_addresses.iter().any(|a| !a.contains('@')) {
+            bail!("mail.support_addresses must be email addresses");
+        }
+        if self.threading.reopen_days < 0 {
+            bail!("threading.reopen_days must not be negative");
+        }
+        for agent in &self.agent {
+            for team in &agent.teams {
+                if !self.team.iter().any(|t| &t.name == team) {
+                    bail!("agent {} names unknown team {team:?}", agent.email);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The reply-token key, read from its file when one is named.
+    pub fn reply_token_key(&self) -> Result<Option<Vec<u8>>> {
+        if let Some(file) = &self.threading.reply_token_key_file {
+            let key = std::fs::read(file)
+                .with_context(|| format!("cannot read reply_token_key_file {}", file.display()))?;
+            let key = key.trim_ascii().to_vec();
+            if key.len() < 16 {
+                bail!(
+                    "reply token key in {} is shorter than 16 bytes",
+                    file.display()
+                );
+            }
+            return Ok(Some(key));
+        }
+        Ok(self
+            .threading
+            .reply_token_key
+            .as_ref()
+            .map(|k| k.as_bytes().to_vec()))
+    }
+
+    /// Lower-cased support addresses.
+    pub fn support_addresses(&self) -> Vec<String> {
+        self.mail
+            .support_addresses
+            .iter()
+            .map(|a| a.to_lowercase())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_working_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.database.url, "sqlite://var/ticketd.db");
+        assert_eq!(c.tickets.number_prefix, "TKT");
+        assert_eq!(c.threading.stranger_policy, StrangerPolicy::NewTicket);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let err = Config::parse("[database]\nurll = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `urll`"), "{err}");
+        assert!(Config::parse("[threading]\nstranger_policy = \"ignore\"").is_err());
+        assert!(Config::parse("[[agent]]\nemail = \"a@b\"\nteams = [\"x\"]").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! ticketd: turns support email and chat into tickets.
+//!
+//! The pipeline, in module order: `source` → `parse` → `thread` → `store`.
+//! `ingest` wires one message through all of them. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod parse;
+pub mod source;
+pub mod store;
+pub mod thread;
+pub mod ticket;
+pub mod view;

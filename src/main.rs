@@ -1,0 +1,174 @@
+//! The `ticketd` command line: parses arguments, loads the config and calls
+//! into the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use ticketd::clock::Clock;
+use ticketd::config::{self, Config};
+use ticketd::source::pipe;
+use ticketd::{app, ingest, view};
+
+#[derive(Parser)]
+#[command(
+    name = "ticketd",
+    version,
+    about = "Turns support email and chat into tickets"
+)]
+struct Cli {
+    /// Config file [default: config/ticketd.toml]
+    #[arg(long, global = true, env = config::ENV_CONFIG)]
+    config: Option<PathBuf>,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: watch the configured sources until SIGTERM/SIGINT.
+    Run,
+    /// Ingest RFC 5322 messages from files, or one from standard input (MTA pipe).
+    /// Exit 0 stored, 65 not a mail message, 75 store unavailable (try later).
+    Ingest { files: Vec<PathBuf> },
+    /// List and show tickets.
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
+    /// Validate the config file (and later rules and templates).
+    Check,
+    /// Create or upgrade the database schema.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum TicketsCommand {
+    /// Tickets, most recently updated first.
+    List {
+        #[arg(long)]
+        status: Option<ticketd::ticket::Status>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One ticket with its comments, attachments and history.
+    Show {
+        number: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(pipe::EXIT_TEMPFAIL as u8);
+        }
+    };
+    let is_ingest = matches!(cli.command, Command::Ingest { .. });
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // An MTA must retry rather than bounce when we cannot even start.
+            ExitCode::from(if is_ingest {
+                pipe::EXIT_TEMPFAIL as u8
+            } else {
+                1
+            })
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    let config_path = config::path(cli.config.as_deref());
+    let config = Config::load(&config_path)?;
+    match cli.command {
+        Command::Run => {
+            app::run(config, Clock::System, app::shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Ingest { files } => {
+            let store = app::open_store(&config).await?;
+            let pipeline = ingest::Pipeline::new(&config, store.clone(), Clock::System)?;
+            let inputs = if files.is_empty() {
+                vec![pipe::Input::Stdin]
+            } else {
+                files.into_iter().map(pipe::Input::File).collect()
+            };
+            let code = pipe::run(&pipeline, inputs, &mut std::io::stdout().lock()).await;
+            store.close().await;
+            Ok(code)
+        }
+        Command::Tickets { command } => {
+            let store = app::open_store(&config).await?;
+            let out = match command {
+                TicketsCommand::List {
+                    status,
+                    limit,
+                    json,
+                } => {
+                    let status = status.map(|s| s.as_str());
+                    let tickets = store.list_tickets(status, limit).await?;
+                    if json {
+                        serde_json::to_string_pretty(&tickets)? + "\n"
+                    } else {
+                        view::ticket_table(&tickets)
+                    }
+                }
+                TicketsCommand::Show { number, json } => {
+                    let detail = store
+                        .ticket_detail(&number)
+                        .await?
+                        .with_context(|| format!("no ticket {number}"))?;
+                    if json {
+                        serde_json::to_string_pretty(&detail)? + "\n"
+                    } else {
+                        view::ticket_detail(&detail)
+                    }
+                }
+            };
+            print!("{out}");
+            store.close().await;
+            Ok(0)
+        }
+        Command::Check => {
+            config.reply_token_key()?;
+            println!("{}: ok", config_path.display());
+            Ok(0)
+        }
+        Command::Migrate => {
+            let store = app::open_store(&config).await?;
+            store.close().await;
+            println!("database migrated");
+            Ok(0)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,312 @@
+//! Parsing: raw RFC 5322 bytes → [`ParsedMail`]. Pure: no IO, and it never fails
+//! on input; mail that cannot be a message at all comes back as [`NotMail`].
+
+pub mod autogen;
+pub mod quotes;
+pub mod subject;
+
+use mail_parser::{Address, Message, MessageParser, MimeHeaders};
+use sha2::{Digest, Sha256};
+
+/// An address with an optional display name; the address is lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Sanitized file name: no directories, no control characters.
+    pub name: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Everything the later stages need from one inbound mail.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedMail {
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    /// sha256 of the raw bytes, hex.
+    pub content_hash: String,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    /// Envelope recipients: Delivered-To, X-Original-To, Envelope-To.
+    pub delivered_to: Vec<String>,
+    pub subject: String,
+    /// What the author wrote, after quote and signature stripping.
+    pub body: String,
+    /// What stripping cut (quoted history, signature).
+    pub stripped: String,
+    pub attachments: Vec<Attachment>,
+    /// Primary language tag from Content-Language, e.g. "pl".
+    pub language: Option<String>,
+    /// Why the mail counts as auto-generated (RFC 3834), if it does.
+    pub auto_generated: Option<String>,
+    /// For a delivery status notification: the Message-ID it reports on.
+    pub bounce_of: Option<String>,
+    /// Things that were odd but did not stop parsing.
+    pub warnings: Vec<String>,
+}
+
+impl ParsedMail {
+    /// The key that makes ingest exactly-once: the Message-ID, or the content hash.
+    pub fn dedupe_key(&self) -> String {
+        match &self.message_id {
+            Some(id) => id.clone(),
+            None => format!("sha256:{}", self.content_hash),
+        }
+    }
+
+    /// Every address on To and Cc.
+    pub fn recipients(&self) -> impl Iterator<Item = &Mailbox> {
+        self.to.iter().chain(self.cc.iter())
+    }
+}
+
+/// Why raw bytes were not accepted as a mail message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotMail(pub String);
+
+const MAX_REFERENCES: usize = 100;
+const MAX_SUBJECT_CHARS: usize = 500;
+
+/// Parses one message. Returns `NotMail` only when the bytes cannot be a message
+/// or name no sender; everything else is stored as well as it can be parsed.
+pub fn parse(raw: &[u8]) -> Result<ParsedMail, NotMail> {
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(NotMail("empty input".into()));
+    }
+    let msg = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| NotMail("not an RFC 5322 message".into()))?;
+    if !looks_like_mail(&msg) {
+        return Err(NotMail("no mail headers found".into()));
+    }
+    let from = first_mailbox(msg.from())
+        .or_else(|| first_mailbox(msg.sender()))
+        .or_else(|| first_mailbox(msg.reply_to()))
+        .ok_or_else(|| NotMail("no sender address (From, Sender, Reply-To)".into()))?;
+
+    let mut warnings = Vec::new();
+    let raw_body = body_text(&msg, &mut warnings);
+    let stripped = quotes::strip(&raw_body);
+    let subject = clean_line(msg.subject().unwrap_or(""), MAX_SUBJECT_CHARS);
+
+    Ok(ParsedMail {
+        message_id: msg.message_id().and_then(clean_id),
+        content_hash: hex::encode(Sha256::digest(raw)),
+        in_reply_to: ids(msg.in_reply_to()),
+        references: ids(msg.references()),
+        auto_generated: autogen::detect(&msg, Some(&from.email)),
+        bounce_of: autogen::bounce_of(&msg).as_deref().and_then(clean_id),
+        to: mailboxes(msg.to()),
+        cc: mailboxes(msg.cc()),
+        delivered_to: delivered_to(&msg),
+        from: Some(from),
+        subject: if subject.is_empty() {
+            "(no subject)".into()
+        } else {
+            subject
+        },
+        body: stripped.kept,
+        stripped: stripped.cut,
+        attachments: attachments(&msg),
+        language: language(&msg),
+        warnings,
+    })
+}
+
+/// A message needs at least one of the headers every real mail has.
+fn looks_like_mail(msg: &Message<'_>) -> bool {
+    [
+        "From",
+        "Sender",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Received",
+    ]
+    .iter()
+    .any(|h| msg.header_raw(*h).is_some())
+}
+
+fn first_mailbox(addr: Option<&Address<'_>>) -> Option<Mailbox> {
+    mailboxes(addr).into_iter().next()
+}
+
+fn mailboxes(addr: Option<&Address<'_>>) -> Vec<Mailbox> {
+    let Some(addr) = addr else { return Vec::new() };
+    addr.iter()
+        .filter_map(|a| {
+            let email = clean_line(a.address()?, 320).to_lowercase();
+            let valid = email.contains('@') && !email.contains(char::is_whitespace);
+            valid.then(|| Mailbox {
+                email,
+                name: clean_line(a.name().unwrap_or(""), 200),
+            })
+        })
+        .take(200)
+        .collect()
+}
+
+fn delivered_to(msg: &Message<'_>) -> Vec<String> {
+    ["Delivered-To", "X-Original-To", "Envelope-To"]
+        .iter()
+        .flat_map(|h| msg.header_values(*h))
+        .filter_map(|v| v.as_text())
+        .map(|v| clean_line(v.trim_matches(['<', '>', ' ']), 320).to_lowercase())
+        .filter(|v| v.contains('@'))
+        .collect()
+}
+
+fn ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
+    let list: Vec<&str> = match value {
+        mail_parser::HeaderValue::Text(t) => vec![t.as_ref()],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|s| s.as_ref()).collect(),
+        _ => Vec::new(),
+    };
+    let mut out: Vec<String> = list.into_iter().filter_map(clean_id).collect();
+    // Keep the most recent references: they are the ones that thread.
+    if out.len() > MAX_REFERENCES {
+        out.drain(..out.len() - MAX_REFERENCES);
+    }
+    out
+}
+
+fn clean_id(id: &str) -> Option<String> {
+    let id = clean_line(id.trim().trim_matches(['<', '>']), 400);
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then_some(id)
+}
+
+/// Text body: text/plain preferred, HTML-only mail turned into text.
+fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
+    let text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+    if text.is_empty() && msg.attachment_count() == 0 && msg.text_body_count() == 0 {
+        warnings.push("message has no text body".into());
+    }
+    clean_text(&text)
+}
+
+/// Removes control characters (keeps newlines and tabs) and normalizes line ends.
+pub fn clean_text(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect::<String>()
+        .trim_matches('\n')
+        .to_string()
+}
+
+/// One line of header text: no control characters, folded whitespace, bounded length.
+pub fn clean_line(text: &str, max_chars: usize) -> String {
+    let folded: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    folded.chars().take(max_chars).collect()
+}
+
+fn attachments(msg: &Message<'_>) -> Vec<Attachment> {
+    msg.attachments()
+        .enumerate()
+        .map(|(i, part)| {
+            let content_type = part
+                .content_type()
+                .map(|ct| match ct.subtype() {
+                    Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                    None => ct.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into())
+                .to_ascii_lowercase();
+            let fallback = if part.is_message() {
+                format!("message-{}.eml", i + 1)
+            } else {
+                format!("attachment-{}", i + 1)
+            };
+            let name = part
+                .attachment_name()
+                .map(sanitize_file_name)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(fallback);
+            Attachment {
+                name,
+                content_type: clean_line(&content_type, 100),
+                data: part.contents().to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// A file name safe to show and to offer for download: the last path component,
+/// no control characters, no leading dots, at most 200 characters.
+pub fn sanitize_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .collect();
+    cleaned
+        .trim()
+        .trim_start_matches('.')
+        .chars()
+        .take(200)
+        .collect()
+}
+
+fn language(msg: &Message<'_>) -> Option<String> {
+    let raw = msg.header_raw("Content-Language")?;
+    let first = raw.split(',').next()?.trim();
+    let primary = first.split(['-', '_']).next()?.trim().to_ascii_lowercase();
+    (primary.len() >= 2 && primary.len() <= 8 && primary.chars().all(|c| c.is_ascii_alphabetic()))
+        .then_some(primary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_what_is_not_mail() {
+        assert_eq!(parse(b"").unwrap_err().0, "empty input");
+        assert!(parse(b"\x00\x01\x02\xff\xfe garbage \x00").is_err());
+        assert!(
+            parse(b"Subject: hi\n\nno sender")
+                .unwrap_err()
+                .0
+                .contains("no sender")
+        );
+    }
+
+    #[test]
+    fn file_names_cannot_traverse() {
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_file_name("..\\..\\boot.ini"), "boot.ini");
+        assert_eq!(sanitize_file_name(".htaccess"), "htaccess");
+        assert_eq!(sanitize_file_name("a\x00b\nc.pdf"), "abc.pdf");
+        assert_eq!(sanitize_file_name(".."), "");
+    }
+
+    #[test]
+    fn header_lines_lose_control_characters() {
+        assert_eq!(clean_line("a\r\nb\tc\x07d", 100), "a b c d");
+        assert_eq!(clean_line("żółw", 2), "żó");
+    }
+
+    #[test]
+    fn missing_message_id_uses_content_hash() {
+        let m = parse(b"From: a@b.pl\nSubject: x\n\nbody").unwrap();
+        assert_eq!(m.message_id, None);
+        assert!(m.dedupe_key().starts_with("sha256:"));
+        assert_eq!(m.dedupe_key().len(), 7 + 64);
+    }
+}

@@ -1,0 +1,91 @@
+//! Subject lines: reply/forward prefixes in many languages, and ticket numbers.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// One reply or forward prefix, with an optional counter: `Re:`, `RE[2]:`,
+/// `AW:`, `Odp:`, `Réf. :`, `Fwd:` …
+static PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^\s*(?:re|aw|wg|sv|vs|odp|pd|tr|antw|antwort|réf|ref|rif|enc|rv|fwd?|fw|vl|ynt|ilt|r)\s*(?:\[\d+\]|\(\d+\))?\s*\.?\s*[:：]\s*",
+    )
+    .expect("static regex")
+});
+
+/// A bracketed tag such as `[TKT-2026-0042]` or `[EXTERNAL]` in front of the subject.
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*\[[^\]]{1,40}\]\s*").expect("static regex"));
+
+/// The subject with every leading reply/forward prefix and bracketed tag removed,
+/// and how many reply/forward prefixes there were.
+pub fn normalize(subject: &str) -> (String, usize) {
+    let mut rest = subject.trim();
+    let mut count = 0;
+    loop {
+        if let Some(m) = PREFIX.find(rest) {
+            rest = &rest[m.end()..];
+            count += 1;
+        } else if let Some(m) = TAG.find(rest) {
+            rest = &rest[m.end()..];
+        } else {
+            break;
+        }
+    }
+    (rest.trim().to_string(), count)
+}
+
+/// Finds a ticket number with the given prefix anywhere in the subject.
+pub fn ticket_number(subject: &str, prefix: &str) -> Option<String> {
+    let pattern = format!(r"(?i)\b{}-(\d{{4}})-(\d{{4,9}})\b", regex::escape(prefix));
+    let re = Regex::new(&pattern).ok()?;
+    let caps = re.captures(subject)?;
+    Some(format!(
+        "{}-{}-{}",
+        prefix,
+        caps.get(1)?.as_str(),
+        caps.get(2)?.as_str()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_prefixes_in_many_languages_and_counts_them() {
+        let cases = [
+            ("Re: Invoice", "Invoice", 1),
+            ("RE[2]: Invoice", "Invoice", 1),
+            ("AW: WG: Rechnung", "Rechnung", 2),
+            ("Odp: Odp: Faktura", "Faktura", 2),
+            ("Fwd: Re: Fw: x", "x", 3),
+            ("SV: VS: Lasku", "Lasku", 2),
+            ("Réf. : Facture", "Facture", 1),
+            ("RIF: R: fattura", "fattura", 2),
+            ("PD: TR: Enc: RV: a", "a", 4),
+            ("Antw: [TKT-2026-0042] Re: Drukarka", "Drukarka", 2),
+            ("Result: ok", "Result: ok", 0),
+            ("Reference guide", "Reference guide", 0),
+        ];
+        for (input, want, count) in cases {
+            assert_eq!(normalize(input), (want.to_string(), count), "{input}");
+        }
+    }
+
+    #[test]
+    fn finds_ticket_number_with_configured_prefix() {
+        assert_eq!(
+            ticket_number("Re: [TKT-2026-0042] Drukarka", "TKT").as_deref(),
+            Some("TKT-2026-0042")
+        );
+        assert_eq!(
+            ticket_number("about tkt-2026-0042", "TKT").as_deref(),
+            Some("TKT-2026-0042")
+        );
+        assert_eq!(ticket_number("TKT-26-1", "TKT"), None);
+        assert_eq!(
+            ticket_number("[HD-2027-12345]", "HD").as_deref(),
+            Some("HD-2027-12345")
+        );
+    }
+}

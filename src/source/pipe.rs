@@ -1,0 +1,98 @@
+//! The MTA pipe: `ticketd ingest [FILE ...]` reads messages from files, or one
+//! from standard input, and exits with sysexits codes the MTA understands.
+
+use super::{Received, read_bounded};
+use crate::ingest::{Inbound, Outcome, OutcomeKind, Pipeline};
+use crate::store;
+use std::path::PathBuf;
+
+pub const SOURCE: &str = "pipe";
+/// Stored (also for duplicates).
+pub const EXIT_OK: i32 = 0;
+/// The input is not a mail message (it was quarantined).
+pub const EXIT_DATAERR: i32 = 65;
+/// The store is unavailable: the MTA should try again later.
+pub const EXIT_TEMPFAIL: i32 = 75;
+
+const BATCH: usize = 200;
+
+/// Where a message comes from.
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    fn key(&self) -> String {
+        match self {
+            Input::Stdin => "-".into(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+
+    fn open(&self) -> std::io::Result<Box<dyn std::io::Read>> {
+        Ok(match self {
+            Input::Stdin => Box::new(std::io::stdin().lock()),
+            Input::File(p) => Box::new(std::fs::File::open(p)?),
+        })
+    }
+}
+
+/// Ingests every input, printing one line per message to `out`, and returns
+/// the process exit code.
+pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io::Write) -> i32 {
+    let mut code = EXIT_OK;
+    let mut batch: Vec<Inbound> = Vec::new();
+    for input in &inputs {
+        let key = input.key();
+        let read = input
+            .open()
+            .and_then(|r| read_bounded(r, pipeline.max_message_bytes, pipeline.quarantine_dir()));
+        match read {
+            Ok(Received::Whole(raw)) => batch.push(Inbound {
+                source: SOURCE.into(),
+                source_key: key,
+                raw,
+            }),
+            Ok(Received::TooLarge { sha256, size }) => {
+                let reason = format!(
+                    "message of {size} bytes is over mail.max_message_bytes ({})",
+                    pipeline.max_message_bytes
+                );
+                let result = pipeline.quarantine(SOURCE, &key, &sha256, &reason).await;
+                code = code.max(report(result.map(|o| vec![o]), out));
+            }
+            Err(e) => {
+                eprintln!("error: cannot read {key}: {e}");
+                code = code.max(EXIT_TEMPFAIL);
+            }
+        }
+        if batch.len() >= BATCH {
+            code = code.max(report(pipeline.ingest(&batch).await, out));
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        code = code.max(report(pipeline.ingest(&batch).await, out));
+    }
+    code
+}
+
+fn report(result: store::Result<Vec<Outcome>>, out: &mut impl std::io::Write) -> i32 {
+    match result {
+        Ok(outcomes) => {
+            let mut code = EXIT_OK;
+            for o in outcomes {
+                let _ = writeln!(out, "{o}");
+                if o.kind == OutcomeKind::Quarantined {
+                    code = EXIT_DATAERR;
+                }
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_TEMPFAIL
+        }
+    }
+}

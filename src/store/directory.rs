@@ -1,0 +1,144 @@
+//! People and groups: agents, teams and organizations declared in config, and
+//! contacts created as mail arrives.
+
+use super::{Result, Store, Tx};
+use crate::clock::Timestamp;
+use crate::config::Config;
+use sqlx::Row;
+
+impl Store {
+    /// Makes the agents, teams and organizations in the database match the config.
+    /// Agents no longer in the config are deactivated, never deleted (history
+    /// keeps pointing at them).
+    pub async fn sync_directory(&self, config: &Config) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for team in &config.team {
+            sqlx::query("INSERT INTO teams (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                .bind(&team.name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE agents SET active = 0")
+            .execute(&mut *tx)
+            .await?;
+        for agent in &config.agent {
+            let id: i64 = sqlx::query(
+                "INSERT INTO agents (email, name, role, active) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (email) DO UPDATE SET name = $2, role = $3, active = 1
+                 RETURNING id",
+            )
+            .bind(agent.email.to_lowercase())
+            .bind(&agent.name)
+            .bind(agent.role.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            sqlx::query("DELETE FROM agent_teams WHERE agent_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for team in &agent.teams {
+                sqlx::query(
+                    "INSERT INTO agent_teams (agent_id, team_id)
+                     SELECT $1, id FROM teams WHERE name = $2",
+                )
+                .bind(id)
+                .bind(team)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for org in &config.organization {
+            let id: i64 = sqlx::query(
+                "INSERT INTO organizations (name) VALUES ($1)
+                 ON CONFLICT (name) DO UPDATE SET name = $1 RETURNING id",
+            )
+            .bind(&org.name)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            for domain in &org.domains {
+                sqlx::query(
+                    "INSERT INTO organization_domains (domain, organization_id) VALUES ($1, $2)
+                     ON CONFLICT (domain) DO UPDATE SET organization_id = $2",
+                )
+                .bind(domain.to_lowercase())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The active agent with this email address.
+pub async fn agent_id(tx: &mut Tx, email: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT id FROM agents WHERE email = $1 AND active = 1")
+        .bind(email)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// A contact as the ticket needs it.
+pub struct Contact {
+    pub id: i64,
+    pub organization_id: Option<i64>,
+}
+
+/// Finds the contact with this email address, or creates one (matching the
+/// organization by the address's domain).
+pub async fn contact_for_email(
+    tx: &mut Tx,
+    email: &str,
+    name: &str,
+    language: Option<&str>,
+    now: Timestamp,
+) -> Result<Contact> {
+    let found = sqlx::query(
+        "SELECT c.id, c.organization_id FROM contact_identities i
+         JOIN contacts c ON c.id = i.contact_id
+         WHERE i.kind = 'email' AND i.address = $1",
+    )
+    .bind(email)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(row) = found {
+        return Ok(Contact {
+            id: row.try_get(0)?,
+            organization_id: row.try_get(1)?,
+        });
+    }
+    let domain = email.rsplit('@').next().unwrap_or("");
+    let organization_id: Option<i64> =
+        sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
+            .bind(domain)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+    let id: i64 = sqlx::query(
+        "INSERT INTO contacts (name, organization_id, language, created_at)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(organization_id)
+    .bind(language)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    sqlx::query(
+        "INSERT INTO contact_identities (kind, address, contact_id) VALUES ('email', $1, $2)",
+    )
+    .bind(email)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Contact {
+        id,
+        organization_id,
+    })
+}

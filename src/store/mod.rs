@@ -1,0 +1,180 @@
+//! Storage: one sqlx `Any` pool over SQLite (WAL, the embedded default) or
+//! PostgreSQL, chosen by the URL scheme. Migrations live in `migrations/sqlite`
+//! and `migrations/postgres` with the same file names.
+
+pub mod directory;
+pub mod files;
+pub mod queries;
+pub mod tickets;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+/// A transaction on the store.
+pub type Tx = Transaction<'static, Any>;
+
+/// Store errors, split by what the caller must do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database cannot be reached or is busy: retry later (exit 75 for a pipe).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A concurrent writer got there first (unique key, serialization): retry now.
+    #[error("store conflict: {0}")]
+    Conflict(String),
+    /// Anything else: a bug or a damaged database; retrying will not help.
+    #[error("store error: {0}")]
+    Permanent(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::Io(_)
+            | E::Tls(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Protocol(_) => Error::Unavailable(e.to_string()),
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                let code = code.as_ref();
+                match code {
+                    // PostgreSQL: unique violation, serialization failure, deadlock.
+                    "23505" | "40001" | "40P01" => Error::Conflict(e.to_string()),
+                    // SQLite: unique / primary key constraint (extended codes).
+                    "2067" | "1555" => Error::Conflict(e.to_string()),
+                    // SQLite: busy, locked, I/O error, full, cannot open (and extended codes).
+                    c if ["5", "6", "10", "13", "14"].contains(&c)
+                        || c.parse::<i32>()
+                            .is_ok_and(|n| [5, 6, 10, 13, 14].contains(&(n & 0xff))) =>
+                    {
+                        Error::Unavailable(e.to_string())
+                    }
+                    // PostgreSQL: connection exceptions, resources, operator intervention.
+                    c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+                        Error::Unavailable(e.to_string())
+                    }
+                    _ => Error::Permanent(e.to_string()),
+                }
+            }
+            _ => Error::Permanent(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
+            other => Error::Permanent(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `sqlite://PATH` (created if missing, WAL mode) or `postgres://…`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Permanent(format!(
+                "database url must start with sqlite:// or postgres://, got {:?}",
+                url.split(':').next().unwrap_or("")
+            )));
+        };
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations for this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so concurrent writers wait instead of failing.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Makes sure the SQLite file's folder exists and the file may be created.
+fn sqlite_url(url: &str) -> Result<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:"
+        && let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let query = if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        query.to_string()
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}

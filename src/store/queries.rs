@@ -1,0 +1,266 @@
+//! Read side for the CLI and later the chat commands: ticket lists and details.
+
+use super::{Result, Store};
+use crate::clock::rfc3339;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketSummary {
+    pub number: String,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub requester: String,
+    pub assignee: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Person {
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommentView {
+    pub author: String,
+    pub author_kind: String,
+    pub body: String,
+    pub stripped: String,
+    pub internal: bool,
+    pub auto_generated: bool,
+    pub channel: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachmentView {
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub stored: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    pub actor: String,
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    pub rule: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketDetail {
+    pub number: String,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+    pub category: String,
+    pub requester: Person,
+    pub organization: Option<String>,
+    pub assignee: Option<String>,
+    pub team: Option<String>,
+    pub tags: Vec<String>,
+    pub auto_generated: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub closed_at: Option<String>,
+    pub comments: Vec<CommentView>,
+    pub attachments: Vec<AttachmentView>,
+    pub related: Vec<String>,
+    pub history: Vec<HistoryView>,
+}
+
+fn flag(row: &AnyRow, col: &str) -> Result<bool> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+impl Store {
+    /// Tickets, newest activity first, optionally with one status.
+    pub async fn list_tickets(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TicketSummary>> {
+        let rows = sqlx::query(
+            "SELECT t.number, t.subject, t.status, t.priority, i.address AS requester,
+                    a.email AS assignee, t.updated_at
+             FROM tickets t
+             LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
+             LEFT JOIN agents a ON a.id = t.assignee_id
+             WHERE ($1 = '' OR t.status = $1)
+             ORDER BY t.updated_at DESC, t.id DESC
+             LIMIT $2",
+        )
+        .bind(status.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TicketSummary {
+                    number: r.try_get("number")?,
+                    subject: r.try_get("subject")?,
+                    status: r.try_get("status")?,
+                    priority: r.try_get("priority")?,
+                    requester: r
+                        .try_get::<Option<String>, _>("requester")?
+                        .unwrap_or_default(),
+                    assignee: r.try_get("assignee")?,
+                    updated_at: rfc3339(r.try_get("updated_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// One ticket with its comments, attachments, links and history.
+    pub async fn ticket_detail(&self, number: &str) -> Result<Option<TicketDetail>> {
+        let Some(t) = sqlx::query(
+            "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category,
+                    i.address AS email, c.name AS name, o.name AS organization,
+                    a.email AS assignee, tm.name AS team, t.auto_generated,
+                    t.created_at, t.updated_at, t.closed_at
+             FROM tickets t
+             JOIN contacts c ON c.id = t.requester_id
+             LEFT JOIN contact_identities i ON i.contact_id = c.id AND i.kind = 'email'
+             LEFT JOIN organizations o ON o.id = t.organization_id
+             LEFT JOIN agents a ON a.id = t.assignee_id
+             LEFT JOIN teams tm ON tm.id = t.team_id
+             WHERE t.number = $1",
+        )
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = t.try_get("id")?;
+
+        let tags = sqlx::query("SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+
+        let comments = sqlx::query(
+            "SELECT author, author_kind, body, stripped, internal, auto_generated, channel, created_at
+             FROM comments WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(CommentView {
+                author: r.try_get("author")?,
+                author_kind: r.try_get("author_kind")?,
+                body: r.try_get("body")?,
+                stripped: r.try_get("stripped")?,
+                internal: flag(r, "internal")?,
+                auto_generated: flag(r, "auto_generated")?,
+                channel: r.try_get("channel")?,
+                created_at: rfc3339(r.try_get("created_at")?),
+            })
+        })
+        .collect::<Result<_>>()?;
+
+        let attachments = sqlx::query(
+            "SELECT name, content_type, size, sha256, stored FROM attachments
+             WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AttachmentView {
+                name: r.try_get("name")?,
+                content_type: r.try_get("content_type")?,
+                size: r.try_get("size")?,
+                sha256: r.try_get("sha256")?,
+                stored: flag(r, "stored")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+
+        let related = sqlx::query(
+            "SELECT t.number FROM ticket_links l JOIN tickets t ON t.id = l.related_id WHERE l.ticket_id = $1
+             UNION
+             SELECT t.number FROM ticket_links l JOIN tickets t ON t.id = l.ticket_id WHERE l.related_id = $1
+             ORDER BY 1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+
+        let history = sqlx::query(
+            "SELECT actor, field, old_value, new_value, rule, created_at FROM ticket_history
+             WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(HistoryView {
+                actor: r.try_get("actor")?,
+                field: r.try_get("field")?,
+                old: r.try_get("old_value")?,
+                new: r.try_get("new_value")?,
+                rule: r.try_get("rule")?,
+                at: rfc3339(r.try_get("created_at")?),
+            })
+        })
+        .collect::<Result<_>>()?;
+
+        Ok(Some(TicketDetail {
+            number: t.try_get("number")?,
+            subject: t.try_get("subject")?,
+            status: t.try_get("status")?,
+            priority: t.try_get("priority")?,
+            category: t.try_get("category")?,
+            requester: Person {
+                email: t.try_get::<Option<String>, _>("email")?.unwrap_or_default(),
+                name: t.try_get("name")?,
+            },
+            organization: t.try_get("organization")?,
+            assignee: t.try_get("assignee")?,
+            team: t.try_get("team")?,
+            tags,
+            auto_generated: flag(&t, "auto_generated")?,
+            created_at: rfc3339(t.try_get("created_at")?),
+            updated_at: rfc3339(t.try_get("updated_at")?),
+            closed_at: t.try_get::<Option<i64>, _>("closed_at")?.map(rfc3339),
+            comments,
+            attachments,
+            related,
+            history,
+        }))
+    }
+
+    /// The journal rows for one source key, oldest first: (outcome, reason).
+    pub async fn journal_for(
+        &self,
+        source: &str,
+        source_key: &str,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        sqlx::query("SELECT outcome, reason FROM ingest_journal WHERE source = $1 AND source_key = $2 ORDER BY id")
+            .bind(source)
+            .bind(source_key)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}

@@ -1,0 +1,432 @@
+//! Writes inside an ingest transaction: tickets, comments, attachments, message
+//! ids, links, history and the journal. Every change to a ticket's fields goes
+//! through [`set_status`] (and its siblings as they come), which also writes
+//! the history row.
+
+use super::{Error, Result, Tx};
+use crate::clock::Timestamp;
+use crate::thread::{LinkKind, TicketFacts};
+use crate::ticket::{Channel, Priority, Status, format_number};
+use sqlx::Row;
+
+/// Takes the next ticket number for `year`. The sequence row is updated inside
+/// the caller's transaction, so numbers are unique and a rollback leaves no gap.
+pub async fn next_number(tx: &mut Tx, prefix: &str, year: i32) -> Result<String> {
+    let seq: i64 = sqlx::query(
+        "INSERT INTO ticket_sequences (year, last) VALUES ($1, 1)
+         ON CONFLICT (year) DO UPDATE SET last = ticket_sequences.last + 1
+         RETURNING last",
+    )
+    .bind(i64::from(year))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    Ok(format_number(prefix, year, seq))
+}
+
+pub struct NewTicket<'a> {
+    pub number: &'a str,
+    pub subject: &'a str,
+    pub priority: Priority,
+    pub requester_id: i64,
+    pub organization_id: Option<i64>,
+    pub channel: Channel,
+    pub language: Option<&'a str>,
+    pub auto_generated: bool,
+    pub actor: &'a str,
+    pub now: Timestamp,
+}
+
+pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO tickets (number, subject, status, priority, category, requester_id,
+             organization_id, channel, language, auto_generated, created_at, updated_at)
+         VALUES ($1, $2, 'new', $3, 'other', $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+    )
+    .bind(t.number)
+    .bind(t.subject)
+    .bind(t.priority.as_str())
+    .bind(t.requester_id)
+    .bind(t.organization_id)
+    .bind(t.channel.as_str())
+    .bind(t.language)
+    .bind(i64::from(t.auto_generated))
+    .bind(t.now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    history(
+        tx,
+        id,
+        t.actor,
+        "created",
+        None,
+        Some(t.number),
+        None,
+        t.now,
+    )
+    .await?;
+    if t.auto_generated {
+        sqlx::query("INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, 'auto-generated')")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(id)
+}
+
+/// Who wrote a comment, relative to the ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorKind {
+    Requester,
+    Participant,
+    Agent,
+    Stranger,
+    System,
+}
+
+impl AuthorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorKind::Requester => "requester",
+            AuthorKind::Participant => "participant",
+            AuthorKind::Agent => "agent",
+            AuthorKind::Stranger => "stranger",
+            AuthorKind::System => "system",
+        }
+    }
+}
+
+pub struct NewComment<'a> {
+    pub ticket_id: i64,
+    pub author: &'a str,
+    pub author_kind: AuthorKind,
+    pub body: &'a str,
+    pub stripped: &'a str,
+    pub internal: bool,
+    pub channel: Channel,
+    pub auto_generated: bool,
+    pub message_id: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
+    let id: i64 = sqlx::query(
+        "INSERT INTO comments (ticket_id, author, author_kind, body, stripped, internal,
+             channel, auto_generated, message_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(c.ticket_id)
+    .bind(c.author)
+    .bind(c.author_kind.as_str())
+    .bind(c.body)
+    .bind(c.stripped)
+    .bind(i64::from(c.internal))
+    .bind(c.channel.as_str())
+    .bind(i64::from(c.auto_generated))
+    .bind(c.message_id)
+    .bind(c.now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2")
+        .bind(c.now)
+        .bind(c.ticket_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+/// An attachment whose content is already on disk (or was over the limit).
+pub struct StoredAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub stored: bool,
+}
+
+pub async fn add_attachment(
+    tx: &mut Tx,
+    ticket_id: i64,
+    comment_id: i64,
+    a: &StoredAttachment,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO attachments (ticket_id, comment_id, name, content_type, size, sha256, stored, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(ticket_id)
+    .bind(comment_id)
+    .bind(&a.name)
+    .bind(&a.content_type)
+    .bind(a.size)
+    .bind(&a.sha256)
+    .bind(i64::from(a.stored))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+pub async fn record_message_id(
+    tx: &mut Tx,
+    message_id: &str,
+    ticket_id: i64,
+    comment_id: Option<i64>,
+    direction: Direction,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO message_ids (message_id, ticket_id, comment_id, direction, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(message_id)
+    .bind(ticket_id)
+    .bind(comment_id)
+    .bind(direction.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A known Message-ID: its ticket, and whether we received or sent it.
+pub struct KnownMessage {
+    pub ticket_id: i64,
+    pub direction: Direction,
+}
+
+pub async fn known_message(tx: &mut Tx, message_id: &str) -> Result<Option<KnownMessage>> {
+    let row = sqlx::query("SELECT ticket_id, direction FROM message_ids WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| {
+        let direction: String = r.try_get(1)?;
+        Ok(KnownMessage {
+            ticket_id: r.try_get(0)?,
+            direction: if direction == "out" {
+                Direction::Out
+            } else {
+                Direction::In
+            },
+        })
+    })
+    .transpose()
+}
+
+pub async fn ticket_id_by_number(tx: &mut Tx, number: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT id FROM tickets WHERE number = $1")
+        .bind(number)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+pub async fn ticket_number(tx: &mut Tx, id: i64) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT number FROM tickets WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// What threading needs to know about a ticket.
+pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
+    let Some(row) = sqlx::query(
+        "SELECT t.number, t.status, t.closed_at, i.address
+         FROM tickets t
+         LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
+         WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let status: String = row.try_get(1)?;
+    let participants = sqlx::query("SELECT email FROM ticket_participants WHERE ticket_id = $1")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<Vec<String>, _>>()?;
+    Ok(Some(TicketFacts {
+        id,
+        number: row.try_get(0)?,
+        status: status.parse().map_err(Error::Permanent)?,
+        closed_at: row.try_get(2)?,
+        requester: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        participants,
+    }))
+}
+
+pub async fn add_participants(tx: &mut Tx, ticket_id: i64, emails: &[&str]) -> Result<()> {
+    for email in emails {
+        sqlx::query(
+            "INSERT INTO ticket_participants (ticket_id, email) VALUES ($1, $2)
+             ON CONFLICT (ticket_id, email) DO NOTHING",
+        )
+        .bind(ticket_id)
+        .bind(*email)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Links two tickets and notes it in both histories.
+pub async fn link(
+    tx: &mut Tx,
+    ticket_id: i64,
+    related_id: i64,
+    kind: LinkKind,
+    actor: &str,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query("INSERT INTO ticket_links (ticket_id, related_id, kind) VALUES ($1, $2, $3)")
+        .bind(ticket_id)
+        .bind(related_id)
+        .bind(kind.as_str())
+        .execute(&mut **tx)
+        .await?;
+    let this = ticket_number(tx, ticket_id).await?;
+    let other = ticket_number(tx, related_id).await?;
+    let field = format!("related.{}", kind.as_str());
+    history(
+        tx,
+        ticket_id,
+        actor,
+        &field,
+        None,
+        other.as_deref(),
+        None,
+        now,
+    )
+    .await?;
+    history(
+        tx,
+        related_id,
+        actor,
+        &field,
+        None,
+        this.as_deref(),
+        None,
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Changes a ticket's status and records it in the history.
+pub async fn set_status(
+    tx: &mut Tx,
+    ticket_id: i64,
+    old: Status,
+    new: Status,
+    actor: &str,
+    rule: Option<&str>,
+    now: Timestamp,
+) -> Result<()> {
+    if old == new {
+        return Ok(());
+    }
+    let closed_at = (new == Status::Closed).then_some(now);
+    sqlx::query("UPDATE tickets SET status = $1, closed_at = $2, updated_at = $3 WHERE id = $4")
+        .bind(new.as_str())
+        .bind(closed_at)
+        .bind(now)
+        .bind(ticket_id)
+        .execute(&mut **tx)
+        .await?;
+    history(
+        tx,
+        ticket_id,
+        actor,
+        "status",
+        Some(old.as_str()),
+        Some(new.as_str()),
+        rule,
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn history(
+    tx: &mut Tx,
+    ticket_id: i64,
+    actor: &str,
+    field: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+    rule: Option<&str>,
+    now: Timestamp,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ticket_history (ticket_id, actor, field, old_value, new_value, rule, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(ticket_id)
+    .bind(actor)
+    .bind(field)
+    .bind(old)
+    .bind(new)
+    .bind(rule)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One journal row: what happened to one inbound message.
+pub struct JournalEntry<'a> {
+    pub source: &'a str,
+    pub source_key: &'a str,
+    pub message_id: Option<&'a str>,
+    pub content_hash: &'a str,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub ticket_id: Option<i64>,
+    pub comment_id: Option<i64>,
+    pub now: Timestamp,
+}
+
+pub async fn journal(tx: &mut Tx, e: &JournalEntry<'_>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ingest_journal (source, source_key, message_id, content_hash, outcome,
+             reason, ticket_id, comment_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(e.source)
+    .bind(e.source_key)
+    .bind(e.message_id)
+    .bind(e.content_hash)
+    .bind(e.outcome)
+    .bind(e.reason)
+    .bind(e.ticket_id)
+    .bind(e.comment_id)
+    .bind(e.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

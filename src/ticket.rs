@@ -1,0 +1,78 @@
+//! Domain vocabulary shared by every stage: statuses, priorities, ticket numbers.
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?} (expected one of: {})",
+                        stringify!($name).to_ascii_lowercase(),
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a ticket stands. `Pending` means waiting for the customer.
+    Status { New = "new", Open = "open", Pending = "pending", Resolved = "resolved", Closed = "closed" }
+);
+
+text_enum!(
+    Priority { Low = "low", Medium = "medium", High = "high", Critical = "critical" }
+);
+
+text_enum!(
+    /// The channel a message came in on or goes out by.
+    Channel { Email = "email", Telegram = "telegram", Discord = "discord" }
+);
+
+/// Formats a ticket number: `TKT-2026-0042`.
+pub fn format_number(prefix: &str, year: i32, seq: i64) -> String {
+    format!("{prefix}-{year}-{seq:04}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_zero_padded_and_grow() {
+        assert_eq!(format_number("TKT", 2026, 42), "TKT-2026-0042");
+        assert_eq!(format_number("HD", 2026, 12345), "HD-2026-12345");
+    }
+
+    #[test]
+    fn statuses_round_trip_and_reject_unknown() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), *s);
+        }
+        assert!("wip".parse::<Status>().unwrap_err().contains("new, open"));
+    }
+}

@@ -1,0 +1,90 @@
+//! Plain-text rendering of tickets for the terminal.
+
+use crate::store::queries::{TicketDetail, TicketSummary};
+use std::fmt::Write;
+
+pub fn ticket_table(tickets: &[TicketSummary]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<15} {:<9} {:<9} {:<30} SUBJECT",
+        "NUMBER", "STATUS", "PRIORITY", "REQUESTER"
+    );
+    for t in tickets {
+        let subject: String = t.subject.chars().take(60).collect();
+        let _ = writeln!(
+            out,
+            "{:<15} {:<9} {:<9} {:<30} {}",
+            t.number, t.status, t.priority, t.requester, subject
+        );
+    }
+    out
+}
+
+pub fn ticket_detail(t: &TicketDetail) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}  {}", t.number, t.subject);
+    let _ = writeln!(
+        out,
+        "status {}  priority {}  category {}",
+        t.status, t.priority, t.category
+    );
+    let _ = writeln!(
+        out,
+        "requester {} <{}>",
+        t.requester.name, t.requester.email
+    );
+    for (label, value) in [
+        ("organization", &t.organization),
+        ("assignee", &t.assignee),
+        ("team", &t.team),
+    ] {
+        if let Some(v) = value {
+            let _ = writeln!(out, "{label} {v}");
+        }
+    }
+    if !t.tags.is_empty() {
+        let _ = writeln!(out, "tags {}", t.tags.join(", "));
+    }
+    if !t.related.is_empty() {
+        let _ = writeln!(out, "related {}", t.related.join(", "));
+    }
+    let _ = writeln!(out, "created {}  updated {}", t.created_at, t.updated_at);
+    for c in &t.comments {
+        let visibility = if c.internal { "internal" } else { "public" };
+        let _ = writeln!(
+            out,
+            "\n--- {} ({}, {visibility}, {}) {}",
+            c.author, c.author_kind, c.channel, c.created_at
+        );
+        let _ = writeln!(out, "{}", c.body);
+    }
+    if !t.attachments.is_empty() {
+        let _ = writeln!(out, "\nattachments:");
+        for a in &t.attachments {
+            let note = if a.stored {
+                ""
+            } else {
+                "  (over the size limit, not stored)"
+            };
+            let _ = writeln!(out, "  {}  {} bytes  {}{note}", a.name, a.size, a.sha256);
+        }
+    }
+    let _ = writeln!(out, "\nhistory:");
+    for h in &t.history {
+        let _ = writeln!(
+            out,
+            "  {} {} {}: {} -> {}{}",
+            h.at,
+            h.actor,
+            h.field,
+            h.old.as_deref().unwrap_or("-"),
+            h.new.as_deref().unwrap_or("-"),
+            h.rule
+                .as_deref()
+                .map(|r| format!(" (rule {r})"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
