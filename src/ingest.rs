@@ -255,6 +255,11 @@ impl Pipeline {
     fn prepare(&self, inbound: &Inbound) -> std::io::Result<Prepared> {
         match parse::parse(&inbound.raw) {
             Ok(mut mail) => {
+                if !mail.warnings.is_empty() {
+                    // Parsed with losses: keep the original bytes next to the quarantine.
+                    let sha256 = files::put(&self.quarantine_dir, &inbound.raw)?;
+                    mail.warnings.push(format!("raw copy kept as {sha256}"));
+                }
                 let attachments = std::mem::take(&mut mail.attachments)
                     .into_iter()
                     .map(|a| self.store_attachment(a))
@@ -394,8 +399,15 @@ impl Pipeline {
         } else {
             kind
         };
+        let reason = mail
+            .auto_generated
+            .iter()
+            .chain(mail.warnings.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
         entry.outcome = kind.as_str();
-        entry.reason = mail.auto_generated.as_deref();
+        entry.reason = (!reason.is_empty()).then_some(reason.as_str());
         entry.ticket_id = Some(ticket_id);
         entry.comment_id = Some(comment_id);
         t::journal(tx, &entry).await?;

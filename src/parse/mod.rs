@@ -2,6 +2,7 @@
 //! on input; mail that cannot be a message at all comes back as [`NotMail`].
 
 pub mod autogen;
+pub mod html;
 pub mod quotes;
 pub mod subject;
 
@@ -187,11 +188,32 @@ fn clean_id(id: &str) -> Option<String> {
 
 /// Text body: text/plain preferred, HTML-only mail turned into text.
 fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
-    let text = msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
-    if text.is_empty() && msg.attachment_count() == 0 && msg.text_body_count() == 0 {
+    let Some(part) = msg.text_part(0) else {
         warnings.push("message has no text body".into());
+        return String::new();
+    };
+    if let Some(charset) = part.content_type().and_then(|ct| ct.attribute("charset"))
+        && !is_known_charset(charset)
+    {
+        warnings.push(format!(
+            "unknown charset {:?}; text decoded lossily",
+            clean_line(charset, 40)
+        ));
     }
+    let text = if part.is_text_html() {
+        msg.body_html(0)
+            .map(|h| html::to_text(&h))
+            .unwrap_or_default()
+    } else {
+        msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+    };
     clean_text(&text)
+}
+
+fn is_known_charset(name: &str) -> bool {
+    let lower = name.trim().to_ascii_lowercase();
+    ["utf-8", "utf8", "us-ascii", "ascii"].contains(&lower.as_str())
+        || mail_parser::decoders::charsets::map::charset_decoder(lower.as_bytes()).is_some()
 }
 
 /// Removes control characters (keeps newlines and tabs) and normalizes line ends.

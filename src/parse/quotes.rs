@@ -23,7 +23,7 @@ static ATTRIBUTION: LazyLock<Regex> = LazyLock::new(|| {
           | am\s.{4,200}\sschrieb\s.{1,200}:         # Thunderbird, Gmail, Apple Mail (de)
           | .{1,200}\sschrieb\sam\s.{4,200}:         # Outlook (de)
           | .{1,200}\sschrieb:                       # short German form
-          | -{2,}\s*(?:original\smessage|wiadomość\soryginalna|oryginalna\swiadomość|ursprüngliche\snachricht|originalnachricht|forwarded\smessage|przekazana\swiadomość|weitergeleitete\snachricht)\s*-{2,}
+          | -{2,}\s*(?:original\smessage|wiadomość\soryginalna|oryginalna\swiadomość|ursprüngliche\snachricht|originalnachricht)\s*-{2,}
         )\s*$",
     )
     .expect("static regex")

@@ -430,3 +430,43 @@ pub async fn journal(tx: &mut Tx, e: &JournalEntry<'_>) -> Result<()> {
     .await?;
     Ok(())
 }
+
+impl super::Store {
+    /// Changes a ticket's status on behalf of `actor` (an agent, a rule, a command),
+    /// at the caller's clock time.
+    pub async fn change_status(
+        &self,
+        number: &str,
+        new: Status,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let id = ticket_id_by_number(&mut tx, number)
+            .await?
+            .ok_or_else(|| Error::Permanent(format!("no ticket {number}")))?;
+        let facts = ticket_facts(&mut tx, id)
+            .await?
+            .ok_or_else(|| Error::Permanent(format!("no ticket {number}")))?;
+        set_status(&mut tx, id, facts.status, new, actor, None, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remembers the Message-ID of a message we sent for a ticket, so replies
+    /// and bounces thread onto it.
+    pub async fn record_sent_message_id(
+        &self,
+        number: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let id = ticket_id_by_number(&mut tx, number)
+            .await?
+            .ok_or_else(|| Error::Permanent(format!("no ticket {number}")))?;
+        record_message_id(&mut tx, message_id, id, None, Direction::Out, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Test environment: a fresh store on SQLite (temp file) or PostgreSQL (a
+//! database created for the test and dropped after), with a manual clock.
+#![allow(dead_code)]
+
+use sqlx::{Connection, Executor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use ticketd::clock::Clock;
+use ticketd::config::Config;
+use ticketd::ingest::{Inbound, Outcome, Pipeline};
+use ticketd::store::{Backend, Store};
+
+/// 2026-11-20 10:00:00 UTC.
+pub const START: i64 = 1_795_168_800;
+pub const TOKEN_KEY: &str = "test-reply-token-key-0123456789";
+
+pub fn pg_admin_url() -> String {
+    std::env::var("TICKETD_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub struct Env {
+    pub backend: Backend,
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub clock: Clock,
+    pub config: Config,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    pg_database: Option<String>,
+}
+
+/// The config every test starts from; `extra` is appended (TOML).
+pub fn base_config(dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[mail]
+support_addresses = ["support@example.com"]
+quarantine_dir = "{dir}/quarantine"
+outbox_dir = "{dir}/outbox"
+
+[attachments]
+dir = "{dir}/attachments"
+
+[threading]
+reply_token_key = "{TOKEN_KEY}"
+
+[[team]]
+name = "support"
+
+[[agent]]
+email = "agent@example.com"
+name = "Agnieszka Agent"
+teams = ["support"]
+
+[[organization]]
+name = "Firma"
+domains = ["firma.pl"]
+{extra}
+"#,
+        dir = dir.display()
+    )
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A URL for a fresh, empty database on `backend`.
+pub async fn fresh_database(backend: Backend, dir: &Path) -> (String, Option<String>) {
+    match backend {
+        Backend::Sqlite => (format!("sqlite://{}/ticketd.db", dir.display()), None),
+        Backend::Postgres => {
+            let name = format!(
+                "ticketd_test_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::SeqCst)
+            );
+            sqlx::any::install_default_drivers();
+            let admin = pg_admin_url();
+            let mut conn = sqlx::AnyConnection::connect(&admin)
+                .await
+                .expect("PostgreSQL for tests (set TICKETD_TEST_PG)");
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .await
+            .unwrap();
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+            (format!("{base}/{name}"), Some(name))
+        }
+    }
+}
+
+pub async fn drop_database(name: &str) {
+    let mut conn = sqlx::AnyConnection::connect(&pg_admin_url()).await.unwrap();
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .await
+    .unwrap();
+}
+
+impl Env {
+    pub async fn new(backend: Backend) -> Env {
+        Env::with_config(backend, "").await
+    }
+
+    pub async fn with_config(backend: Backend, extra: &str) -> Env {
+        Env::configured(backend, extra, |_| {}).await
+    }
+
+    /// An environment whose config is changed by `adjust` before anything opens.
+    pub async fn configured(
+        backend: Backend,
+        extra: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg_database) = fresh_database(backend, dir.path()).await;
+        let mut config = Config::parse(&base_config(dir.path(), extra)).unwrap();
+        config.database.url = database_url.clone();
+        adjust(&mut config);
+        let store = ticketd::app::open_store(&config).await.unwrap();
+        let clock = Clock::manual(START);
+        let pipeline = Pipeline::new(&config, store.clone(), clock.clone()).unwrap();
+        Env {
+            backend,
+            store,
+            pipeline,
+            clock,
+            config,
+            dir,
+            database_url,
+            pg_database,
+        }
+    }
+
+    /// Ingests one message and returns its outcome line.
+    pub async fn ingest(&self, raw: &[u8]) -> Outcome {
+        let key = format!("test-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        self.ingest_as("test", &key, raw).await
+    }
+
+    pub async fn ingest_as(&self, source: &str, key: &str, raw: &[u8]) -> Outcome {
+        let batch = [Inbound {
+            source: source.into(),
+            source_key: key.into(),
+            raw: raw.to_vec(),
+        }];
+        let mut out = self.pipeline.ingest(&batch).await.unwrap();
+        out.pop().unwrap()
+    }
+
+    pub async fn ingest_fixture(&self, name: &str) -> String {
+        self.ingest(&fixture(name)).await.to_string()
+    }
+
+    pub async fn show(&self, number: &str) -> ticketd::store::queries::TicketDetail {
+        self.store
+            .ticket_detail(number)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no ticket {number}"))
+    }
+
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some(name) = &self.pg_database {
+            drop_database(name).await;
+        }
+    }
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// A copy of a message with another Message-ID.
+pub fn with_message_id(raw: &[u8], id: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::new();
+    let mut replaced = false;
+    for line in text.split_inclusive('\n') {
+        if !replaced && line.to_ascii_lowercase().starts_with("message-id:") {
+            out.push_str(&format!("Message-ID: <{id}>\r\n"));
+            replaced = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    assert!(replaced, "message has no Message-ID header");
+    out.into_bytes()
+}
+
+/// Runs a test body once per backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        on_both_backends!($name, |_config| {}, $body);
+    };
+    ($name:ident, $adjust:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let env =
+                    common::Env::configured(ticketd::store::Backend::Sqlite, "", $adjust).await;
+                ($body)(env).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let env =
+                    common::Env::configured(ticketd::store::Backend::Postgres, "", $adjust).await;
+                ($body)(env).await;
+            }
+        }
+    };
+}
