@@ -137,6 +137,11 @@ impl Env {
         }
     }
 
+    /// A second pipeline on the same store and config (for concurrent ingest).
+    pub fn pipeline_clone(&self) -> Pipeline {
+        Pipeline::new(&self.config, self.store.clone(), self.clock.clone()).unwrap()
+    }
+
     /// Ingests one message and returns its outcome line.
     pub async fn ingest(&self, raw: &[u8]) -> Outcome {
         let key = format!("test-{}", COUNTER.fetch_add(1, Ordering::SeqCst));

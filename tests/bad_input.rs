@@ -1,0 +1,269 @@
+//! Bad input: nothing panics, nothing is lost, memory stays bounded. Attachments
+//! are stored content-addressed under safe names.
+
+mod common;
+
+use common::{Env, fixture};
+use std::path::Path;
+use ticketd::ingest::{Inbound, OutcomeKind};
+use ticketd::store::files;
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+on_both_backends!(
+    what_is_not_mail_is_quarantined_with_a_reason,
+    |env: Env| async move {
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let batch = [
+            Inbound {
+                source: "pipe".into(),
+                source_key: "empty".into(),
+                raw: Vec::new(),
+            },
+            Inbound {
+                source: "pipe".into(),
+                source_key: "garbage".into(),
+                raw: garbage.clone(),
+            },
+            Inbound {
+                source: "pipe".into(),
+                source_key: "no-sender".into(),
+                raw: b"Subject: hi\r\n\r\nbody".to_vec(),
+            },
+        ];
+        let lines: Vec<String> = env
+            .pipeline
+            .ingest(&batch)
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        assert_eq!(lines[0], "quarantined: empty input");
+        assert!(lines[1].starts_with("quarantined: "), "{}", lines[1]);
+        assert_eq!(
+            lines[2],
+            "quarantined: no sender address (From, Sender, Reply-To)"
+        );
+        // The raw bytes are kept, content-addressed.
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&garbage));
+        let kept = files::content_path(&env.config.mail.quarantine_dir, &sha);
+        assert_eq!(std::fs::read(kept).unwrap(), garbage);
+        let journal = env.store.journal_for("pipe", "garbage").await.unwrap();
+        assert_eq!(journal[0].0, "quarantined");
+        env.finish().await;
+    }
+);
+
+on_both_backends!(
+    odd_mail_is_stored_as_well_as_it_parses,
+    |env: Env| async move {
+        assert_eq!(
+            env.ingest_fixture("malformed-mime-unterminated-boundary.eml")
+                .await,
+            "TKT-2026-0001 created"
+        );
+        assert_eq!(
+            env.show("TKT-2026-0001").await.comments[0].body,
+            "This part is fine."
+        );
+
+        let odd = env
+            .ingest_as("pipe", "odd", &fixture("unknown-charset.eml"))
+            .await;
+        assert_eq!(odd.to_string(), "TKT-2026-0002 created");
+        let (_, reason) = &env.store.journal_for("pipe", "odd").await.unwrap()[0];
+        let reason = reason.as_deref().unwrap();
+        assert!(
+            reason.contains("unknown charset \"x-unknown-42\""),
+            "{reason}"
+        );
+        // Decoded with losses, so the original bytes are kept.
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(fixture(
+            "unknown-charset.eml",
+        )));
+        assert!(files::content_path(&env.config.mail.quarantine_dir, &sha).exists());
+
+        assert_eq!(
+            env.ingest_fixture("header-injection-crlf.eml").await,
+            "TKT-2026-0003 created"
+        );
+        let t = env.show("TKT-2026-0003").await;
+        assert_eq!(t.subject, "Hello Bcc: victim@example.com");
+        assert!(!t.comments[0].body.contains('\u{1b}') && !t.comments[0].body.contains('\u{7}'));
+        env.finish().await;
+    }
+);
+
+on_both_backends!(
+    attachments_are_content_addressed_with_safe_names,
+    |env: Env| async move {
+        env.ingest_fixture("rfc2231-polish-attachment-name.eml")
+            .await;
+        let t = env.show("TKT-2026-0001").await;
+        let a = &t.attachments[0];
+        assert_eq!(
+            (a.name.as_str(), a.content_type.as_str(), a.size, a.stored),
+            ("faktura zażółć.pdf", "application/pdf", 45, true)
+        );
+        let on_disk =
+            std::fs::read(files::content_path(&env.config.attachments.dir, &a.sha256)).unwrap();
+        assert!(on_disk.starts_with(b"%PDF-1.4"));
+        assert_eq!(
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&on_disk)),
+            a.sha256
+        );
+
+        env.ingest_fixture("attachment-path-traversal.eml").await;
+        let t = env.show("TKT-2026-0002").await;
+        assert_eq!(t.attachments[0].name, "passwd");
+        // Every file written is inside the attachments folder, named by its hash.
+        for path in files_under(&env.config.attachments.dir) {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.len() == 62 && name.chars().all(|c| c.is_ascii_hexdigit()),
+                "{}",
+                path.display()
+            );
+        }
+        env.finish().await;
+    }
+);
+
+/// A 50 MB message: stored, its 36 MB attachment recorded but over the limit.
+on_both_backends!(
+    a_50_mb_message_is_stored_without_its_oversized_attachment,
+    |env: Env| async move {
+        let blob: Vec<u8> = (0..36 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let mut raw = b"From: Big Sender <big@firma.pl>\r\nTo: support@example.com\r\nSubject: logs\r\nMessage-ID: <big-1@firma.pl>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nLogs attached.\r\n--b\r\nContent-Type: application/octet-stream; name=\"logs.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        use base64_lines::encode_lines;
+        raw.extend(encode_lines(&blob));
+        raw.extend(b"\r\n--b--\r\n");
+        assert!(raw.len() > 48 * 1024 * 1024);
+        assert_eq!(env.ingest(&raw).await.to_string(), "TKT-2026-0001 created");
+        let t = env.show("TKT-2026-0001").await;
+        assert_eq!(t.comments[0].body, "Logs attached.");
+        let a = &t.attachments[0];
+        assert_eq!(
+            (a.name.as_str(), a.size, a.stored),
+            ("logs.bin", blob.len() as i64, false)
+        );
+        assert!(!files::content_path(&env.config.attachments.dir, &a.sha256).exists());
+        env.finish().await;
+    }
+);
+
+/// Minimal base64 with line breaks, so the test needs no extra crate.
+mod base64_lines {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode_lines(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() * 4 / 3 + data.len() / 38);
+        for (i, chunk) in data.chunks(3).enumerate() {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for k in 0..4 {
+                if k <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]);
+                } else {
+                    out.push(b'=');
+                }
+            }
+            if i % 19 == 18 {
+                out.extend(b"\r\n");
+            }
+        }
+        out
+    }
+}
+
+on_both_backends!(
+    concurrent_ingest_numbers_are_unique_and_gap_free,
+    |env: Env| async move {
+        let pipeline = std::sync::Arc::new(env.pipeline_clone());
+        let mut tasks = Vec::new();
+        for worker in 0..4 {
+            let pipeline = pipeline.clone();
+            tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..25 {
+                let raw = format!(
+                    "From: c{worker}-{i}@klient.pl\r\nTo: support@example.com\r\nSubject: case {worker}-{i}\r\nMessage-ID: <m{worker}-{i}@klient.pl>\r\n\r\nhello\r\n"
+                );
+                let batch = [Inbound { source: "pipe".into(), source_key: format!("{worker}-{i}"), raw: raw.into_bytes() }];
+                outcomes.extend(pipeline.ingest(&batch).await.unwrap());
+            }
+            outcomes
+        }));
+        }
+        let mut numbers = Vec::new();
+        for t in tasks {
+            for o in t.await.unwrap() {
+                assert_eq!(o.kind, OutcomeKind::Created);
+                numbers.push(o.ticket.unwrap());
+            }
+        }
+        numbers.sort();
+        let want: Vec<String> = (1..=100).map(|n| format!("TKT-2026-{n:04}")).collect();
+        assert_eq!(numbers, want);
+        env.finish().await;
+    }
+);
+
+on_both_backends!(
+    the_same_message_arriving_concurrently_is_stored_once,
+    |env: Env| async move {
+        let pipeline = std::sync::Arc::new(env.pipeline_clone());
+        let raw = fixture("gmail-new-ticket-pl-utf8.eml");
+        let mut tasks = Vec::new();
+        for worker in 0..4 {
+            let (pipeline, raw) = (pipeline.clone(), raw.clone());
+            tasks.push(tokio::spawn(async move {
+                let batch = [Inbound {
+                    source: "pipe".into(),
+                    source_key: format!("copy-{worker}"),
+                    raw,
+                }];
+                pipeline.ingest(&batch).await.unwrap().remove(0)
+            }));
+        }
+        let mut kinds = Vec::new();
+        for t in tasks {
+            kinds.push(t.await.unwrap().kind);
+        }
+        assert_eq!(
+            kinds.iter().filter(|k| **k == OutcomeKind::Created).count(),
+            1,
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| **k == OutcomeKind::Duplicate)
+                .count(),
+            3,
+            "{kinds:?}"
+        );
+        assert_eq!(env.store.list_tickets(None, 10).await.unwrap().len(), 1);
+        env.finish().await;
+    }
+);
