@@ -8,7 +8,7 @@ pub mod queries;
 pub mod tickets;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,6 +107,9 @@ impl Store {
             Backend::Sqlite => sqlite_url(url)?,
             Backend::Postgres => url.to_string(),
         };
+        // One direct connection first: it fails fast and names the cause
+        // (the pool would retry until its timeout and report only that).
+        sqlx::AnyConnection::connect(&url).await?.close().await?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
