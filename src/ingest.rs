@@ -4,7 +4,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::parse::{self, ParsedMail};
+use crate::parse::{self, ParsedMail, subject};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
 use crate::store::{self, Store, Tx, directory, files};
 use crate::thread::{self, Candidate, Decision, Policy, Via};
@@ -76,6 +76,7 @@ pub struct Pipeline {
     pub store: Store,
     pub clock: Clock,
     number_prefix: String,
+    number_pattern: subject::NumberPattern,
     default_priority: Priority,
     support_addresses: Vec<String>,
     token_key: Option<Vec<u8>>,
@@ -107,6 +108,7 @@ impl Pipeline {
             store,
             clock,
             number_prefix: config.tickets.number_prefix.clone(),
+            number_pattern: subject::NumberPattern::new(&config.tickets.number_prefix),
             default_priority: config.tickets.default_priority,
             support_addresses: config.support_addresses(),
             token_key: config.reply_token_key()?,
@@ -341,7 +343,7 @@ impl Pipeline {
             now,
         );
 
-        let (kind, ticket_id, comment_id) = match decision {
+        let (kind, ticket_id, number, comment_id) = match decision {
             Decision::Reject { ticket_id, reason } => {
                 entry.outcome = OutcomeKind::Rejected.as_str();
                 entry.reason = Some(&reason);
@@ -350,11 +352,11 @@ impl Pipeline {
                 return Ok(outcome(OutcomeKind::Rejected, None, Some(reason.clone())));
             }
             Decision::NewTicket { link } => {
-                let (ticket_id, comment_id) = self.open_ticket(tx, mail, now).await?;
+                let (ticket_id, number, comment_id) = self.open_ticket(tx, mail, now).await?;
                 if let Some((related, kind)) = link {
                     t::link(tx, ticket_id, related, kind, ACTOR, now).await?;
                 }
-                (OutcomeKind::Created, ticket_id, comment_id)
+                (OutcomeKind::Created, ticket_id, number, comment_id)
             }
             Decision::Comment {
                 ticket_id,
@@ -386,7 +388,8 @@ impl Pipeline {
                 if reopen && let Some(f) = facts {
                     t::set_status(tx, ticket_id, f.status, Status::Open, sender, None, now).await?;
                 }
-                (OutcomeKind::Comment, ticket_id, comment_id)
+                let number = facts.map(|f| f.number.clone()).unwrap_or_default();
+                (OutcomeKind::Comment, ticket_id, number, comment_id)
             }
         };
 
@@ -411,8 +414,7 @@ impl Pipeline {
         entry.ticket_id = Some(ticket_id);
         entry.comment_id = Some(comment_id);
         t::journal(tx, &entry).await?;
-        let number = t::ticket_number(tx, ticket_id).await?;
-        Ok(outcome(kind, number, mail.auto_generated.clone()))
+        Ok(outcome(kind, Some(number), mail.auto_generated.clone()))
     }
 
     /// Looks up the ticket a mail belongs to, in threading order.
@@ -423,7 +425,7 @@ impl Pipeline {
     ) -> store::Result<Option<Candidate>> {
         let lookup = thread::lookup(
             mail,
-            &self.number_prefix,
+            &self.number_pattern,
             self.token_key.as_deref(),
             &self.support_addresses,
         );
@@ -460,12 +462,13 @@ impl Pipeline {
             .map(|ticket| Candidate { via, ticket }))
     }
 
+    /// Opens a ticket with the mail as its first comment: (id, number, comment id).
     async fn open_ticket(
         &self,
         tx: &mut Tx,
         mail: &ParsedMail,
         now: i64,
-    ) -> store::Result<(i64, i64)> {
+    ) -> store::Result<(i64, String, i64)> {
         let from = mail.from.clone().unwrap_or(parse::Mailbox {
             email: String::new(),
             name: String::new(),
@@ -499,7 +502,7 @@ impl Pipeline {
             .comment(tx, ticket_id, mail, AuthorKind::Requester, false, now)
             .await?;
         self.add_participants(tx, ticket_id, mail).await?;
-        Ok((ticket_id, comment_id))
+        Ok((ticket_id, number, comment_id))
     }
 
     async fn comment(

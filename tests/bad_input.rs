@@ -145,7 +145,7 @@ on_both_backends!(
     }
 );
 
-/// A 50 MB message: stored, its 36 MB attachment recorded but over the limit.
+// A 50 MB message: stored, its 36 MB attachment recorded but over the limit.
 on_both_backends!(
     a_50_mb_message_is_stored_without_its_oversized_attachment,
     |env: Env| async move {

@@ -35,6 +35,6 @@ mod tests {
     fn lists_paragraphs_and_entities_read_as_text() {
         let html = "<html><head><style>p{}</style></head><body><p>Hi &amp; bye</p>\
                     <ul><li>one</li><li>two</li></ul><div>end</div></body></html>";
-        assert_eq!(to_text(html), "Hi & bye\n- one\n- two\nend");
+        assert_eq!(to_text(html), "Hi & bye\n- one\n- two\n\nend");
     }
 }

@@ -34,17 +34,33 @@ pub fn normalize(subject: &str) -> (String, usize) {
     (rest.trim().to_string(), count)
 }
 
-/// Finds a ticket number with the given prefix anywhere in the subject.
-pub fn ticket_number(subject: &str, prefix: &str) -> Option<String> {
-    let pattern = format!(r"(?i)\b{}-(\d{{4}})-(\d{{4,9}})\b", regex::escape(prefix));
-    let re = Regex::new(&pattern).ok()?;
-    let caps = re.captures(subject)?;
-    Some(format!(
-        "{}-{}-{}",
-        prefix,
-        caps.get(1)?.as_str(),
-        caps.get(2)?.as_str()
-    ))
+/// Finds ticket numbers with one prefix (`TKT-2026-0042`) in subjects.
+/// Compile it once; matching is cheap.
+#[derive(Debug, Clone)]
+pub struct NumberPattern {
+    prefix: String,
+    re: Regex,
+}
+
+impl NumberPattern {
+    pub fn new(prefix: &str) -> NumberPattern {
+        let pattern = format!(r"(?i)\b{}-(\d{{4}})-(\d{{4,9}})\b", regex::escape(prefix));
+        NumberPattern {
+            prefix: prefix.to_string(),
+            re: Regex::new(&pattern).expect("escaped prefix makes a valid regex"),
+        }
+    }
+
+    /// The first ticket number in the subject, with the prefix as configured.
+    pub fn find(&self, subject: &str) -> Option<String> {
+        let caps = self.re.captures(subject)?;
+        Some(format!(
+            "{}-{}-{}",
+            self.prefix,
+            caps.get(1)?.as_str(),
+            caps.get(2)?.as_str()
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -75,16 +91,20 @@ mod tests {
     #[test]
     fn finds_ticket_number_with_configured_prefix() {
         assert_eq!(
-            ticket_number("Re: [TKT-2026-0042] Drukarka", "TKT").as_deref(),
+            NumberPattern::new("TKT")
+                .find("Re: [TKT-2026-0042] Drukarka")
+                .as_deref(),
             Some("TKT-2026-0042")
         );
         assert_eq!(
-            ticket_number("about tkt-2026-0042", "TKT").as_deref(),
+            NumberPattern::new("TKT")
+                .find("about tkt-2026-0042")
+                .as_deref(),
             Some("TKT-2026-0042")
         );
-        assert_eq!(ticket_number("TKT-26-1", "TKT"), None);
+        assert_eq!(NumberPattern::new("TKT").find("TKT-26-1"), None);
         assert_eq!(
-            ticket_number("[HD-2027-12345]", "HD").as_deref(),
+            NumberPattern::new("HD").find("[HD-2027-12345]").as_deref(),
             Some("HD-2027-12345")
         );
     }

@@ -104,7 +104,7 @@ pub struct Lookup {
 /// Works out what to look up for a mail.
 pub fn lookup(
     mail: &ParsedMail,
-    number_prefix: &str,
+    numbers: &subject::NumberPattern,
     token_key: Option<&[u8]>,
     support_addresses: &[String],
 ) -> Lookup {
@@ -123,7 +123,7 @@ pub fn lookup(
         message_ids,
         bounce_of: mail.bounce_of.clone(),
         token_ticket: token_key.and_then(|k| token::find(k, support_addresses, &recipients)),
-        subject_number: subject::ticket_number(&mail.subject, number_prefix),
+        subject_number: numbers.find(&mail.subject),
     }
 }
 
@@ -352,7 +352,7 @@ mod tests {
             references: vec!["a@x".into(), "b@x".into(), "c@x".into()],
             ..Default::default()
         };
-        let l = lookup(&mail, "TKT", None, &[]);
+        let l = lookup(&mail, &subject::NumberPattern::new("TKT"), None, &[]);
         assert_eq!(l.message_ids, vec!["c@x", "b@x", "a@x"]);
         assert_eq!(l.subject_number.as_deref(), Some("TKT-2026-0042"));
         assert_eq!(l.token_ticket, None);
