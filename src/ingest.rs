@@ -482,11 +482,18 @@ impl Pipeline {
         )
         .await?;
         let number = t::next_number(tx, &self.number_prefix, crate::clock::year_of(now)).await?;
+        // "Re: [TKT-2026-0001] Printer" from a stranger becomes "Printer" on its own ticket.
+        let (normalized, _) = subject::normalize(&mail.subject);
+        let subject = if normalized.is_empty() {
+            &mail.subject
+        } else {
+            &normalized
+        };
         let ticket_id = t::create_ticket(
             tx,
             &t::NewTicket {
                 number: &number,
-                subject: &mail.subject,
+                subject,
                 priority: self.default_priority,
                 requester_id: contact.id,
                 organization_id: contact.organization_id,

@@ -218,3 +218,22 @@ fn run_with_the_shipped_config_needs_no_server() {
     let list = ticketd(dir.path(), &["tickets", "list"], b"", &[]);
     assert!(stdout(&list).contains("TKT-2026-0001"), "{}", stdout(&list));
 }
+
+#[test]
+fn an_oversized_message_is_kept_in_quarantine_unparsed() {
+    let dir = setup();
+    let config = common::base_config(dir.path(), "")
+        .replace("[mail]\n", "[mail]\nmax_message_bytes = 2000\n");
+    std::fs::write(dir.path().join("config/ticketd.toml"), config).unwrap();
+    let mut mail = common::fixture("missing-message-id.eml");
+    mail.extend(std::iter::repeat_n(b'x', 5000));
+    let out = ticketd(dir.path(), &["ingest"], &mail, &[]);
+    let line = format!(
+        "quarantined: message of {} bytes is over mail.max_message_bytes (2000)\n",
+        mail.len()
+    );
+    assert_eq!((out.status.code(), stdout(&out)), (Some(65), line));
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&mail));
+    let kept = ticketd::store::files::content_path(&dir.path().join("quarantine"), &sha);
+    assert_eq!(std::fs::read(kept).unwrap(), mail);
+}

@@ -450,3 +450,17 @@ on_both_backends!(year_starts_a_new_sequence, |env: Env| async move {
     );
     env.finish().await;
 });
+
+on_both_backends!(
+    a_strangers_ticket_gets_a_clean_subject,
+    |env: Env| async move {
+        env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
+        env.ingest_fixture("stranger-reply-with-ticket-number.eml")
+            .await;
+        assert_eq!(
+            env.show("TKT-2026-0002").await.subject,
+            "Drukarka w biurze nie dziala"
+        );
+        env.finish().await;
+    }
+);

@@ -80,6 +80,13 @@ const MAX_SUBJECT_CHARS: usize = 500;
 /// Parses one message. Returns `NotMail` only when the bytes cannot be a message
 /// or name no sender; everything else is stored as well as it can be parsed.
 pub fn parse(raw: &[u8]) -> Result<ParsedMail, NotMail> {
+    // mail-parser is not expected to panic, but input from strangers must never
+    // take the daemon down: a panic becomes a quarantine reason.
+    std::panic::catch_unwind(|| parse_unguarded(raw))
+        .unwrap_or_else(|_| Err(NotMail("the MIME parser failed on this message".into())))
+}
+
+fn parse_unguarded(raw: &[u8]) -> Result<ParsedMail, NotMail> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(NotMail("empty input".into()));
     }
