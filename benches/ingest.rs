@@ -146,11 +146,7 @@ fn main() -> anyhow::Result<()> {
         while i < args.messages {
             let end = (i + args.batch).min(args.messages);
             let batch: Vec<Inbound> = (i..end)
-                .map(|n| Inbound {
-                    source: "bench".into(),
-                    source_key: n.to_string(),
-                    raw: message(n),
-                })
+                .map(|n| Inbound::new("bench", n.to_string(), message(n)))
                 .collect();
             for o in pipeline.ingest(&batch).await? {
                 *counts.entry(o.kind.as_str()).or_default() += 1;

@@ -5,6 +5,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::parse::{self, ParsedMail, subject};
+use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
 use crate::store::{self, Store, Tx, directory, files};
 use crate::thread::{self, Candidate, Decision, Policy, Via};
@@ -20,6 +21,23 @@ pub struct Inbound {
     /// The message's key within the source (file name, UID …).
     pub source_key: String,
     pub raw: Vec<u8>,
+    /// Team for tickets this message opens (a mailbox's default team).
+    pub team: Option<String>,
+    /// The source's position once this message is committed; saved in the
+    /// same transaction.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl Inbound {
+    pub fn new(source: impl Into<String>, source_key: impl Into<String>, raw: Vec<u8>) -> Inbound {
+        Inbound {
+            source: source.into(),
+            source_key: source_key.into(),
+            raw,
+            team: None,
+            checkpoint: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,15 +152,39 @@ impl Pipeline {
                 tracing::warn!(error = %e, "batch failed; ingesting its messages one by one");
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for (m, p) in batch.iter().zip(&prepared) {
-                    let single = self
+                    match self
                         .commit_with_retry(std::slice::from_ref(m), std::slice::from_ref(p))
-                        .await?;
-                    outcomes.extend(single);
+                        .await
+                    {
+                        Ok(single) => outcomes.extend(single),
+                        // A message the store cannot take must not block its source forever.
+                        Err(store::Error::Permanent(e)) => outcomes.push(self.poison(m, &e).await?),
+                        Err(e) => return Err(e),
+                    }
                 }
                 Ok(outcomes)
             }
+            Err(store::Error::Permanent(e)) if batch.len() == 1 => {
+                Ok(vec![self.poison(&batch[0], &e).await?])
+            }
             other => other,
         }
+    }
+
+    /// Quarantines a message the store rejected, keeping its raw bytes, and
+    /// advances its source's checkpoint past it.
+    async fn poison(&self, inbound: &Inbound, error: &str) -> store::Result<Outcome> {
+        let sha256 = files::put(&self.quarantine_dir, &inbound.raw)
+            .map_err(|e| store::Error::Unavailable(format!("cannot write quarantine: {e}")))?;
+        let reason = format!("the store rejected it: {error}");
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        if let Some(cp) = inbound.checkpoint {
+            checkpoints::save(&mut tx, &inbound.source, cp, now).await?;
+        }
+        tx.commit().await?;
+        self.quarantine(&inbound.source, &inbound.source_key, &sha256, &reason)
+            .await
     }
 
     /// Records a message the source could not hand over whole (over the size
@@ -240,6 +282,13 @@ impl Pipeline {
                 }
             };
             outcomes.push(outcome);
+        }
+        if let Some((source, cp)) = batch
+            .iter()
+            .rev()
+            .find_map(|m| Some((&m.source, m.checkpoint?)))
+        {
+            checkpoints::save(&mut tx, source, cp, now).await?;
         }
         tx.commit().await?;
         for (inbound, o) in batch.iter().zip(&outcomes) {
@@ -352,7 +401,9 @@ impl Pipeline {
                 return Ok(outcome(OutcomeKind::Rejected, None, Some(reason.clone())));
             }
             Decision::NewTicket { link } => {
-                let (ticket_id, number, comment_id) = self.open_ticket(tx, mail, now).await?;
+                let (ticket_id, number, comment_id) = self
+                    .open_ticket(tx, mail, inbound.team.as_deref(), now)
+                    .await?;
                 if let Some((related, kind)) = link {
                     t::link(tx, ticket_id, related, kind, ACTOR, now).await?;
                 }
@@ -467,6 +518,7 @@ impl Pipeline {
         &self,
         tx: &mut Tx,
         mail: &ParsedMail,
+        team: Option<&str>,
         now: i64,
     ) -> store::Result<(i64, String, i64)> {
         let from = mail.from.clone().unwrap_or(parse::Mailbox {
@@ -500,6 +552,7 @@ impl Pipeline {
                 channel: Channel::Email,
                 language: mail.language.as_deref(),
                 auto_generated: mail.auto_generated.is_some(),
+                team,
                 actor: &from.email,
                 now,
             },

@@ -30,21 +30,9 @@ on_both_backends!(
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         let batch = [
-            Inbound {
-                source: "pipe".into(),
-                source_key: "empty".into(),
-                raw: Vec::new(),
-            },
-            Inbound {
-                source: "pipe".into(),
-                source_key: "garbage".into(),
-                raw: garbage.clone(),
-            },
-            Inbound {
-                source: "pipe".into(),
-                source_key: "no-sender".into(),
-                raw: b"Subject: hi\r\n\r\nbody".to_vec(),
-            },
+            Inbound::new("pipe", "empty", Vec::new()),
+            Inbound::new("pipe", "garbage", garbage.clone()),
+            Inbound::new("pipe", "no-sender", b"Subject: hi\r\n\r\nbody".to_vec()),
         ];
         let lines: Vec<String> = env
             .pipeline
@@ -209,7 +197,7 @@ on_both_backends!(
                 let raw = format!(
                     "From: c{worker}-{i}@klient.pl\r\nTo: support@example.com\r\nSubject: case {worker}-{i}\r\nMessage-ID: <m{worker}-{i}@klient.pl>\r\n\r\nhello\r\n"
                 );
-                let batch = [Inbound { source: "pipe".into(), source_key: format!("{worker}-{i}"), raw: raw.into_bytes() }];
+                let batch = [Inbound::new("pipe", format!("{worker}-{i}"), raw.into_bytes())];
                 outcomes.extend(pipeline.ingest(&batch).await.unwrap());
             }
             outcomes
@@ -238,11 +226,7 @@ on_both_backends!(
         for worker in 0..4 {
             let (pipeline, raw) = (pipeline.clone(), raw.clone());
             tasks.push(tokio::spawn(async move {
-                let batch = [Inbound {
-                    source: "pipe".into(),
-                    source_key: format!("copy-{worker}"),
-                    raw,
-                }];
+                let batch = [Inbound::new("pipe", format!("copy-{worker}"), raw)];
                 pipeline.ingest(&batch).await.unwrap().remove(0)
             }));
         }

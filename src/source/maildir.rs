@@ -103,11 +103,7 @@ pub async fn drain(
                     .map_err(io_unavailable)?
                 {
                     Received::Whole(raw) => {
-                        batch.push(Inbound {
-                            source: source.to_string(),
-                            source_key: name.clone(),
-                            raw,
-                        });
+                        batch.push(Inbound::new(source.to_string(), name.clone(), raw));
                         acked.push(name.clone());
                     }
                     Received::TooLarge { sha256, size } => {

@@ -49,11 +49,7 @@ pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io
             .open()
             .and_then(|r| read_bounded(r, pipeline.max_message_bytes, pipeline.quarantine_dir()));
         match read {
-            Ok(Received::Whole(raw)) => batch.push(Inbound {
-                source: SOURCE.into(),
-                source_key: key,
-                raw,
-            }),
+            Ok(Received::Whole(raw)) => batch.push(Inbound::new(SOURCE, key, raw)),
             Ok(Received::TooLarge { sha256, size }) => {
                 let reason = format!(
                     "message of {size} bytes is over mail.max_message_bytes ({})",

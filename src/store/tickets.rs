@@ -33,6 +33,8 @@ pub struct NewTicket<'a> {
     pub channel: Channel,
     pub language: Option<&'a str>,
     pub auto_generated: bool,
+    /// Team name; an unknown name leaves the ticket without a team.
+    pub team: Option<&'a str>,
     pub actor: &'a str,
     pub now: Timestamp,
 }
@@ -40,8 +42,9 @@ pub struct NewTicket<'a> {
 pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     let id: i64 = sqlx::query(
         "INSERT INTO tickets (number, subject, status, priority, category, requester_id,
-             organization_id, channel, language, auto_generated, created_at, updated_at)
-         VALUES ($1, $2, 'new', $3, 'other', $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+             organization_id, channel, language, auto_generated, created_at, updated_at, team_id)
+         VALUES ($1, $2, 'new', $3, 'other', $4, $5, $6, $7, $8, $9, $9,
+                 (SELECT id FROM teams WHERE name = $10)) RETURNING id",
     )
     .bind(t.number)
     .bind(t.subject)
@@ -52,6 +55,7 @@ pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     .bind(t.language)
     .bind(i64::from(t.auto_generated))
     .bind(t.now)
+    .bind(t.team.unwrap_or(""))
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;

@@ -149,11 +149,7 @@ impl Env {
     }
 
     pub async fn ingest_as(&self, source: &str, key: &str, raw: &[u8]) -> Outcome {
-        let batch = [Inbound {
-            source: source.into(),
-            source_key: key.into(),
-            raw: raw.to_vec(),
-        }];
+        let batch = [Inbound::new(source, key, raw.to_vec())];
         let mut out = self.pipeline.ingest(&batch).await.unwrap();
         out.pop().unwrap()
     }
