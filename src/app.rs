@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::Pipeline;
-use crate::source::maildir;
+use crate::source::{imap, maildir};
 use crate::store::Store;
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -48,8 +48,17 @@ pub async fn run(
             }
         });
     }
+    for mb in config.mailbox.clone() {
+        let pipeline = pipeline.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move { imap::run(&pipeline, &mb, cancel).await });
+    }
     tasks.close();
-    tracing::info!(maildirs = config.maildir.len(), "ticketd running");
+    tracing::info!(
+        maildirs = config.maildir.len(),
+        mailboxes = config.mailbox.len(),
+        "ticketd running"
+    );
 
     shutdown.await;
     tracing::info!("stopping: finishing messages in flight");

@@ -27,6 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub maildir: Vec<Maildir>,
     #[serde(default)]
+    pub mailbox: Vec<Mailbox>,
+    #[serde(default)]
     pub team: Vec<Team>,
     #[serde(default)]
     pub agent: Vec<Agent>,
@@ -156,6 +158,153 @@ fn default_rescan() -> u64 {
     30
 }
 
+/// An IMAP mailbox that ticketd drains (one task each).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mailbox {
+    pub name: String,
+    pub host: String,
+    /// Default: 993 for implicit TLS, 143 otherwise.
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: ImapTls,
+    /// Extra CA certificate (PEM) to trust besides the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    pub username: String,
+    pub password: Option<String>,
+    /// Read at each connect, so it works with systemd `LoadCredential`.
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_folder")]
+    pub folder: String,
+    /// What happens on the server after a message is committed.
+    #[serde(default)]
+    pub after: After,
+    /// Team for tickets this mailbox opens.
+    pub team: Option<String>,
+    /// Addresses this mailbox serves, besides `mail.support_addresses`.
+    #[serde(default)]
+    pub support_addresses: Vec<String>,
+    /// On first start: take unseen mail, all mail, or only what arrives from now on.
+    #[serde(default)]
+    pub backfill: Backfill,
+    /// Messages fetched and committed per transaction.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// IDLE is re-issued after this long (servers drop it after 30 minutes).
+    #[serde(default = "default_idle")]
+    pub idle_seconds: u64,
+    /// Poll interval when the server has no IDLE.
+    #[serde(default = "default_poll")]
+    pub poll_seconds: u64,
+    /// Longest wait between reconnects.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u64,
+    /// Every IMAP command and the connect time out after this long.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_folder() -> String {
+    "INBOX".into()
+}
+fn default_batch() -> usize {
+    100
+}
+fn default_idle() -> u64 {
+    25 * 60
+}
+fn default_poll() -> u64 {
+    60
+}
+fn default_max_backoff() -> u64 {
+    300
+}
+fn default_timeout() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ImapTls {
+    #[default]
+    Implicit,
+    Starttls,
+    /// Plain text: refused unless the host is loopback.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Backfill {
+    #[default]
+    Unseen,
+    All,
+    None,
+}
+
+/// `flag` (mark seen), `move:FOLDER`, or `delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(try_from = "String")]
+pub enum After {
+    #[default]
+    Flag,
+    Move(String),
+    Delete,
+}
+
+impl TryFrom<String> for After {
+    type Error = String;
+    fn try_from(s: String) -> Result<After, String> {
+        match s.as_str() {
+            "flag" => Ok(After::Flag),
+            "delete" => Ok(After::Delete),
+            other => match other.strip_prefix("move:") {
+                Some(folder) if !folder.trim().is_empty() => {
+                    Ok(After::Move(folder.trim().to_string()))
+                }
+                _ => Err(format!(
+                    "after must be \"flag\", \"move:FOLDER\" or \"delete\", got {other:?}"
+                )),
+            },
+        }
+    }
+}
+
+impl Mailbox {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            ImapTls::Implicit => 993,
+            _ => 143,
+        })
+    }
+
+    /// The password, read from its file when one is named.
+    pub fn password(&self) -> Result<String> {
+        if let Some(file) = &self.password_file {
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!(
+                    "mailbox {}: cannot read password_file {}",
+                    self.name,
+                    file.display()
+                )
+            })?;
+            return Ok(text.trim_end_matches(['\n', '\r']).to_string());
+        }
+        self.password
+            .clone()
+            .with_context(|| format!("mailbox {}: set password or password_file", self.name))
+    }
+}
+
+/// Whether a host name or address is on this machine.
+pub fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
@@ -246,6 +395,25 @@ impl Config {
         if self.threading.reopen_days < 0 {
             bail!("threading.reopen_days must not be negative");
         }
+        let mut names = std::collections::HashSet::new();
+        for mb in &self.mailbox {
+            if !names.insert(&mb.name) {
+                bail!("mailbox name {:?} is used twice", mb.name);
+            }
+            if mb.tls == ImapTls::None && !is_loopback(&mb.host) {
+                bail!(
+                    "mailbox {}: tls = \"none\" is only allowed for a loopback host, not {}",
+                    mb.name,
+                    mb.host
+                );
+            }
+            if mb.password.is_none() && mb.password_file.is_none() {
+                bail!("mailbox {}: set password or password_file", mb.name);
+            }
+            if mb.batch_size == 0 {
+                bail!("mailbox {}: batch_size must be at least 1", mb.name);
+            }
+        }
         for agent in &self.agent {
             for team in &agent.teams {
                 if !self.team.iter().any(|t| &t.name == team) {
@@ -277,13 +445,18 @@ impl Config {
             .map(|k| k.as_bytes().to_vec()))
     }
 
-    /// Lower-cased support addresses.
+    /// Lower-cased support addresses, the global ones and every mailbox's.
     pub fn support_addresses(&self) -> Vec<String> {
-        self.mail
+        let mut all: Vec<String> = self
+            .mail
             .support_addresses
             .iter()
+            .chain(self.mailbox.iter().flat_map(|m| m.support_addresses.iter()))
             .map(|a| a.to_lowercase())
-            .collect()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 }
 
@@ -307,5 +480,24 @@ mod tests {
         assert!(err.contains("unknown field `urll`"), "{err}");
         assert!(Config::parse("[threading]\nstranger_policy = \"ignore\"").is_err());
         assert!(Config::parse("[[agent]]\nemail = \"a@b\"\nteams = [\"x\"]").is_err());
+    }
+
+    #[test]
+    fn mailboxes_refuse_plain_text_off_loopback() {
+        let mb = |host: &str, tls: &str, after: &str| {
+            format!(
+                "[[mailbox]]\nname = \"m\"\nhost = \"{host}\"\ntls = \"{tls}\"\nusername = \"u\"\npassword = \"p\"\nafter = \"{after}\"\n"
+            )
+        };
+        assert!(Config::parse(&mb("127.0.0.1", "none", "flag")).is_ok());
+        assert!(Config::parse(&mb("localhost", "none", "delete")).is_ok());
+        let err = Config::parse(&mb("imap.example.com", "none", "flag"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only allowed for a loopback host"), "{err}");
+        let c = Config::parse(&mb("imap.example.com", "implicit", "move:Done")).unwrap();
+        assert_eq!(c.mailbox[0].after, After::Move("Done".into()));
+        assert_eq!(c.mailbox[0].port(), 993);
+        assert!(Config::parse(&mb("imap.example.com", "starttls", "move:")).is_err());
     }
 }

@@ -26,6 +26,8 @@ pub struct Inbound {
     /// The source's position once this message is committed; saved in the
     /// same transaction.
     pub checkpoint: Option<Checkpoint>,
+    /// Something the source wants journaled with the outcome.
+    pub note: Option<String>,
 }
 
 impl Inbound {
@@ -36,6 +38,7 @@ impl Inbound {
             raw,
             team: None,
             checkpoint: None,
+            note: None,
         }
     }
 }
@@ -456,6 +459,7 @@ impl Pipeline {
         let reason = mail
             .auto_generated
             .iter()
+            .chain(inbound.note.iter())
             .chain(mail.warnings.iter())
             .cloned()
             .collect::<Vec<_>>()

@@ -166,6 +166,10 @@ impl Env {
             .unwrap_or_else(|| panic!("no ticket {number}"))
     }
 
+    pub async fn show_opt(&self, number: &str) -> Option<ticketd::store::queries::TicketDetail> {
+        self.store.ticket_detail(number).await.unwrap()
+    }
+
     pub async fn finish(self) {
         self.store.close().await;
         if let Some(name) = &self.pg_database {

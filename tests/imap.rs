@@ -1,0 +1,423 @@
+//! The IMAP source against a real Dovecot started by the test (PRODUCT.md §3, §12).
+
+mod common;
+#[path = "common/dovecot.rs"]
+mod dovecot;
+
+use common::{Env, fixture, with_message_id};
+use dovecot::{Dovecot, append, flags};
+use std::time::Duration;
+use ticketd::clock::Clock;
+use ticketd::store::Backend;
+
+struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    fn start(env: &Env) -> Daemon {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ticketd::app::run(
+            env.config.clone(),
+            Clock::manual(common::START),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Daemon {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn ticket_count(env: &Env) -> usize {
+    env.store.list_tickets(None, 100_000).await.unwrap().len()
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn imap_env(backend: Backend, dovecot: &Dovecot, tls: &str, extra: &str) -> Env {
+    Env::with_config(backend, &dovecot.mailbox_toml("support", tls, extra)).await
+}
+
+async fn waiting_mail_idle_and_threading(backend: Backend) {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[fixture("gmail-new-ticket-pl-utf8.eml")],
+    )
+    .await;
+    let env = imap_env(backend, &dovecot, "none", "backfill = \"all\"").await;
+    let daemon = Daemon::start(&env);
+
+    wait_for("the waiting message", async || {
+        ticket_count(&env).await == 1
+    })
+    .await;
+    // Arrives while the daemon is in IDLE.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append(
+        &mut client,
+        "INBOX",
+        &[
+            fixture("gmail-quoted-reply.eml"),
+            fixture("iso-8859-2-qp-subject.eml"),
+        ],
+    )
+    .await;
+    wait_for("the IDLE wake", async || ticket_count(&env).await == 2).await;
+    wait_for("the reply", async || {
+        env.show("TKT-2026-0001").await.comments.len() == 2
+    })
+    .await;
+    daemon.stop().await;
+
+    let t = env.show("TKT-2026-0001").await;
+    assert_eq!(t.comments[1].body, "Restart nie pomógł, nadal to samo.");
+    let seen = flags(&mut client, "INBOX").await;
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|(_, f)| f.iter().any(|x| x == "Seen")),
+        "{seen:?}"
+    );
+    let cp = env.store.checkpoint("imap:support").await.unwrap().unwrap();
+    assert_eq!(cp.position, 3);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_mail_idle_and_threading_sqlite() {
+    waiting_mail_idle_and_threading(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_mail_idle_and_threading_postgres() {
+    waiting_mail_idle_and_threading(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_move_and_quarantine_folder() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[
+            fixture("gmail-new-ticket-pl-utf8.eml"),
+            b"\x00\x01garbage\x02".to_vec(),
+        ],
+    )
+    .await;
+    let env = imap_env(
+        Backend::Sqlite,
+        &dovecot,
+        "starttls",
+        "backfill = \"all\"\nafter = \"move:Processed\"",
+    )
+    .await;
+    let daemon = Daemon::start(&env);
+    wait_for("both messages handled", async || {
+        flags(&mut client, "INBOX").await.is_empty()
+    })
+    .await;
+    daemon.stop().await;
+    assert_eq!(flags(&mut client, "Processed").await.len(), 1);
+    assert_eq!(flags(&mut client, "Quarantine").await.len(), 1);
+    assert_eq!(ticket_count(&env).await, 1);
+    assert_eq!(
+        env.store
+            .journal_for(
+                "imap:support",
+                &format!("{}:2", validity(&mut client).await)
+            )
+            .await
+            .unwrap()[0]
+            .0,
+        "quarantined"
+    );
+    env.finish().await;
+}
+
+async fn validity(client: &mut async_imap::Session<tokio::net::TcpStream>) -> u32 {
+    client.select("INBOX").await.unwrap().uid_validity.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_delete_over_implicit_tls_keeps_what_it_cannot_take() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[
+            fixture("gmail-new-ticket-pl-utf8.eml"),
+            b"\x00\x01garbage\x02".to_vec(),
+        ],
+    )
+    .await;
+    let env = imap_env(
+        Backend::Sqlite,
+        &dovecot,
+        "implicit",
+        "backfill = \"all\"\nafter = \"delete\"",
+    )
+    .await;
+    let daemon = Daemon::start(&env);
+    wait_for("the good message deleted", async || {
+        flags(&mut client, "INBOX").await.len() == 1
+    })
+    .await;
+    daemon.stop().await;
+    let left = flags(&mut client, "INBOX").await;
+    assert_eq!(left[0].0, 2);
+    assert!(
+        left[0].1.iter().any(|f| f.contains("TicketdHeld")),
+        "{left:?}"
+    );
+    assert!(
+        !left[0].1.iter().any(|f| f == "Seen" || f == "Deleted"),
+        "{left:?}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[fixture("iso-8859-2-qp-subject.eml")],
+    )
+    .await;
+    client.select("INBOX").await.unwrap();
+    let _: Vec<_> =
+        futures::TryStreamExt::try_collect(client.uid_store("1", "+FLAGS (\\Seen)").await.unwrap())
+            .await
+            .unwrap();
+    append(
+        &mut client,
+        "INBOX",
+        &[fixture("gmail-new-ticket-pl-utf8.eml")],
+    )
+    .await;
+    let env = imap_env(Backend::Sqlite, &dovecot, "none", "").await;
+    let daemon = Daemon::start(&env);
+    wait_for("the unseen message", async || ticket_count(&env).await == 1).await;
+    daemon.stop().await;
+    assert_eq!(
+        env.show("TKT-2026-0001").await.subject,
+        "Drukarka w biurze nie działa"
+    );
+    env.finish().await;
+
+    let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"none\"").await;
+    let daemon = Daemon::start(&env);
+    wait_for("the checkpoint", async || {
+        env.store
+            .checkpoint("imap:support")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    append(
+        &mut client,
+        "INBOX",
+        &[fixture("windows-1250-8bit-body.eml")],
+    )
+    .await;
+    wait_for("the new message", async || ticket_count(&env).await == 1).await;
+    daemon.stop().await;
+    assert_eq!(env.show("TKT-2026-0001").await.subject, "Logowanie – błąd");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uidvalidity_reset_rescans_without_duplicates() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    let messages = [
+        fixture("gmail-new-ticket-pl-utf8.eml"),
+        fixture("gmail-quoted-reply.eml"),
+    ];
+    append(&mut client, "Support", &messages).await;
+    let env = imap_env(
+        Backend::Sqlite,
+        &dovecot,
+        "none",
+        "folder = \"Support\"\nbackfill = \"all\"",
+    )
+    .await;
+    let daemon = Daemon::start(&env);
+    wait_for("the first pass", async || {
+        env.show_opt("TKT-2026-0001")
+            .await
+            .is_some_and(|t| t.comments.len() == 2)
+    })
+    .await;
+    daemon.stop().await;
+    let before = env.store.checkpoint("imap:support").await.unwrap().unwrap();
+
+    // Recreating the folder gives it a new UIDVALIDITY; the same mail is in it again.
+    client.select("INBOX").await.unwrap();
+    client.delete("Support").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    append(&mut client, "Support", &messages).await;
+    append(
+        &mut client,
+        "Support",
+        &[fixture("iso-8859-2-qp-subject.eml")],
+    )
+    .await;
+    let daemon = Daemon::start(&env);
+    wait_for("the rescan", async || ticket_count(&env).await == 2).await;
+    wait_for("all acknowledged", async || {
+        flags(&mut client, "Support")
+            .await
+            .iter()
+            .all(|(_, f)| f.iter().any(|x| x == "Seen"))
+    })
+    .await;
+    daemon.stop().await;
+    let after = env.store.checkpoint("imap:support").await.unwrap().unwrap();
+    assert_ne!(before.validity, after.validity);
+    assert_eq!(env.show("TKT-2026-0001").await.comments.len(), 2);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_dovecot_restart() {
+    let mut dovecot = Dovecot::start();
+    let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"all\"").await;
+    let daemon = Daemon::start(&env);
+    {
+        let mut client = dovecot.client().await;
+        append(
+            &mut client,
+            "INBOX",
+            &[fixture("gmail-new-ticket-pl-utf8.eml")],
+        )
+        .await;
+    }
+    wait_for("the first message", async || ticket_count(&env).await == 1).await;
+    dovecot.restart();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[fixture("iso-8859-2-qp-subject.eml")],
+    )
+    .await;
+    wait_for("a message after the restart", async || {
+        ticket_count(&env).await == 2
+    })
+    .await;
+    daemon.stop().await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_is_recorded_not_downloaded() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    let mut big = fixture("gmail-new-ticket-pl-utf8.eml");
+    big.extend(std::iter::repeat_n(b'x', 300_000));
+    append(&mut client, "INBOX", &[big]).await;
+    let env = Env::configured(
+        Backend::Sqlite,
+        &dovecot.mailbox_toml("support", "none", "backfill = \"all\""),
+        |c| c.mail.max_message_bytes = 100_000,
+    )
+    .await;
+    let daemon = Daemon::start(&env);
+    wait_for("the stub ticket", async || ticket_count(&env).await == 1).await;
+    daemon.stop().await;
+    let t = env.show("TKT-2026-0001").await;
+    assert_eq!(t.subject, "Drukarka w biurze nie działa");
+    assert!(
+        t.comments[0]
+            .body
+            .contains("is over mail.max_message_bytes (100000); not downloaded"),
+        "{}",
+        t.comments[0].body
+    );
+    let v = validity(&mut client).await;
+    let (_, reason) = &env
+        .store
+        .journal_for("imap:support", &format!("{v}:1"))
+        .await
+        .unwrap()[0];
+    assert!(reason.as_deref().unwrap().contains("not downloaded"));
+    let left = flags(&mut client, "INBOX").await;
+    assert!(
+        left[0].1.iter().any(|f| f.contains("TicketdHeld")),
+        "{left:?}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_acknowledgement_is_completed_on_the_next_session() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[
+            fixture("gmail-new-ticket-pl-utf8.eml"),
+            with_message_id(&fixture("gmail-new-ticket-pl-utf8.eml"), "second@x"),
+        ],
+    )
+    .await;
+    let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"all\"").await;
+    // As if a session committed both messages and died before flagging them.
+    env.store
+        .set_checkpoint(
+            "imap:support",
+            ticketd::store::checkpoints::Checkpoint {
+                validity: i64::from(validity(&mut client).await),
+                position: 2,
+            },
+            common::START,
+        )
+        .await
+        .unwrap();
+    let daemon = Daemon::start(&env);
+    wait_for("the leftovers flagged", async || {
+        flags(&mut client, "INBOX")
+            .await
+            .iter()
+            .all(|(_, f)| f.iter().any(|x| x == "Seen"))
+    })
+    .await;
+    daemon.stop().await;
+    assert_eq!(
+        ticket_count(&env).await,
+        0,
+        "committed messages were ingested again"
+    );
+    env.finish().await;
+}
