@@ -234,12 +234,8 @@ pub async fn flags(
         .unwrap();
     let mut out: Vec<(u32, Vec<String>)> = fetched
         .iter()
-        .map(|f| {
-            (
-                f.uid.unwrap(),
-                f.flags().map(|fl| format!("{fl:?}")).collect(),
-            )
-        })
+        // Unsolicited FETCH responses (flag changes made by other sessions) carry no UID.
+        .filter_map(|f| Some((f.uid?, f.flags().map(|fl| format!("{fl:?}")).collect())))
         .collect();
     out.sort();
     out
