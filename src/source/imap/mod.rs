@@ -253,20 +253,21 @@ impl Worker<'_> {
         let limit = self.limit();
         loop {
             let range = format!("{}:*", last + 1);
-            let listed: Vec<async_imap::types::Fetch> = timed(limit, "UID FETCH sizes", async {
+            // Only UIDs and sizes are kept: the responses (and the read buffers
+            // they point into) are dropped before any body is fetched.
+            // "N:*" also returns the highest message when its UID is below N.
+            let mut sizes: BTreeMap<u32, u64> = timed(limit, "UID FETCH sizes", async {
                 session
                     .uid_fetch(&range, "(UID RFC822.SIZE)")
                     .await?
-                    .try_collect()
+                    .try_filter_map(|f| async move {
+                        Ok(f.uid.map(|uid| (uid, u64::from(f.size.unwrap_or(0)))))
+                    })
+                    .try_collect::<BTreeMap<u32, u64>>()
                     .await
             })
             .await?;
-            // "N:*" also returns the highest message when its UID is below N.
-            let mut sizes: BTreeMap<u32, u64> = listed
-                .iter()
-                .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-                .filter(|(uid, _)| i64::from(*uid) > last)
-                .collect();
+            sizes.retain(|uid, _| i64::from(*uid) > last);
             if sizes.is_empty() {
                 return Ok(last);
             }

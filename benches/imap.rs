@@ -1,0 +1,134 @@
+//! IMAP benchmark against a private Dovecot (needs dovecot-imapd installed):
+//!
+//!     cargo bench --bench imap -- [--messages 10000] [--latency 200]
+//!
+//! 1. APPENDs N generated messages, starts the `ticketd run` binary on a fresh
+//!    SQLite database (durable commits) and times the drain until every
+//!    message's checkpoint is committed: messages/s end to end.
+//! 2. With the daemon idle in IDLE, APPENDs single messages one at a time and
+//!    times APPEND → committed (its Message-ID in the store): p50 / p99.
+//! 3. Reports the daemon process's peak RSS (VmHWM) over the whole run.
+
+#[path = "../tests/common/dovecot.rs"]
+mod dovecot;
+#[path = "support/messages.rs"]
+mod messages;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use ticketd::store::Store;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+async fn committed(store: &Store, message_id: &str) -> bool {
+    sqlx::query("SELECT 1 FROM message_ids WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_optional(store.pool())
+        .await
+        .unwrap()
+        .is_some()
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = arg("--messages", 10_000);
+    let latency_samples = arg("--latency", 200);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dovecot = dovecot::Dovecot::start();
+        let mut client = dovecot.client().await;
+        let t = Instant::now();
+        let _ = client.create("INBOX").await;
+        for i in 0..n {
+            client.append("INBOX", None, None, messages::message(i)).await?;
+        }
+        println!("appended {n} messages in {:.1} s", t.elapsed().as_secs_f64());
+
+        let dir = tempfile::tempdir()?;
+        let db = format!("sqlite://{}/ticketd.db", dir.path().display());
+        let config = format!(
+            "[database]\nurl = \"{db}\"\n[mail]\nquarantine_dir = \"{d}/q\"\n[attachments]\ndir = \"{d}/a\"\n{}",
+            dovecot.mailbox_toml("bench", "none", "backfill = \"all\"\nbatch_size = 200"),
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("ticketd.toml"), config)?;
+        let status = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .args(["--config", "ticketd.toml", "migrate"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "migrate failed");
+        let store = Store::connect(&db, 2).await?;
+
+        let start = Instant::now();
+        let mut daemon = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .args(["--config", "ticketd.toml", "run"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .spawn()?;
+        let pid = daemon.id();
+        let mut peak = 0;
+        loop {
+            peak = peak.max(vm_hwm_kib(pid));
+            let position = store.checkpoint("imap:bench").await?.map_or(0, |cp| cp.position);
+            if position >= n as i64 {
+                break;
+            }
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "drain took over 10 minutes");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("drained {n} messages in {secs:.2} s: {:.0} messages/s (process start to last commit)", n as f64 / secs);
+
+        tokio::time::sleep(Duration::from_millis(500)).await; // let it settle into IDLE
+        let mut latencies = Vec::with_capacity(latency_samples);
+        for k in 0..latency_samples {
+            let i = n + k;
+            let t = Instant::now();
+            client.append("INBOX", None, None, messages::message(i)).await?;
+            let id = messages::message_id(i);
+            while !committed(&store, &id).await {
+                anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "message {i} not committed");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            latencies.push(t.elapsed());
+            peak = peak.max(vm_hwm_kib(pid));
+        }
+        latencies.sort();
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
+        println!(
+            "APPEND → committed over {latency_samples} single messages: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            pct(0.50).as_secs_f64() * 1000.0,
+            pct(0.99).as_secs_f64() * 1000.0,
+            latencies.last().unwrap().as_secs_f64() * 1000.0
+        );
+        peak = peak.max(vm_hwm_kib(pid));
+        Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        daemon.wait()?;
+        println!("daemon peak RSS: {:.1} MB", peak as f64 / 1024.0);
+        store.close().await;
+        Ok(())
+    })
+}
