@@ -421,3 +421,120 @@ async fn a_broken_acknowledgement_is_completed_on_the_next_session() {
     );
     env.finish().await;
 }
+
+/// A TCP server that accepts and then answers with `greeting` (or nothing).
+async fn fake_server(greeting: &'static [u8]) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(greeting).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    port
+}
+
+fn mailbox_for(port: u16, tls: &str) -> ticketd::config::Mailbox {
+    let toml = format!(
+        "[[mailbox]]\nname = \"x\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\nusername = \"u\"\npassword = \"p\"\ntimeout_seconds = 1\n"
+    );
+    ticketd::config::Config::parse(&toml)
+        .unwrap()
+        .mailbox
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_silent_or_garbled_server_times_out_with_an_error() {
+    let silent = fake_server(b"").await;
+    let started = std::time::Instant::now();
+    let err = ticketd::source::imap::login(&mailbox_for(silent, "none"))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("server greeting: no answer within 1 s"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let garbled = fake_server(b"\x00\xff this is not IMAP\r\n* BYE\r\n").await;
+    assert!(
+        ticketd::source::imap::login(&mailbox_for(garbled, "none"))
+            .await
+            .is_err()
+    );
+
+    // A TLS handshake with a server that speaks plain text fails cleanly too.
+    let plain = fake_server(b"* OK plain text only\r\n").await;
+    assert!(
+        ticketd::source::imap::login(&mailbox_for(plain, "starttls"))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_an_authentication_error() {
+    let dovecot = Dovecot::start();
+    let toml = dovecot
+        .mailbox_toml("support", "none", "")
+        .replace(dovecot::PASSWORD, "wrong");
+    let mb = ticketd::config::Config::parse(&toml)
+        .unwrap()
+        .mailbox
+        .remove(0);
+    let err = ticketd::source::imap::login(&mb).await.err().unwrap();
+    assert!(err.to_string().starts_with("login refused"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mailboxes_run_side_by_side_with_their_teams() {
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    append(
+        &mut client,
+        "INBOX",
+        &[fixture("gmail-new-ticket-pl-utf8.eml")],
+    )
+    .await;
+    append(
+        &mut client,
+        "Sales",
+        &[fixture("iso-8859-2-qp-subject.eml")],
+    )
+    .await;
+    let both = dovecot.mailbox_toml("support", "none", "backfill = \"all\"\nteam = \"support\"")
+        + &dovecot.mailbox_toml(
+            "sales",
+            "starttls",
+            "backfill = \"all\"\nfolder = \"Sales\"\nsupport_addresses = [\"sales@example.com\"]",
+        );
+    let env = Env::with_config(Backend::Sqlite, &both).await;
+    let daemon = Daemon::start(&env);
+    wait_for("both mailboxes", async || ticket_count(&env).await == 2).await;
+    daemon.stop().await;
+    let mut teams: Vec<(String, Option<String>)> = Vec::new();
+    for number in ["TKT-2026-0001", "TKT-2026-0002"] {
+        let t = env.show(number).await;
+        teams.push((t.subject, t.team));
+    }
+    teams.sort();
+    assert_eq!(
+        teams,
+        [
+            (
+                "Drukarka w biurze nie działa".to_string(),
+                Some("support".to_string())
+            ),
+            ("Zamówienie nr 123 - błąd płatności".to_string(), None),
+        ]
+    );
+    assert!(env.store.checkpoint("imap:sales").await.unwrap().is_some());
+    env.finish().await;
+}

@@ -7,13 +7,13 @@
 
 mod connect;
 
-pub use connect::{ImapSession, ImapStream, login};
+pub use connect::{ConnectError, ImapSession, ImapStream, login};
 
 use crate::config::{After, Backfill, Mailbox};
 use crate::ingest::{Inbound, OutcomeKind, Pipeline};
 use crate::store::checkpoints::Checkpoint;
 use anyhow::{Context, Result};
-use connect::{ConnectError, timed};
+use connect::timed;
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
