@@ -199,21 +199,14 @@ impl Pipeline {
         content_hash: &str,
         reason: &str,
     ) -> store::Result<Outcome> {
-        let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        t::journal(
+        journal_quarantined(
             &mut tx,
-            &JournalEntry {
-                source,
-                source_key,
-                message_id: None,
-                content_hash,
-                outcome: OutcomeKind::Quarantined.as_str(),
-                reason: Some(reason),
-                ticket_id: None,
-                comment_id: None,
-                now,
-            },
+            source,
+            source_key,
+            content_hash,
+            reason,
+            self.clock.now(),
         )
         .await?;
         tx.commit().await?;
@@ -266,19 +259,13 @@ impl Pipeline {
                     reason,
                     content_hash,
                 } => {
-                    t::journal(
+                    journal_quarantined(
                         &mut tx,
-                        &JournalEntry {
-                            source: &inbound.source,
-                            source_key: &inbound.source_key,
-                            message_id: None,
-                            content_hash,
-                            outcome: OutcomeKind::Quarantined.as_str(),
-                            reason: Some(reason),
-                            ticket_id: None,
-                            comment_id: None,
-                            now,
-                        },
+                        &inbound.source,
+                        &inbound.source_key,
+                        content_hash,
+                        reason,
+                        now,
                     )
                     .await?;
                     outcome(OutcomeKind::Quarantined, None, Some(reason.clone()))
@@ -622,6 +609,31 @@ impl Pipeline {
         let plain = format!("{base}@{domain}");
         self.support_addresses.contains(&plain)
     }
+}
+
+async fn journal_quarantined(
+    tx: &mut Tx,
+    source: &str,
+    source_key: &str,
+    content_hash: &str,
+    reason: &str,
+    now: i64,
+) -> store::Result<()> {
+    t::journal(
+        tx,
+        &JournalEntry {
+            source,
+            source_key,
+            message_id: None,
+            content_hash,
+            outcome: OutcomeKind::Quarantined.as_str(),
+            reason: Some(reason),
+            ticket_id: None,
+            comment_id: None,
+            now,
+        },
+    )
+    .await
 }
 
 fn outcome(kind: OutcomeKind, ticket: Option<String>, reason: Option<String>) -> Outcome {

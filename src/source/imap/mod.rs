@@ -302,46 +302,20 @@ impl Worker<'_> {
             .filter(|(_, size)| *size > max)
             .map(|(u, _)| *u)
             .collect();
-        let mut bodies: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-        if !whole.is_empty() {
-            let set = uid_set(&whole);
-            let fetched: Vec<async_imap::types::Fetch> = timed(limit, "UID FETCH bodies", async {
-                session
-                    .uid_fetch(&set, "(UID BODY.PEEK[])")
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?;
-            for f in fetched {
-                if let (Some(uid), Some(body)) = (f.uid, f.body()) {
-                    bodies.insert(uid, body.to_vec());
-                }
-            }
-        }
+        let mut bodies: BTreeMap<u32, Vec<u8>> =
+            fetch_sections(session, limit, &whole, Section::Whole)
+                .await?
+                .into_iter()
+                .collect();
         let mut notes: BTreeMap<u32, String> = BTreeMap::new();
-        if !big.is_empty() {
-            let set = uid_set(&big);
-            let fetched: Vec<async_imap::types::Fetch> = timed(limit, "UID FETCH headers", async {
-                session
-                    .uid_fetch(&set, "(UID BODY.PEEK[HEADER])")
-                    .await?
-                    .try_collect()
-                    .await
-            })
-            .await?;
-            for f in fetched {
-                let (Some(uid), Some(header)) = (f.uid, f.header()) else {
-                    continue;
-                };
-                let size = batch.iter().find(|(u, _)| *u == uid).map_or(0, |(_, s)| *s);
-                let note = format!(
-                    "message of {size} bytes is over mail.max_message_bytes ({max}); not downloaded, held in {}",
-                    self.mb.folder
-                );
-                bodies.insert(uid, oversized_stub(header, &note));
-                notes.insert(uid, note);
-            }
+        for (uid, header) in fetch_sections(session, limit, &big, Section::Header).await? {
+            let size = batch.iter().find(|(u, _)| *u == uid).map_or(0, |(_, s)| *s);
+            let note = format!(
+                "message of {size} bytes is over mail.max_message_bytes ({max}); not downloaded, held in {}",
+                self.mb.folder
+            );
+            bodies.insert(uid, oversized_stub(&header, &note));
+            notes.insert(uid, note);
         }
         let highest = i64::from(batch.iter().map(|(u, _)| *u).max().unwrap_or(0));
         let inbound: Vec<Inbound> = bodies
@@ -512,6 +486,44 @@ fn oversized_stub(header: &[u8], note: &str) -> Vec<u8> {
     stub.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
     stub.push_str(&format!("[ticketd] The original {note}.\r\n"));
     stub.into_bytes()
+}
+
+#[derive(Clone, Copy)]
+enum Section {
+    Whole,
+    Header,
+}
+
+/// Fetches one section of each message (without setting \\Seen): UID → bytes.
+async fn fetch_sections(
+    session: &mut ImapSession,
+    limit: Duration,
+    uids: &[u32],
+    section: Section,
+) -> Result<Vec<(u32, Vec<u8>)>> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (query, what) = match section {
+        Section::Whole => ("(UID BODY.PEEK[])", "UID FETCH bodies"),
+        Section::Header => ("(UID BODY.PEEK[HEADER])", "UID FETCH headers"),
+    };
+    let set = uid_set(uids);
+    timed(limit, what, async {
+        session
+            .uid_fetch(&set, query)
+            .await?
+            .try_filter_map(|f| async move {
+                let bytes = match section {
+                    Section::Whole => f.body(),
+                    Section::Header => f.header(),
+                };
+                Ok(f.uid.zip(bytes.map(<[u8]>::to_vec)))
+            })
+            .try_collect()
+            .await
+    })
+    .await
 }
 
 async fn store_flags(
