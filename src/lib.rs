@@ -7,6 +7,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod notify;
 pub mod parse;
 pub mod source;
 pub mod store;

@@ -1,0 +1,3 @@
+//! Notifications: templates, the transactional outbox and its senders.
+
+pub mod templates;
