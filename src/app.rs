@@ -5,6 +5,8 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::Pipeline;
+use crate::notify::dispatch::Dispatcher;
+use crate::notify::email::Mailer;
 use crate::source::{imap, maildir};
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -39,6 +41,18 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        mailer: Mailer::new(&config)?,
+        clock: pipeline.clock.clone(),
+        max_age_seconds: config.notify.max_age_hours * 3600,
+        concurrency: config.smtp.as_ref().map_or(1, |s| s.pool_size as usize),
+        wake: pipeline.outbox_wake.clone(),
+    };
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move { dispatcher.run(cancel).await });
+    }
     for md in config.maildir.clone() {
         let pipeline = pipeline.clone();
         let cancel = cancel.clone();

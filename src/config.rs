@@ -25,6 +25,10 @@ pub struct Config {
     #[serde(default)]
     pub threading: Threading,
     #[serde(default)]
+    pub notify: Notify,
+    /// Outgoing mail server; without it mail is written to `mail.outbox_dir`.
+    pub smtp: Option<Smtp>,
+    #[serde(default)]
     pub maildir: Vec<Maildir>,
     #[serde(default)]
     pub mailbox: Vec<Mailbox>,
@@ -141,6 +145,86 @@ impl Threading {
             stranger: self.stranger_policy,
             reopen_days: self.reopen_days,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    /// Sender of every notification, e.g. `Support <support@example.com>`.
+    pub from: String,
+    /// Language for contacts whose language we do not know or have no templates for.
+    pub default_language: String,
+    /// Folder of template overrides (`LANG/EVENT.CHANNEL.hbs`); built-ins fill the gaps.
+    pub templates_dir: Option<PathBuf>,
+    /// Link to a ticket for templates (`{number}` is replaced); empty for none.
+    pub ticket_url: String,
+    /// Automatic replies to one recipient at most this often.
+    pub auto_reply_per_hour: i64,
+    pub auto_reply_per_day: i64,
+    /// A notification that keeps failing temporarily is given up after this long.
+    pub max_age_hours: i64,
+    /// Value of the loop marker header on our mail (names this installation).
+    pub loop_marker: String,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify {
+            from: "Support <support@example.com>".into(),
+            default_language: "en".into(),
+            templates_dir: Some("templates".into()),
+            ticket_url: String::new(),
+            auto_reply_per_hour: 10,
+            auto_reply_per_day: 40,
+            max_age_hours: 48,
+            loop_marker: "ticketd".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: String,
+    /// Default: 465 for implicit TLS, 587 for STARTTLS, 25 for none.
+    pub port: Option<u16>,
+    #[serde(default = "default_smtp_tls")]
+    pub tls: ImapTls,
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Connections kept open to the server.
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_smtp_tls() -> ImapTls {
+    ImapTls::Starttls
+}
+fn default_pool() -> u32 {
+    4
+}
+
+impl Smtp {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            ImapTls::Implicit => 465,
+            ImapTls::Starttls => 587,
+            ImapTls::None => 25,
+        })
+    }
+
+    pub fn password(&self) -> Result<Option<String>> {
+        if let Some(file) = &self.password_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("smtp: cannot read password_file {}", file.display()))?;
+            return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+        }
+        Ok(self.password.clone())
     }
 }
 
@@ -394,6 +478,23 @@ impl Config {
         }
         if self.threading.reopen_days < 0 {
             bail!("threading.reopen_days must not be negative");
+        }
+        if let Some(smtp) = &self.smtp
+            && smtp.tls == ImapTls::None
+            && !is_loopback(&smtp.host)
+        {
+            bail!(
+                "smtp: tls = \"none\" is only allowed for a loopback host, not {}",
+                smtp.host
+            );
+        }
+        if self
+            .notify
+            .from
+            .parse::<lettre::message::Mailbox>()
+            .is_err()
+        {
+            bail!("notify.from is not a valid address: {:?}", self.notify.from);
         }
         let mut names = std::collections::HashSet::new();
         for mb in &self.mailbox {

@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::notify::{self, Notifier};
 use crate::parse::{self, ParsedMail, subject};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
@@ -12,6 +13,7 @@ use crate::thread::{self, Candidate, Decision, Policy, Via};
 use crate::ticket::{Channel, Priority, Status};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One raw message from a source.
 #[derive(Debug, Clone)]
@@ -106,6 +108,9 @@ pub struct Pipeline {
     max_attachment_bytes: u64,
     quarantine_dir: PathBuf,
     pub max_message_bytes: u64,
+    notifier: Notifier,
+    /// Rung after a commit that queued notifications.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 const ACTOR: &str = "ingest";
@@ -138,6 +143,8 @@ impl Pipeline {
             max_attachment_bytes: config.attachments.max_bytes,
             quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
+            notifier: Notifier::new(config)?,
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -281,6 +288,7 @@ impl Pipeline {
             checkpoints::save(&mut tx, source, cp, now).await?;
         }
         tx.commit().await?;
+        self.outbox_wake.notify_one();
         for (inbound, o) in batch.iter().zip(&outcomes) {
             if o.kind == OutcomeKind::Quarantined {
                 tracing::warn!(source = %inbound.source, key = %inbound.source_key, "message quarantined: {}", o.reason.as_deref().unwrap_or(""));
@@ -397,6 +405,24 @@ impl Pipeline {
                 if let Some((related, kind)) = link {
                     t::link(tx, ticket_id, related, kind, ACTOR, now).await?;
                 }
+                let from = mail.from.as_ref();
+                let (normalized, _) = subject::normalize(&mail.subject);
+                let about = notify::Subject {
+                    ticket_id,
+                    number: &number,
+                    subject: &normalized,
+                    status: Status::New.as_str(),
+                    priority: self.default_priority.as_str(),
+                    requester_email: from.map_or("", |m| m.email.as_str()),
+                    requester_name: from.map_or("", |m| m.name.as_str()),
+                    language: mail.language.as_deref(),
+                    in_reply_to: mail.message_id.as_deref(),
+                    comment_author: from.map_or("", |m| m.email.as_str()),
+                    comment_body: &mail.body,
+                };
+                self.notifier
+                    .ticket_created(tx, &about, mail.auto_generated.as_deref(), now)
+                    .await?;
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
             Decision::Comment {
@@ -428,6 +454,31 @@ impl Pipeline {
                 }
                 if reopen && let Some(f) = facts {
                     t::set_status(tx, ticket_id, f.status, Status::Open, sender, None, now).await?;
+                }
+                if author_kind == AuthorKind::Agent
+                    && !internal
+                    && let Some(f) = facts
+                {
+                    let mut recipients = vec![f.requester.clone()];
+                    recipients.extend(f.participants.iter().cloned());
+                    recipients.sort();
+                    recipients.dedup();
+                    let about = notify::Subject {
+                        ticket_id,
+                        number: &f.number,
+                        subject: &f.subject,
+                        status: f.status.as_str(),
+                        priority: &f.priority,
+                        requester_email: &f.requester,
+                        requester_name: "",
+                        language: f.language.as_deref(),
+                        in_reply_to: mail.message_id.as_deref(),
+                        comment_author: sender,
+                        comment_body: &mail.body,
+                    };
+                    self.notifier
+                        .agent_reply(tx, &about, &recipients, now)
+                        .await?;
                 }
                 let number = facts.map(|f| f.number.clone()).unwrap_or_default();
                 (OutcomeKind::Comment, ticket_id, number, comment_id)

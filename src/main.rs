@@ -149,6 +149,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Check => {
             config.reply_token_key()?;
+            let dir = config.notify.templates_dir.as_deref();
+            if let Err(errors) =
+                ticketd::notify::templates::Templates::load(dir, &config.notify.default_language)
+            {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                anyhow::bail!("{} template error(s)", errors.len());
+            }
             println!("{}: ok", config_path.display());
             Ok(0)
         }

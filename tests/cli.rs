@@ -207,6 +207,30 @@ fn run_with_the_shipped_config_needs_no_server() {
         assert!(Instant::now() < deadline, "message not ingested");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // No SMTP server configured: the acknowledgement is written as an .eml file.
+    let outbox = dir.path().join("var/outbox");
+    let eml = loop {
+        let found = std::fs::read_dir(&outbox).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "eml"))
+        });
+        if let Some(path) = found {
+            break std::fs::read_to_string(path).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no acknowledgement in var/outbox"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(eml.contains("To: jan.kowalski@firma.pl"), "{eml}");
+    assert!(eml.contains("Subject: [TKT-2026-0001] "), "{eml}");
+    assert!(eml.contains("Auto-Submitted: auto-replied"), "{eml}");
+    assert!(
+        eml.contains("In-Reply-To: <CAJ8f3kQ1@mail.gmail.com>"),
+        "{eml}"
+    );
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

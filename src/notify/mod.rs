@@ -1,3 +1,268 @@
 //! Notifications: templates, the transactional outbox and its senders.
+//!
+//! [`Notifier`] decides and renders inside the transaction of the change that
+//! causes a notification and writes it to the outbox; the dispatcher
+//! (`dispatch.rs`) delivers it later. Automatic mail obeys the loop rules:
+//! never to auto-generated mail, our own addresses or robots, and at most
+//! `auto_reply_per_hour` / `_per_day` per recipient; every suppressed message
+//! is recorded with its reason.
 
+pub mod dispatch;
+pub mod email;
 pub mod templates;
+
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::store::outbox::{self, NewNotification};
+use crate::store::{self, Tx, tickets};
+use crate::thread::token;
+use serde_json::{Value, json};
+use templates::Templates;
+
+/// What a notification is about: the ticket and the message that caused it.
+pub struct Subject<'a> {
+    pub ticket_id: i64,
+    pub number: &'a str,
+    pub subject: &'a str,
+    pub status: &'a str,
+    pub priority: &'a str,
+    pub requester_email: &'a str,
+    pub requester_name: &'a str,
+    pub language: Option<&'a str>,
+    /// The inbound Message-ID this answers, if any.
+    pub in_reply_to: Option<&'a str>,
+    pub comment_author: &'a str,
+    pub comment_body: &'a str,
+}
+
+pub struct Notifier {
+    templates: Templates,
+    from_domain: String,
+    support_addresses: Vec<String>,
+    token_key: Option<Vec<u8>>,
+    ticket_url: String,
+    per_hour: i64,
+    per_day: i64,
+}
+
+impl Notifier {
+    pub fn new(config: &Config) -> anyhow::Result<Notifier> {
+        let templates = Templates::load(
+            config.notify.templates_dir.as_deref(),
+            &config.notify.default_language,
+        )
+        .map_err(|errors| {
+            anyhow::anyhow!(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        let from: lettre::message::Mailbox = config.notify.from.parse()?;
+        Ok(Notifier {
+            templates,
+            from_domain: from.email.domain().to_string(),
+            support_addresses: config.support_addresses(),
+            token_key: config.reply_token_key()?,
+            ticket_url: config.notify.ticket_url.clone(),
+            per_hour: config.notify.auto_reply_per_hour,
+            per_day: config.notify.auto_reply_per_day,
+        })
+    }
+
+    fn context(&self, s: &Subject<'_>) -> Value {
+        json!({
+            "ticket": {
+                "number": s.number, "subject": s.subject, "status": s.status, "priority": s.priority,
+                "category": "other", "created_at": "",
+                "link": self.ticket_url.replace("{number}", s.number),
+            },
+            "requester": { "name": display_name(s.requester_name, s.requester_email), "email": s.requester_email },
+            "assignee": null,
+            "team": null,
+            "comment": { "author": s.comment_author, "body": s.comment_body, "internal": false },
+            "sla": null,
+        })
+    }
+
+    /// Acknowledges a new ticket to its requester (automatic mail, loop rules apply).
+    /// `auto_generated` is why the inbound mail counts as automatic, if it does.
+    pub async fn ticket_created(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        auto_generated: Option<&str>,
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let suppressed = match auto_generated {
+            Some(why) => Some(format!("the message is auto-generated ({why})")),
+            None => self.loop_check(tx, s.requester_email, now).await?,
+        };
+        self.enqueue(
+            tx,
+            s,
+            "ticket_created",
+            s.requester_email,
+            true,
+            suppressed,
+            now,
+        )
+        .await
+    }
+
+    /// Mails an agent's public comment to the requester and the thread's participants.
+    pub async fn agent_reply(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        recipients: &[String],
+        now: Timestamp,
+    ) -> store::Result<()> {
+        for to in recipients {
+            if self.is_ours(to) || to.eq_ignore_ascii_case(s.comment_author) {
+                continue;
+            }
+            self.enqueue(tx, s, "agent_reply", to, false, None, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Why an automatic reply to `to` must not go out now, if it must not.
+    async fn loop_check(
+        &self,
+        tx: &mut Tx,
+        to: &str,
+        now: Timestamp,
+    ) -> store::Result<Option<String>> {
+        if self.is_ours(to) {
+            return Ok(Some(format!("{to} is one of our own addresses")));
+        }
+        if crate::parse::autogen::is_robot_address(to) {
+            return Ok(Some(format!("{to} is a robot address")));
+        }
+        let hour = outbox::automatic_count_since(tx, to, now - 3600).await?;
+        if hour >= self.per_hour {
+            return Ok(Some(format!(
+                "rate limit: {hour} automatic messages to {to} in the last hour"
+            )));
+        }
+        let day = outbox::automatic_count_since(tx, to, now - 86_400).await?;
+        if day >= self.per_day {
+            return Ok(Some(format!(
+                "rate limit: {day} automatic messages to {to} in the last day"
+            )));
+        }
+        Ok(None)
+    }
+
+    fn is_ours(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        let (local, domain) = address.split_once('@').unwrap_or((&address, ""));
+        let base = format!("{}@{domain}", local.split('+').next().unwrap_or(local));
+        self.support_addresses.contains(&base)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn enqueue(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        event: &str,
+        to: &str,
+        automatic: bool,
+        suppressed: Option<String>,
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let lang = self.templates.language_for(s.language);
+        let (rendered, suppressed) =
+            match self
+                .templates
+                .render(&lang, event, "email", &self.context(s))
+            {
+                Ok(r) => (r, suppressed),
+                // A template that fails at render time fails this one notification, visibly.
+                Err(e) => (
+                    templates::Rendered {
+                        subject: String::new(),
+                        text: String::new(),
+                        html: None,
+                    },
+                    Some(format!("template error: {e}")),
+                ),
+            };
+        let message_id = new_message_id(s.number, &self.from_domain, now);
+        let mut references = outbox::thread_message_ids(tx, s.ticket_id, 20).await?;
+        if let Some(id) = s.in_reply_to
+            && !references.iter().any(|r| r == id)
+        {
+            references.push(id.to_string());
+        }
+        let reply_to = match (&self.token_key, self.support_addresses.first()) {
+            (Some(key), Some(address)) => Some(token::address(address, key, s.ticket_id)),
+            _ => None,
+        };
+        let notification = NewNotification {
+            ticket_id: Some(s.ticket_id),
+            event: event.into(),
+            channel: "email".into(),
+            recipient: to.to_string(),
+            automatic,
+            message_id: Some(message_id.clone()),
+            in_reply_to: s
+                .in_reply_to
+                .map(String::from)
+                .or_else(|| references.last().cloned()),
+            references,
+            reply_to,
+            subject: format!("[{}] {}", s.number, rendered.subject),
+            body: rendered.text,
+            html: rendered.html,
+            suppressed: suppressed.clone(),
+        };
+        outbox::enqueue(tx, &notification, now).await?;
+        match suppressed {
+            Some(reason) => {
+                let what = format!("{event} to {to}");
+                tickets::history(
+                    tx,
+                    s.ticket_id,
+                    "outbox",
+                    "notification.suppressed",
+                    Some(&what),
+                    Some(&reason),
+                    None,
+                    now,
+                )
+                .await
+            }
+            // Chosen before sending and recorded, so replies (and resends) thread.
+            None => {
+                tickets::record_message_id(
+                    tx,
+                    &message_id,
+                    s.ticket_id,
+                    None,
+                    tickets::Direction::Out,
+                    now,
+                )
+                .await
+            }
+        }
+    }
+}
+
+fn display_name<'a>(name: &'a str, email: &'a str) -> &'a str {
+    if name.trim().is_empty() { email } else { name }
+}
+
+/// A fresh Message-ID (without brackets): `ticketd.TKT-2026-0001.<random>@domain`.
+fn new_message_id(number: &str, domain: &str, now: Timestamp) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i64(now);
+    h.write(number.as_bytes());
+    format!("ticketd.{number}.{now}.{:016x}@{domain}", h.finish())
+}

@@ -85,7 +85,7 @@ fn text<'a>(msg: &'a Message<'a>, name: &'a str) -> Option<&'a str> {
         .map(|v| v.split(';').next().unwrap_or(v).trim())
 }
 
-fn is_robot_address(addr: &str) -> bool {
+pub fn is_robot_address(addr: &str) -> bool {
     let local = addr.split('@').next().unwrap_or("").to_ascii_lowercase();
     let base = local
         .split(['+', '-', '.', '_'])

@@ -5,6 +5,7 @@
 pub mod checkpoints;
 pub mod directory;
 pub mod files;
+pub mod outbox;
 pub mod queries;
 pub mod tickets;
 

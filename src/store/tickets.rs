@@ -255,7 +255,7 @@ pub async fn ticket_number(tx: &mut Tx, id: i64) -> Result<Option<String>> {
 /// What threading needs to know about a ticket.
 pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
     let Some(row) = sqlx::query(
-        "SELECT t.number, t.status, t.closed_at, i.address
+        "SELECT t.number, t.status, t.closed_at, i.address, t.subject, t.priority, t.language
          FROM tickets t
          LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
          WHERE t.id = $1",
@@ -277,6 +277,9 @@ pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
     Ok(Some(TicketFacts {
         id,
         number: row.try_get(0)?,
+        subject: row.try_get(4)?,
+        priority: row.try_get(5)?,
+        language: row.try_get(6)?,
         status: status.parse().map_err(Error::Permanent)?,
         closed_at: row.try_get(2)?,
         requester: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),

@@ -44,7 +44,10 @@ pub enum Via {
 pub struct TicketFacts {
     pub id: i64,
     pub number: String,
+    pub subject: String,
     pub status: Status,
+    pub priority: String,
+    pub language: Option<String>,
     pub requester: String,
     /// Addresses seen on the ticket's mail (From, To, Cc).
     pub participants: Vec<String>,
@@ -210,7 +213,10 @@ mod tests {
             ticket: TicketFacts {
                 id: 7,
                 number: "TKT-2026-0007".into(),
+                subject: "Drukarka".into(),
                 status,
+                priority: "medium".into(),
+                language: None,
                 requester: "jan@firma.pl".into(),
                 participants: vec!["anna@firma.pl".into()],
                 closed_at,

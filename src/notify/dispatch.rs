@@ -1,0 +1,91 @@
+//! The outbox dispatcher: sends due notifications, retries temporary failures
+//! with exponential backoff up to `notify.max_age_hours`, records permanent
+//! ones in the ticket history. A notification is marked sent only after the
+//! server accepted it; a crash in between resends it with the same Message-ID.
+
+use super::email::{Mailer, SendError};
+use crate::clock::Clock;
+use crate::store::Store;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const BATCH: i64 = 200;
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub mailer: Mailer,
+    pub clock: Clock,
+    pub max_age_seconds: i64,
+    /// Messages in flight at once (the SMTP pool size).
+    pub concurrency: usize,
+    /// Rung by ingest after a commit that queued something.
+    pub wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// Delivers until `shutdown`; finishes the batch in flight first.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            let sent = match self.deliver_due().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("outbox: {e:#}");
+                    0
+                }
+            };
+            if sent > 0 {
+                continue;
+            }
+            let wait = match self.store.next_notification_due().await {
+                Ok(Some(due)) => Duration::from_secs((due - self.clock.now()).clamp(0, 5) as u64),
+                _ => Duration::from_secs(5),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+            }
+        }
+    }
+
+    /// Sends what is due now; returns how many were handled.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let due = self
+            .store
+            .due_notifications(self.clock.now(), BATCH)
+            .await?;
+        let count = due.len();
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(due)
+            .map(|n| async move {
+                let result = self.mailer.send(&n).await;
+                let now = self.clock.now();
+                match result {
+                    Ok(()) => self.store.mark_sent(n.id, now).await?,
+                    Err(SendError::Permanent(e)) => {
+                        tracing::warn!(id = n.id, recipient = %n.recipient, "notification failed permanently: {e}");
+                        self.store.mark_failed(&n, &e, now).await?;
+                    }
+                    Err(SendError::Temporary(e)) if now - n.created_at >= self.max_age_seconds => {
+                        let reason = format!("gave up after {} attempts: {e}", n.attempts + 1);
+                        self.store.mark_failed(&n, &reason, now).await?;
+                    }
+                    Err(SendError::Temporary(e)) => {
+                        let delay = 1i64 << n.attempts.clamp(0, 9);
+                        tracing::debug!(id = n.id, retry_in = delay, "notification not sent yet: {e}");
+                        self.store.mark_retry(n.id, &e, now + delay.min(300)).await?;
+                    }
+                }
+                Ok(())
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        Ok(count)
+    }
+}

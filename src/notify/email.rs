@@ -1,0 +1,161 @@
+//! Email delivery with lettre: SMTP (implicit TLS, STARTTLS, or plain only to
+//! loopback; authentication; a pooled connection) or, without an SMTP server,
+//! `.eml` files in `mail.outbox_dir`.
+
+use crate::config::{Config, ImapTls, Smtp};
+use crate::parse::autogen::LOOP_HEADER;
+use crate::store::outbox::Pending;
+use anyhow::{Context, Result};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::time::Duration;
+
+/// Whether a failed send may succeed later.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Network trouble or a 4xx reply: retry with backoff.
+    #[error("temporary: {0}")]
+    Temporary(String),
+    /// A 5xx reply or a message that cannot be built: give up.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    loop_marker: String,
+}
+
+impl Mailer {
+    pub fn new(config: &Config) -> Result<Mailer> {
+        let transport = match &config.smtp {
+            Some(smtp) => Transport::Smtp(smtp_transport(smtp)?),
+            None => {
+                std::fs::create_dir_all(&config.mail.outbox_dir).with_context(|| {
+                    format!("cannot create {}", config.mail.outbox_dir.display())
+                })?;
+                Transport::File(AsyncFileTransport::new(&config.mail.outbox_dir))
+            }
+        };
+        Ok(Mailer {
+            transport,
+            from: config.notify.from.parse().context("notify.from")?,
+            loop_marker: config.notify.loop_marker.clone(),
+        })
+    }
+
+    pub async fn send(&self, n: &Pending) -> Result<(), SendError> {
+        let message = self.build(n)?;
+        match &self.transport {
+            Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| {
+                if e.is_permanent() {
+                    SendError::Permanent(e.to_string())
+                } else {
+                    SendError::Temporary(e.to_string())
+                }
+            }),
+            Transport::File(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| SendError::Temporary(e.to_string())),
+        }
+    }
+
+    /// The message as it goes out: our Message-ID, the thread's In-Reply-To and
+    /// References, Reply-To with the signed token, Auto-Submitted and
+    /// X-Auto-Response-Suppress on automatic mail, and the loop marker.
+    pub fn build(&self, n: &Pending) -> Result<Message, SendError> {
+        let to: Mailbox = n.recipient.parse().map_err(|e| {
+            SendError::Permanent(format!("invalid recipient {:?}: {e}", n.recipient))
+        })?;
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(crate::parse::clean_line(&n.subject, 250))
+            .message_id(n.message_id.as_ref().map(|id| format!("<{id}>")))
+            .raw_header(HeaderValue::new(
+                header(LOOP_HEADER),
+                self.loop_marker.clone(),
+            ));
+        if let Some(id) = &n.in_reply_to {
+            b = b.in_reply_to(format!("<{id}>"));
+        }
+        if !n.references.is_empty() {
+            let refs: Vec<String> = n.references.iter().map(|r| format!("<{r}>")).collect();
+            b = b.references(refs.join(" "));
+        }
+        if let Some(reply_to) = &n.reply_to
+            && let Ok(mailbox) = reply_to.parse::<Mailbox>()
+        {
+            b = b.reply_to(mailbox);
+        }
+        if n.automatic {
+            b = b
+                .raw_header(HeaderValue::new(
+                    header("Auto-Submitted"),
+                    "auto-replied".into(),
+                ))
+                .raw_header(HeaderValue::new(
+                    header("X-Auto-Response-Suppress"),
+                    "All".into(),
+                ));
+        }
+        let text = SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(n.body.clone());
+        let built = match &n.html {
+            Some(html) => b.multipart(
+                MultiPart::alternative().singlepart(text).singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html.clone()),
+                ),
+            ),
+            None => b.singlepart(text),
+        };
+        built.map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+    }
+}
+
+fn header(name: &'static str) -> HeaderName {
+    HeaderName::new_from_ascii_str(name)
+}
+
+fn smtp_transport(smtp: &Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let tls_parameters = || -> Result<TlsParameters> {
+        let mut builder = TlsParameters::builder(smtp.host.clone());
+        if let Some(file) = &smtp.ca_file {
+            let pem = std::fs::read(file)
+                .with_context(|| format!("smtp: cannot read ca_file {}", file.display()))?;
+            let cert = lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                .context("smtp: ca_file")?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder.build_rustls().context("smtp: TLS set-up")
+    };
+    let tls = match smtp.tls {
+        ImapTls::Implicit => Tls::Wrapper(tls_parameters()?),
+        ImapTls::Starttls => Tls::Required(tls_parameters()?),
+        ImapTls::None => Tls::None,
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
+        .port(smtp.port())
+        .tls(tls)
+        .timeout(Some(Duration::from_secs(smtp.timeout_seconds.max(1))))
+        .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
+    if let (Some(user), Some(password)) = (&smtp.username, smtp.password()?) {
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    Ok(builder.build())
+}

@@ -1,0 +1,209 @@
+//! The outbox table: notifications waiting for delivery, and their fate.
+
+use super::{Result, Store, Tx};
+use crate::clock::Timestamp;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// A notification ready to be written in the caller's transaction.
+#[derive(Debug, Clone, Default)]
+pub struct NewNotification {
+    pub ticket_id: Option<i64>,
+    pub event: String,
+    pub channel: String,
+    pub recipient: String,
+    pub automatic: bool,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    /// Message-IDs of the thread, oldest first.
+    pub references: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub html: Option<String>,
+    /// `Some(reason)` records the notification as suppressed, never sent.
+    pub suppressed: Option<String>,
+}
+
+/// A notification the dispatcher should send now.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub ticket_id: Option<i64>,
+    pub event: String,
+    pub recipient: String,
+    pub automatic: bool,
+    pub message_id: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub references: Vec<String>,
+    pub reply_to: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub html: Option<String>,
+    pub attempts: i64,
+    pub created_at: Timestamp,
+}
+
+pub async fn enqueue(tx: &mut Tx, n: &NewNotification, now: Timestamp) -> Result<i64> {
+    let (status, error) = match &n.suppressed {
+        Some(reason) => ("suppressed", Some(reason.as_str())),
+        None => ("pending", None),
+    };
+    let id: i64 = sqlx::query(
+        "INSERT INTO outbox (ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
+             reply_to, subject, body, html, status, attempts, next_attempt_at, last_error, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $14) RETURNING id",
+    )
+    .bind(n.ticket_id)
+    .bind(&n.event)
+    .bind(&n.channel)
+    .bind(&n.recipient)
+    .bind(i64::from(n.automatic))
+    .bind(n.message_id.as_deref())
+    .bind(n.in_reply_to.as_deref())
+    .bind(n.references.join(" "))
+    .bind(n.reply_to.as_deref())
+    .bind(&n.subject)
+    .bind(&n.body)
+    .bind(n.html.as_deref())
+    .bind(status)
+    .bind(now)
+    .bind(error)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    Ok(id)
+}
+
+/// How many automatic messages went (or are going) to `recipient` since `since`.
+pub async fn automatic_count_since(tx: &mut Tx, recipient: &str, since: Timestamp) -> Result<i64> {
+    Ok(sqlx::query(
+        "SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND automatic = 1 AND status IN ('pending', 'sent')
+         AND created_at >= $2",
+    )
+    .bind(recipient)
+    .bind(since)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?)
+}
+
+/// The Message-IDs of a ticket's thread, oldest first (at most `limit`, the newest kept).
+pub async fn thread_message_ids(tx: &mut Tx, ticket_id: i64, limit: i64) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = sqlx::query(
+        "SELECT message_id FROM message_ids WHERE ticket_id = $1 AND message_id NOT LIKE 'sha256:%'
+         ORDER BY created_at DESC, message_id DESC LIMIT $2",
+    )
+    .bind(ticket_id)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<std::result::Result<_, _>>()?;
+    ids.reverse();
+    Ok(ids)
+}
+
+fn pending(r: &AnyRow) -> Result<Pending> {
+    let refs: String = r.try_get("refs")?;
+    Ok(Pending {
+        id: r.try_get("id")?,
+        ticket_id: r.try_get("ticket_id")?,
+        event: r.try_get("event")?,
+        recipient: r.try_get("recipient")?,
+        automatic: r.try_get::<i64, _>("automatic")? != 0,
+        message_id: r.try_get("message_id")?,
+        in_reply_to: r.try_get("in_reply_to")?,
+        references: refs.split_whitespace().map(String::from).collect(),
+        reply_to: r.try_get("reply_to")?,
+        subject: r.try_get("subject")?,
+        body: r.try_get("body")?,
+        html: r.try_get("html")?,
+        attempts: r.try_get("attempts")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    /// Email notifications due now, oldest first.
+    pub async fn due_notifications(&self, now: Timestamp, limit: i64) -> Result<Vec<Pending>> {
+        sqlx::query(
+            "SELECT id, ticket_id, event, recipient, automatic, message_id, in_reply_to, refs, reply_to,
+                    subject, body, html, attempts, created_at
+             FROM outbox WHERE status = 'pending' AND channel = 'email' AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(pending)
+        .collect()
+    }
+
+    /// When the next pending notification is due, if any.
+    pub async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
+        Ok(sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel = 'email'")
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?)
+    }
+
+    pub async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A temporary failure: try again at `next_attempt_at`.
+    pub async fn mark_retry(&self, id: i64, error: &str, next_attempt_at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3")
+            .bind(error)
+            .bind(next_attempt_at)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A permanent failure, also written to the ticket's history.
+    pub async fn mark_failed(&self, n: &Pending, error: &str, now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(n.id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(ticket_id) = n.ticket_id {
+            let what = format!("{} to {}", n.event, n.recipient);
+            super::tickets::history(
+                &mut tx,
+                ticket_id,
+                "outbox",
+                "notification.failed",
+                Some(&what),
+                Some(error),
+                None,
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// (status, count) of email notifications, for tests and reports.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
