@@ -261,3 +261,25 @@ fn an_oversized_message_is_kept_in_quarantine_unparsed() {
     let kept = ticketd::store::files::content_path(&dir.path().join("quarantine"), &sha);
     assert_eq!(std::fs::read(kept).unwrap(), mail);
 }
+
+#[test]
+fn check_reports_a_broken_template_with_file_and_line() {
+    let dir = setup();
+    std::fs::create_dir_all(dir.path().join("tpl/en")).unwrap();
+    std::fs::write(
+        dir.path().join("tpl/en/agent_reply.email.hbs"),
+        "Subject: {{ticket.subject}}\n\n{{comment.bodyy}}\n",
+    )
+    .unwrap();
+    let config = common::base_config(dir.path(), "[notify]\ntemplates_dir = \"tpl\"\n");
+    std::fs::write(dir.path().join("config/ticketd.toml"), config).unwrap();
+    let out = ticketd(dir.path(), &["check"], b"", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tpl/en/agent_reply.email.hbs:3: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("comment.bodyy"), "{stderr}");
+    assert!(stderr.contains("error: 1 template error(s)"), "{stderr}");
+}
