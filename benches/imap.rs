@@ -13,6 +13,8 @@
 mod dovecot;
 #[path = "support/messages.rs"]
 mod messages;
+#[path = "../tests/common/tls.rs"]
+mod tls;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 mod common;
 #[path = "common/dovecot.rs"]
 mod dovecot;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::{Env, fixture, with_message_id};
 use dovecot::{Dovecot, append, flags};

@@ -5,6 +5,8 @@
 mod common;
 #[path = "common/dovecot.rs"]
 mod dovecot;
+#[path = "common/tls.rs"]
+mod tls;
 
 use dovecot::{Dovecot, append, flags};
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,8 @@
 mod common;
 #[path = "common/smtp.rs"]
 mod smtp;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::{Env, fixture, with_message_id};
 use smtp::{SmtpServer, header};
@@ -300,4 +302,102 @@ async fn an_agents_email_reply_reaches_requester_and_participants() {
         Some("<agent-1@example.com>")
     );
     env.finish().await;
+}
+
+async fn secure_delivery(tls: &str) {
+    let server = SmtpServer::start_secure(tls, "mailer:pa55word");
+    let toml = format!(
+        "[smtp]\nhost = \"localhost\"\nport = {}\ntls = \"{tls}\"\nca_file = \"{}\"\nusername = \"mailer\"\npassword = \"pa55word\"\ntimeout_seconds = 5\n",
+        server.port,
+        server.ca_file().display()
+    );
+    let env = env_with(Backend::Sqlite, &toml).await;
+    env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
+    dispatcher(&env).deliver_due().await.unwrap();
+    let error: Option<String> = sqlx::Row::try_get(
+        &sqlx::query("SELECT last_error FROM outbox")
+            .fetch_one(env.store.pool())
+            .await
+            .unwrap(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(server.messages().len(), 1, "{error:?}");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_over_starttls_with_auth() {
+    secure_delivery("starttls").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_over_implicit_tls_with_auth() {
+    secure_delivery("implicit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_smtp_server_times_out_and_is_retried() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                drop(socket);
+            });
+        }
+    });
+    let toml = format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_seconds = 1\n"
+    );
+    let env = env_with(Backend::Sqlite, &toml).await;
+    env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
+    let started = std::time::Instant::now();
+    dispatcher(&env).deliver_due().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let pending = env
+        .store
+        .due_notifications(env.clock.now() + 10, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].attempts, 1);
+    env.finish().await;
+}
+
+#[test]
+fn addresses_with_line_breaks_never_reach_a_header() {
+    let config = ticketd::config::Config::parse("").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config;
+    config.mail.outbox_dir = dir.path().to_path_buf();
+    let mailer = Mailer::new(&config).unwrap();
+    let mut n = ticketd::store::outbox::Pending {
+        id: 1,
+        ticket_id: None,
+        event: "agent_reply".into(),
+        recipient: "victim@example.com\r\nBcc: all@example.com".into(),
+        automatic: false,
+        message_id: Some("x@example.com".into()),
+        in_reply_to: None,
+        references: Vec::new(),
+        reply_to: None,
+        subject: "hi\r\nBcc: all@example.com".into(),
+        body: "body".into(),
+        html: None,
+        attempts: 0,
+        created_at: 0,
+    };
+    assert!(matches!(
+        mailer.build(&n),
+        Err(ticketd::notify::email::SendError::Permanent(_))
+    ));
+    n.recipient = "ok@example.com".into();
+    let message = String::from_utf8(mailer.build(&n).unwrap().formatted()).unwrap();
+    assert!(!message.contains("\r\nBcc:"), "{message}");
+    assert!(
+        message.contains("Subject: hi Bcc: all@example.com"),
+        "{message}"
+    );
 }

@@ -2,13 +2,15 @@
 written to a Maildir with an X-Rcpt-To header naming its envelope recipients.
 Recipients starting with "reject" get 550, those starting with "defer" 451.
 
-    python smtp_server.py PORT MAILDIR
-Prints "ready" once it listens; stops when standard input closes.
+    python smtp_server.py PORT MAILDIR [starttls|implicit CERT KEY] [USER:PASSWORD]
+With USER:PASSWORD, AUTH is required. Prints "ready" once it listens; stops when standard input closes.
 """
 import mailbox
+import ssl
 import sys
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 class Handler:
@@ -30,8 +32,27 @@ class Handler:
 
 
 def main():
-    port, path = int(sys.argv[1]), sys.argv[2]
-    controller = Controller(Handler(path), hostname="127.0.0.1", port=port)
+    port, path, rest = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    options = {}
+    if rest and rest[0] in ("starttls", "implicit"):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(rest[1], rest[2])
+        if rest[0] == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            # aiosmtpd does not see TLS it did not negotiate itself (STARTTLS);
+            # the connection is TLS from the first byte, so AUTH may be offered.
+            options.update(ssl_context=context, auth_require_tls=False)
+        rest = rest[3:]
+    if rest:
+        user, password = rest[0].split(":", 1)
+
+        def check(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login.decode() == user and auth_data.password.decode() == password
+            return AuthResult(success=ok)
+
+        options.update(authenticator=check, auth_required=True)
+    controller = Controller(Handler(path), hostname="localhost" if "ssl_context" in options else "127.0.0.1", port=port, **options)
     controller.start()
     print("ready", flush=True)
     sys.stdin.read()

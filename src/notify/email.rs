@@ -32,6 +32,8 @@ pub enum Transport {
 
 pub struct Mailer {
     transport: Transport,
+    /// Bound on one whole send (connect, greeting, every command).
+    send_timeout: Duration,
     from: Mailbox,
     loop_marker: String,
 }
@@ -47,8 +49,13 @@ impl Mailer {
                 Transport::File(AsyncFileTransport::new(&config.mail.outbox_dir))
             }
         };
+        let seconds = config
+            .smtp
+            .as_ref()
+            .map_or(60, |s| s.timeout_seconds.max(1));
         Ok(Mailer {
             transport,
+            send_timeout: Duration::from_secs(seconds * 3),
             from: config.notify.from.parse().context("notify.from")?,
             loop_marker: config.notify.loop_marker.clone(),
         })
@@ -56,6 +63,17 @@ impl Mailer {
 
     pub async fn send(&self, n: &Pending) -> Result<(), SendError> {
         let message = self.build(n)?;
+        tokio::time::timeout(self.send_timeout, self.deliver(message))
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::Temporary(format!(
+                    "no answer within {} s",
+                    self.send_timeout.as_secs()
+                )))
+            })
+    }
+
+    async fn deliver(&self, message: Message) -> Result<(), SendError> {
         match &self.transport {
             Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| {
                 if e.is_permanent() {

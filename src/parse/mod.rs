@@ -292,8 +292,11 @@ pub fn sanitize_file_name(name: &str) -> String {
         .collect()
 }
 
+/// The writer's language: Content-Language, else the first Accept-Language.
 fn language(msg: &Message<'_>) -> Option<String> {
-    let raw = msg.header_raw("Content-Language")?;
+    let raw = msg
+        .header_raw("Content-Language")
+        .or_else(|| msg.header_raw("Accept-Language"))?;
     let first = raw.split(',').next()?.trim();
     let primary = first.split(['-', '_']).next()?.trim().to_ascii_lowercase();
     (primary.len() >= 2 && primary.len() <= 8 && primary.chars().all(|c| c.is_ascii_alphabetic()))
@@ -329,6 +332,20 @@ mod tests {
     fn header_lines_lose_control_characters() {
         assert_eq!(clean_line("a\r\nb\tc\x07d", 100), "a b c d");
         assert_eq!(clean_line("żółw", 2), "żó");
+    }
+
+    #[test]
+    fn language_from_content_language_then_accept_language() {
+        let lang = |raw: &str| parse(raw.as_bytes()).unwrap().language;
+        assert_eq!(
+            lang("From: a@b.pl\nContent-Language: pl-PL\n\nx").as_deref(),
+            Some("pl")
+        );
+        assert_eq!(
+            lang("From: a@b.pl\nAccept-Language: de-DE, en-US\n\nx").as_deref(),
+            Some("de")
+        );
+        assert_eq!(lang("From: a@b.pl\nAccept-Language: ;;;\n\nx"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use futures::TryStreamExt;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ impl Dovecot {
             ),
         )
         .unwrap();
-        write_certificates(root);
+        super::tls::write_certificates(root, "server");
         let mut d = Dovecot {
             dir,
             port: free_port(),
@@ -239,22 +239,4 @@ pub async fn flags(
         .collect();
     out.sort();
     out
-}
-
-fn write_certificates(root: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ticketd test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(root.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(root.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(root.join("server.key"), key.serialize_pem()).unwrap();
 }

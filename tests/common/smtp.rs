@@ -10,6 +10,7 @@ pub struct SmtpServer {
     pub port: u16,
     pub maildir: PathBuf,
     _dir: tempfile::TempDir,
+    certs: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
 
@@ -32,6 +33,39 @@ impl SmtpServer {
     }
 
     pub fn start_on(port: u16) -> SmtpServer {
+        SmtpServer::start_with(port, &[])
+    }
+
+    /// With TLS ("starttls" or "implicit", a test CA in the server's folder) and AUTH.
+    pub fn start_secure(tls: &str, credentials: &str) -> SmtpServer {
+        let certs = tempfile::tempdir().unwrap();
+        super::tls::write_certificates(certs.path(), "smtp");
+        let cert = certs.path().join("smtp.pem");
+        let key = certs.path().join("smtp.key");
+        let mut s = SmtpServer::start_with(
+            free_port(),
+            &[
+                tls,
+                cert.to_str().unwrap(),
+                key.to_str().unwrap(),
+                credentials,
+            ],
+        );
+        std::fs::copy(
+            certs.path().join("ca.pem"),
+            s.maildir.with_file_name("ca.pem"),
+        )
+        .unwrap();
+        s.certs = Some(certs);
+        s
+    }
+
+    /// The test CA of a secure server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.maildir.with_file_name("ca.pem")
+    }
+
+    fn start_with(port: u16, extra: &[&str]) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("received");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
@@ -39,6 +73,7 @@ impl SmtpServer {
             .arg(script)
             .arg(port.to_string())
             .arg(&maildir)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -62,6 +97,7 @@ impl SmtpServer {
             port,
             maildir,
             _dir: dir,
+            certs: None,
             child: Some(child),
         }
     }
