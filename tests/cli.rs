@@ -189,9 +189,10 @@ fn run_with_the_shipped_config_needs_no_server() {
         .arg("run")
         .env_remove("TICKETD_DATABASE_URL")
         .env_remove("TICKETD_CONFIG")
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
+    let log = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
     let inbox = dir.path().join("var/inbox");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !inbox.join("new").exists() {
@@ -204,11 +205,16 @@ fn run_with_the_shipped_config_needs_no_server() {
     )
     .unwrap();
     while !inbox.join("cur/1.x.host:2,S").exists() {
-        assert!(Instant::now() < deadline, "message not ingested");
+        assert!(
+            Instant::now() < deadline,
+            "message not ingested; daemon log:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // No SMTP server configured: the acknowledgement is written as an .eml file.
     let outbox = dir.path().join("var/outbox");
+    let deadline = Instant::now() + Duration::from_secs(30);
     let eml = loop {
         let found = std::fs::read_dir(&outbox).ok().and_then(|d| {
             d.flatten()

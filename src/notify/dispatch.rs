@@ -6,6 +6,7 @@
 use super::email::{Mailer, SendError};
 use crate::clock::Clock;
 use crate::store::Store;
+use crate::store::outbox::Pending;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,41 +52,49 @@ impl Dispatcher {
         }
     }
 
-    /// Sends what is due now; returns how many were handled.
+    /// Sends what is due now; returns how many were handled. Deliveries are
+    /// recorded together after the batch: a crash before that resends them
+    /// with the same Message-IDs.
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
         let due = self
             .store
             .due_notifications(self.clock.now(), BATCH)
             .await?;
         let count = due.len();
-        let results: Vec<anyhow::Result<()>> = futures::stream::iter(due)
+        let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)
             .map(|n| async move {
                 let result = self.mailer.send(&n).await;
-                let now = self.clock.now();
-                match result {
-                    Ok(()) => self.store.mark_sent(n.id, now).await?,
-                    Err(SendError::Permanent(e)) => {
-                        tracing::warn!(id = n.id, recipient = %n.recipient, "notification failed permanently: {e}");
-                        self.store.mark_failed(&n, &e, now).await?;
-                    }
-                    Err(SendError::Temporary(e)) if now - n.created_at >= self.max_age_seconds => {
-                        let reason = format!("gave up after {} attempts: {e}", n.attempts + 1);
-                        self.store.mark_failed(&n, &reason, now).await?;
-                    }
-                    Err(SendError::Temporary(e)) => {
-                        let delay = 1i64 << n.attempts.clamp(0, 9);
-                        tracing::debug!(id = n.id, retry_in = delay, "notification not sent yet: {e}");
-                        self.store.mark_retry(n.id, &e, now + delay.min(300)).await?;
-                    }
-                }
-                Ok(())
+                (n, result)
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        for r in results {
-            r?;
+        let now = self.clock.now();
+        let mut sent = Vec::new();
+        let mut retry = Vec::new();
+        for (n, result) in results {
+            match result {
+                Ok(()) => sent.push(n.id),
+                Err(SendError::Permanent(e)) => {
+                    tracing::warn!(id = n.id, recipient = %n.recipient, "notification failed permanently: {e}");
+                    self.store.mark_failed(&n, &e, now).await?;
+                }
+                Err(SendError::Temporary(e)) if now - n.created_at >= self.max_age_seconds => {
+                    let reason = format!("gave up after {} attempts: {e}", n.attempts + 1);
+                    self.store.mark_failed(&n, &reason, now).await?;
+                }
+                Err(SendError::Temporary(e)) => {
+                    let delay = (1i64 << n.attempts.clamp(0, 9)).min(300);
+                    tracing::debug!(
+                        id = n.id,
+                        retry_in = delay,
+                        "notification not sent yet: {e}"
+                    );
+                    retry.push((n.id, e, now + delay));
+                }
+            }
         }
+        self.store.mark_delivered(&sent, &retry, now).await?;
         Ok(count)
     }
 }

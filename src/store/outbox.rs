@@ -151,23 +151,36 @@ impl Store {
             .try_get(0)?)
     }
 
-    pub async fn mark_sent(&self, id: i64, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+    /// Records a batch of deliveries in one transaction: `sent` were accepted
+    /// by the server; `retry` failed temporarily (id, error, next attempt).
+    pub async fn mark_delivered(
+        &self,
+        sent: &[i64],
+        retry: &[(i64, String, Timestamp)],
+        now: Timestamp,
+    ) -> Result<()> {
+        if sent.is_empty() && retry.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for id in sent {
+            sqlx::query(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
+            )
             .bind(now)
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
-        Ok(())
-    }
-
-    /// A temporary failure: try again at `next_attempt_at`.
-    pub async fn mark_retry(&self, id: i64, error: &str, next_attempt_at: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3")
-            .bind(error)
-            .bind(next_attempt_at)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        }
+        for (id, error, next_attempt_at) in retry {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3")
+                .bind(error)
+                .bind(next_attempt_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
