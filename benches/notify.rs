@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let d = dir.path().display();
         let config_text = format!(
-            "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[mail]\nquarantine_dir = \"{d}/q\"\n[attachments]\ndir = \"{d}/a\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n{}pool_size = 4\n",
+            "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[mail]\nquarantine_dir = \"{d}/q\"\n[attachments]\ndir = \"{d}/a\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n{}pool_size = 32\n",
             server.toml()
         );
         std::fs::write(dir.path().join("ticketd.toml"), &config_text)?;
@@ -76,7 +76,7 @@ fn main() -> anyhow::Result<()> {
             mailer: Mailer::new(&config)?,
             clock: Clock::System,
             max_age_seconds: 3600,
-            concurrency: 4,
+            concurrency: 32,
             wake: Arc::new(tokio::sync::Notify::new()),
         };
         let t = Instant::now();
