@@ -9,6 +9,8 @@
 //!    times APPEND → committed (its Message-ID in the store): p50 / p99.
 //! 3. Reports the daemon process's peak RSS (VmHWM) over the whole run.
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "../tests/common/dovecot.rs"]
 mod dovecot;
 #[path = "support/messages.rs"]
@@ -16,17 +18,10 @@ mod messages;
 #[path = "../tests/common/tls.rs"]
 mod tls;
 
+use args::{arg, percentile_ms};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use ticketd::store::Store;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(default)
-}
 
 fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -119,11 +114,10 @@ fn main() -> anyhow::Result<()> {
             peak = peak.max(vm_hwm_kib(pid));
         }
         latencies.sort();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1).min(latencies.len() - 1)];
         println!(
             "APPEND → committed over {latency_samples} single messages: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            pct(0.50).as_secs_f64() * 1000.0,
-            pct(0.99).as_secs_f64() * 1000.0,
+            percentile_ms(&latencies, 0.50),
+            percentile_ms(&latencies, 0.99),
             latencies.last().unwrap().as_secs_f64() * 1000.0
         );
         peak = peak.max(vm_hwm_kib(pid));

@@ -10,11 +10,14 @@
 //!    and times, for single messages, the file landing in `new/` → its
 //!    acknowledgement accepted by the SMTP server: p50 / p99.
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "../tests/common/smtp.rs"]
 mod smtp;
 #[path = "../tests/common/tls.rs"]
 mod tls;
 
+use args::{arg, percentile_ms};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,14 +26,6 @@ use ticketd::config::Config;
 use ticketd::ingest::{Inbound, Pipeline};
 use ticketd::notify::dispatch::Dispatcher;
 use ticketd::notify::email::Mailer;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(default)
-}
 
 fn new_ticket(i: usize) -> Vec<u8> {
     format!(
@@ -114,11 +109,10 @@ fn main() -> anyhow::Result<()> {
         Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status()?;
         daemon.wait()?;
         latencies.sort();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
         println!(
             "Maildir → acknowledgement accepted by SMTP over {samples} messages: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            pct(0.5).as_secs_f64() * 1000.0,
-            pct(0.99).as_secs_f64() * 1000.0,
+            percentile_ms(&latencies, 0.5),
+            percentile_ms(&latencies, 0.99),
             latencies.last().map_or(0.0, |l| l.as_secs_f64() * 1000.0)
         );
         Ok(())

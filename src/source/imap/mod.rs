@@ -331,36 +331,25 @@ impl Worker<'_> {
                 m
             })
             .collect();
-        if inbound.is_empty() {
-            // Every message vanished between listing and fetching (expunged elsewhere).
+        let outcomes = if inbound.is_empty() {
+            Vec::new()
+        } else {
+            self.pipeline.ingest(&inbound).await?
+        };
+        let committed = inbound
+            .last()
+            .and_then(|m| m.checkpoint)
+            .map_or(0, |cp| cp.position);
+        if committed < highest {
+            // Messages that vanished between listing and fetching (expunged
+            // elsewhere) at the end of the batch: step past them too.
+            let cp = Checkpoint {
+                validity,
+                position: highest,
+            };
             self.pipeline
                 .store
-                .set_checkpoint(
-                    self.source,
-                    Checkpoint {
-                        validity,
-                        position: highest,
-                    },
-                    self.pipeline.clock.now(),
-                )
-                .await?;
-            return Ok(highest);
-        }
-        let outcomes = self.pipeline.ingest(&inbound).await?;
-        if let Some(last) = inbound.last()
-            && last.checkpoint.is_some_and(|cp| cp.position < highest)
-        {
-            // Messages that vanished at the end of the batch: step past them too.
-            self.pipeline
-                .store
-                .set_checkpoint(
-                    self.source,
-                    Checkpoint {
-                        validity,
-                        position: highest,
-                    },
-                    self.pipeline.clock.now(),
-                )
+                .set_checkpoint(self.source, cp, self.pipeline.clock.now())
                 .await?;
         }
 
