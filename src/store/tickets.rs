@@ -438,6 +438,17 @@ pub async fn journal(tx: &mut Tx, e: &JournalEntry<'_>) -> Result<()> {
     Ok(())
 }
 
+fn no_ticket(number: &str) -> Error {
+    Error::Permanent(format!("no ticket {number}"))
+}
+
+/// The id of a ticket that must exist.
+async fn existing_ticket_id(tx: &mut Tx, number: &str) -> Result<i64> {
+    ticket_id_by_number(tx, number)
+        .await?
+        .ok_or_else(|| no_ticket(number))
+}
+
 impl super::Store {
     /// Changes a ticket's status on behalf of `actor` (an agent, a rule, a command),
     /// at the caller's clock time.
@@ -449,12 +460,10 @@ impl super::Store {
         now: Timestamp,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let id = ticket_id_by_number(&mut tx, number)
-            .await?
-            .ok_or_else(|| Error::Permanent(format!("no ticket {number}")))?;
+        let id = existing_ticket_id(&mut tx, number).await?;
         let facts = ticket_facts(&mut tx, id)
             .await?
-            .ok_or_else(|| Error::Permanent(format!("no ticket {number}")))?;
+            .ok_or_else(|| no_ticket(number))?;
         set_status(&mut tx, id, facts.status, new, actor, None, now).await?;
         tx.commit().await?;
         Ok(())
@@ -469,9 +478,7 @@ impl super::Store {
         now: Timestamp,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        let id = ticket_id_by_number(&mut tx, number)
-            .await?
-            .ok_or_else(|| Error::Permanent(format!("no ticket {number}")))?;
+        let id = existing_ticket_id(&mut tx, number).await?;
         record_message_id(&mut tx, message_id, id, None, Direction::Out, now).await?;
         tx.commit().await?;
         Ok(())
