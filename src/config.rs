@@ -190,7 +190,7 @@ pub struct Smtp {
     /// Default: 465 for implicit TLS, 587 for STARTTLS, 25 for none.
     pub port: Option<u16>,
     #[serde(default = "default_smtp_tls")]
-    pub tls: ImapTls,
+    pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -202,8 +202,8 @@ pub struct Smtp {
     pub timeout_seconds: u64,
 }
 
-fn default_smtp_tls() -> ImapTls {
-    ImapTls::Starttls
+fn default_smtp_tls() -> TlsMode {
+    TlsMode::Starttls
 }
 fn default_pool() -> u32 {
     4
@@ -212,9 +212,9 @@ fn default_pool() -> u32 {
 impl Smtp {
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.tls {
-            ImapTls::Implicit => 465,
-            ImapTls::Starttls => 587,
-            ImapTls::None => 25,
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
         })
     }
 
@@ -251,7 +251,7 @@ pub struct Mailbox {
     /// Default: 993 for implicit TLS, 143 otherwise.
     pub port: Option<u16>,
     #[serde(default)]
-    pub tls: ImapTls,
+    pub tls: TlsMode,
     /// Extra CA certificate (PEM) to trust besides the built-in roots.
     pub ca_file: Option<PathBuf>,
     pub username: String,
@@ -309,7 +309,7 @@ fn default_timeout() -> u64 {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum ImapTls {
+pub enum TlsMode {
     #[default]
     Implicit,
     Starttls,
@@ -357,7 +357,7 @@ impl TryFrom<String> for After {
 impl Mailbox {
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(match self.tls {
-            ImapTls::Implicit => 993,
+            TlsMode::Implicit => 993,
             _ => 143,
         })
     }
@@ -480,7 +480,7 @@ impl Config {
             bail!("threading.reopen_days must not be negative");
         }
         if let Some(smtp) = &self.smtp
-            && smtp.tls == ImapTls::None
+            && smtp.tls == TlsMode::None
             && !is_loopback(&smtp.host)
         {
             bail!(
@@ -501,7 +501,7 @@ impl Config {
             if !names.insert(&mb.name) {
                 bail!("mailbox name {:?} is used twice", mb.name);
             }
-            if mb.tls == ImapTls::None && !is_loopback(&mb.host) {
+            if mb.tls == TlsMode::None && !is_loopback(&mb.host) {
                 bail!(
                     "mailbox {}: tls = \"none\" is only allowed for a loopback host, not {}",
                     mb.name,

@@ -30,6 +30,9 @@ pub struct Inbound {
     pub checkpoint: Option<Checkpoint>,
     /// Something the source wants journaled with the outcome.
     pub note: Option<String>,
+    /// The original size of a message over the limit that stands here as a
+    /// stub made from its headers (see `source::too_large`).
+    pub oversized: Option<u64>,
 }
 
 impl Inbound {
@@ -41,6 +44,7 @@ impl Inbound {
             team: None,
             checkpoint: None,
             note: None,
+            oversized: None,
         }
     }
 }
@@ -420,8 +424,19 @@ impl Pipeline {
                     comment_author: from.map_or("", |m| m.email.as_str()),
                     comment_body: &mail.body,
                 };
+                let event = match inbound.oversized {
+                    Some(_) => "message_too_large",
+                    None => "ticket_created",
+                };
                 self.notifier
-                    .ticket_created(tx, &about, mail.auto_generated.as_deref(), now)
+                    .auto_reply(
+                        tx,
+                        &about,
+                        event,
+                        about.requester_email,
+                        mail.auto_generated.as_deref(),
+                        now,
+                    )
                     .await?;
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
@@ -455,14 +470,7 @@ impl Pipeline {
                 if reopen && let Some(f) = facts {
                     t::set_status(tx, ticket_id, f.status, Status::Open, sender, None, now).await?;
                 }
-                if author_kind == AuthorKind::Agent
-                    && !internal
-                    && let Some(f) = facts
-                {
-                    let mut recipients = vec![f.requester.clone()];
-                    recipients.extend(f.participants.iter().cloned());
-                    recipients.sort();
-                    recipients.dedup();
+                if let Some(f) = facts {
                     let about = notify::Subject {
                         ticket_id,
                         number: &f.number,
@@ -476,9 +484,27 @@ impl Pipeline {
                         comment_author: sender,
                         comment_body: &mail.body,
                     };
-                    self.notifier
-                        .agent_reply(tx, &about, &recipients, now)
-                        .await?;
+                    if author_kind == AuthorKind::Agent && !internal {
+                        let mut recipients = vec![f.requester.clone()];
+                        recipients.extend(f.participants.iter().cloned());
+                        recipients.sort();
+                        recipients.dedup();
+                        self.notifier
+                            .agent_reply(tx, &about, &recipients, now)
+                            .await?;
+                    }
+                    if inbound.oversized.is_some() && author_kind == AuthorKind::Requester {
+                        self.notifier
+                            .auto_reply(
+                                tx,
+                                &about,
+                                "message_too_large",
+                                sender,
+                                mail.auto_generated.as_deref(),
+                                now,
+                            )
+                            .await?;
+                    }
                 }
                 let number = facts.map(|f| f.number.clone()).unwrap_or_default();
                 (OutcomeKind::Comment, ticket_id, number, comment_id)

@@ -70,6 +70,24 @@ pub fn ticket_detail(t: &TicketDetail) -> String {
             let _ = writeln!(out, "  {}  {} bytes  {}{note}", a.name, a.size, a.sha256);
         }
     }
+    if !t.notifications.is_empty() {
+        let _ = writeln!(out, "\nnotifications:");
+        for n in &t.notifications {
+            let _ = writeln!(
+                out,
+                "  {} {} {} to {}: {}{}",
+                n.created_at,
+                n.event,
+                n.channel,
+                n.recipient,
+                n.status,
+                n.last_error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     let _ = writeln!(out, "\nhistory:");
     for h in &t.history {
         let _ = writeln!(

@@ -250,7 +250,7 @@ fn run_with_the_shipped_config_needs_no_server() {
 }
 
 #[test]
-fn an_oversized_message_is_kept_in_quarantine_unparsed() {
+fn an_oversized_message_opens_a_ticket_from_its_headers_and_is_kept_whole() {
     let dir = setup();
     let config = common::base_config(dir.path(), "")
         .replace("[mail]\n", "[mail]\nmax_message_bytes = 2000\n");
@@ -258,14 +258,28 @@ fn an_oversized_message_is_kept_in_quarantine_unparsed() {
     let mut mail = common::fixture("missing-message-id.eml");
     mail.extend(std::iter::repeat_n(b'x', 5000));
     let out = ticketd(dir.path(), &["ingest"], &mail, &[]);
-    let line = format!(
-        "quarantined: message of {} bytes is over mail.max_message_bytes (2000)\n",
-        mail.len()
+    assert_eq!(
+        (out.status.code(), stdout(&out).as_str()),
+        (Some(0), "TKT-2026-0001 created\n")
     );
-    assert_eq!((out.status.code(), stdout(&out)), (Some(65), line));
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&mail));
     let kept = ticketd::store::files::content_path(&dir.path().join("quarantine"), &sha);
     assert_eq!(std::fs::read(kept).unwrap(), mail);
+
+    let show = ticketd(dir.path(), &["tickets", "show", "TKT-2026-0001"], b"", &[]);
+    let text = stdout(&show);
+    assert!(text.contains("Bez identyfikatora"), "{text}");
+    let note = format!(
+        "message of {} bytes is over mail.max_message_bytes (2000); the original is kept in quarantine as {sha}",
+        mail.len()
+    );
+    assert!(text.contains(&note), "{text}");
+    assert!(!text.contains("xxxx"), "{text}");
+    assert!(
+        text.contains("message_too_large email to ola@dom.pl: pending"),
+        "{text}"
+    );
+    assert!(!text.contains("ticket_created"), "{text}");
 }
 
 #[test]

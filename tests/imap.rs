@@ -366,6 +366,12 @@ async fn oversized_message_is_recorded_not_downloaded() {
         "{}",
         t.comments[0].body
     );
+    let told: Vec<_> = t
+        .notifications
+        .iter()
+        .map(|n| (n.event.as_str(), n.recipient.as_str()))
+        .collect();
+    assert_eq!(told, [("message_too_large", "jan.kowalski@firma.pl")]);
     let v = validity(&mut client).await;
     let (_, reason) = &env
         .store

@@ -2,16 +2,14 @@
 //! loopback; authentication; a pooled connection) or, without an SMTP server,
 //! `.eml` files in `mail.outbox_dir`.
 
-use crate::config::{Config, ImapTls, Smtp};
+use super::smtp::SmtpPool;
+use crate::config::Config;
 use crate::parse::autogen::LOOP_HEADER;
 use crate::store::outbox::Pending;
 use anyhow::{Context, Result};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
 /// Whether a failed send may succeed later.
@@ -26,7 +24,7 @@ pub enum SendError {
 }
 
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -41,7 +39,7 @@ pub struct Mailer {
 impl Mailer {
     pub fn new(config: &Config) -> Result<Mailer> {
         let transport = match &config.smtp {
-            Some(smtp) => Transport::Smtp(smtp_transport(smtp)?),
+            Some(smtp) => Transport::Smtp(SmtpPool::new(smtp)?),
             None => {
                 std::fs::create_dir_all(&config.mail.outbox_dir).with_context(|| {
                     format!("cannot create {}", config.mail.outbox_dir.display())
@@ -75,13 +73,7 @@ impl Mailer {
 
     async fn deliver(&self, message: Message) -> Result<(), SendError> {
         match &self.transport {
-            Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| {
-                if e.is_permanent() {
-                    SendError::Permanent(e.to_string())
-                } else {
-                    SendError::Temporary(e.to_string())
-                }
-            }),
+            Transport::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
             Transport::File(t) => t
                 .send(message)
                 .await
@@ -148,32 +140,4 @@ impl Mailer {
 
 fn header(name: &'static str) -> HeaderName {
     HeaderName::new_from_ascii_str(name)
-}
-
-fn smtp_transport(smtp: &Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
-    let tls_parameters = || -> Result<TlsParameters> {
-        let mut builder = TlsParameters::builder(smtp.host.clone());
-        if let Some(file) = &smtp.ca_file {
-            let pem = std::fs::read(file)
-                .with_context(|| format!("smtp: cannot read ca_file {}", file.display()))?;
-            let cert = lettre::transport::smtp::client::Certificate::from_pem(&pem)
-                .context("smtp: ca_file")?;
-            builder = builder.add_root_certificate(cert);
-        }
-        builder.build_rustls().context("smtp: TLS set-up")
-    };
-    let tls = match smtp.tls {
-        ImapTls::Implicit => Tls::Wrapper(tls_parameters()?),
-        ImapTls::Starttls => Tls::Required(tls_parameters()?),
-        ImapTls::None => Tls::None,
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.clone())
-        .port(smtp.port())
-        .tls(tls)
-        .timeout(Some(Duration::from_secs(smtp.timeout_seconds.max(1))))
-        .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
-    if let (Some(user), Some(password)) = (&smtp.username, smtp.password()?) {
-        builder = builder.credentials(Credentials::new(user.clone(), password));
-    }
-    Ok(builder.build())
 }

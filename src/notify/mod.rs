@@ -9,6 +9,7 @@
 
 pub mod dispatch;
 pub mod email;
+pub mod smtp;
 pub mod templates;
 
 use crate::clock::Timestamp;
@@ -87,29 +88,23 @@ impl Notifier {
         })
     }
 
-    /// Acknowledges a new ticket to its requester (automatic mail, loop rules apply).
-    /// `auto_generated` is why the inbound mail counts as automatic, if it does.
-    pub async fn ticket_created(
+    /// An automatic reply about `s` (`ticket_created`, `message_too_large` …)
+    /// to `to`; the loop rules apply. `auto_generated` is why the inbound mail
+    /// counts as automatic, if it does.
+    pub async fn auto_reply(
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
+        event: &str,
+        to: &str,
         auto_generated: Option<&str>,
         now: Timestamp,
     ) -> store::Result<()> {
         let suppressed = match auto_generated {
             Some(why) => Some(format!("the message is auto-generated ({why})")),
-            None => self.loop_check(tx, s.requester_email, now).await?,
+            None => self.loop_check(tx, to, now).await?,
         };
-        self.enqueue(
-            tx,
-            s,
-            "ticket_created",
-            s.requester_email,
-            true,
-            suppressed,
-            now,
-        )
-        .await
+        self.enqueue(tx, s, event, to, true, suppressed, now).await
     }
 
     /// Mails an agent's public comment to the requester and the thread's participants.

@@ -52,6 +52,8 @@ pub struct ParsedMail {
     pub bounce_of: Option<String>,
     /// Things that were odd but did not stop parsing.
     pub warnings: Vec<String>,
+    /// Top-level headers (name, value) in message order, for rule conditions.
+    pub headers: Vec<(String, String)>,
 }
 
 impl ParsedMail {
@@ -126,8 +128,28 @@ fn parse_unguarded(raw: &[u8]) -> Result<ParsedMail, NotMail> {
         stripped: stripped.cut,
         attachments: attachments(&msg),
         language: language(&msg),
+        headers: headers(&msg, raw),
         warnings,
     })
+}
+
+/// The top-level headers as rules see them: name and decoded, cleaned text
+/// (structured headers keep their raw text), at most 200.
+fn headers(msg: &mail_parser::Message<'_>, raw: &[u8]) -> Vec<(String, String)> {
+    msg.headers()
+        .iter()
+        .take(200)
+        .map(|h| {
+            let value = match h.value().as_text() {
+                Some(text) => clean_line(text, 1000),
+                None => {
+                    let span = raw.get(h.offset_start as usize..h.offset_end as usize);
+                    clean_line(&String::from_utf8_lossy(span.unwrap_or_default()), 1000)
+                }
+            };
+            (clean_line(h.name(), 100), value)
+        })
+        .collect()
 }
 
 /// A message needs at least one of the headers every real mail has.

@@ -3,7 +3,7 @@
 //! leaves them in `new/`; the next pass finds them again and the Message-ID
 //! check turns them into duplicates, so each is stored exactly once.
 
-use super::{Received, read_bounded};
+use super::{Received, read_bounded, too_large, too_large_note};
 use crate::config;
 use crate::ingest::{Inbound, Pipeline};
 use crate::store;
@@ -106,14 +106,14 @@ pub async fn drain(
                         batch.push(Inbound::new(source.to_string(), name.clone(), raw));
                         acked.push(name.clone());
                     }
-                    Received::TooLarge { sha256, size } => {
-                        let reason = format!(
-                            "message of {size} bytes is over mail.max_message_bytes ({})",
-                            pipeline.max_message_bytes
-                        );
-                        pipeline.quarantine(source, name, &sha256, &reason).await?;
-                        acknowledge(root, name).map_err(io_unavailable)?;
-                        done += 1;
+                    Received::TooLarge {
+                        sha256,
+                        size,
+                        header,
+                    } => {
+                        let note = too_large_note(size, pipeline.max_message_bytes, &sha256);
+                        batch.push(too_large(source, name.clone(), &header, size, note));
+                        acked.push(name.clone());
                     }
                 }
             }

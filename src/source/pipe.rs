@@ -1,7 +1,7 @@
 //! The MTA pipe: `ticketd ingest [FILE ...]` reads messages from files, or one
 //! from standard input, and exits with sysexits codes the MTA understands.
 
-use super::{Received, read_bounded};
+use super::{Received, read_bounded, too_large, too_large_note};
 use crate::ingest::{Inbound, Outcome, OutcomeKind, Pipeline};
 use crate::store;
 use std::path::PathBuf;
@@ -50,13 +50,13 @@ pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io
             .and_then(|r| read_bounded(r, pipeline.max_message_bytes, pipeline.quarantine_dir()));
         match read {
             Ok(Received::Whole(raw)) => batch.push(Inbound::new(SOURCE, key, raw)),
-            Ok(Received::TooLarge { sha256, size }) => {
-                let reason = format!(
-                    "message of {size} bytes is over mail.max_message_bytes ({})",
-                    pipeline.max_message_bytes
-                );
-                let result = pipeline.quarantine(SOURCE, &key, &sha256, &reason).await;
-                code = code.max(report(result.map(|o| vec![o]), out));
+            Ok(Received::TooLarge {
+                sha256,
+                size,
+                header,
+            }) => {
+                let note = too_large_note(size, pipeline.max_message_bytes, &sha256);
+                batch.push(too_large(SOURCE, key, &header, size, note));
             }
             Err(e) => {
                 eprintln!("error: cannot read {key}: {e}");

@@ -55,6 +55,18 @@ pub struct HistoryView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct NotificationView {
+    pub event: String,
+    pub channel: String,
+    pub recipient: String,
+    /// pending, sent, failed or suppressed.
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct TicketDetail {
     pub number: String,
     pub subject: String,
@@ -74,6 +86,7 @@ pub struct TicketDetail {
     pub attachments: Vec<AttachmentView>,
     pub related: Vec<String>,
     pub history: Vec<HistoryView>,
+    pub notifications: Vec<NotificationView>,
 }
 
 fn flag(row: &AnyRow, col: &str) -> Result<bool> {
@@ -203,6 +216,26 @@ impl Store {
         .map(|r| r.try_get(0))
         .collect::<std::result::Result<_, _>>()?;
 
+        let notifications = sqlx::query(
+            "SELECT event, channel, recipient, status, attempts, last_error, created_at
+             FROM outbox WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(NotificationView {
+                event: r.try_get("event")?,
+                channel: r.try_get("channel")?,
+                recipient: r.try_get("recipient")?,
+                status: r.try_get("status")?,
+                attempts: r.try_get("attempts")?,
+                last_error: r.try_get("last_error")?,
+                created_at: rfc3339(r.try_get("created_at")?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
         let history = sqlx::query(
             "SELECT actor, field, old_value, new_value, rule, created_at FROM ticket_history
              WHERE ticket_id = $1 ORDER BY id",
@@ -245,6 +278,7 @@ impl Store {
             attachments,
             related,
             history,
+            notifications,
         }))
     }
 

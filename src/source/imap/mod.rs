@@ -7,13 +7,14 @@
 
 mod connect;
 
-pub use connect::{ConnectError, ImapSession, ImapStream, login};
+pub use connect::{ConnectError, ImapSession, login};
 
 use crate::config::{After, Backfill, Mailbox};
 use crate::ingest::{Inbound, OutcomeKind, Pipeline};
+use crate::net::timed;
+use crate::source::too_large;
 use crate::store::checkpoints::Checkpoint;
 use anyhow::{Context, Result};
-use connect::timed;
 use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -302,28 +303,26 @@ impl Worker<'_> {
             .filter(|(_, size)| *size > max)
             .map(|(u, _)| *u)
             .collect();
-        let mut bodies: BTreeMap<u32, Vec<u8>> =
+        let key = |uid: u32| format!("{validity}:{uid}");
+        let mut messages: BTreeMap<u32, Inbound> =
             fetch_sections(session, limit, &whole, Section::Whole)
                 .await?
                 .into_iter()
+                .map(|(uid, raw)| (uid, Inbound::new(self.source, key(uid), raw)))
                 .collect();
-        let mut notes: BTreeMap<u32, String> = BTreeMap::new();
         for (uid, header) in fetch_sections(session, limit, &big, Section::Header).await? {
             let size = batch.iter().find(|(u, _)| *u == uid).map_or(0, |(_, s)| *s);
             let note = format!(
                 "message of {size} bytes is over mail.max_message_bytes ({max}); not downloaded, held in {}",
                 self.mb.folder
             );
-            bodies.insert(uid, oversized_stub(&header, &note));
-            notes.insert(uid, note);
+            messages.insert(uid, too_large(self.source, key(uid), &header, size, note));
         }
         let highest = i64::from(batch.iter().map(|(u, _)| *u).max().unwrap_or(0));
-        let inbound: Vec<Inbound> = bodies
+        let inbound: Vec<Inbound> = messages
             .into_iter()
-            .map(|(uid, raw)| {
-                let mut m = Inbound::new(self.source, format!("{validity}:{uid}"), raw);
+            .map(|(uid, mut m)| {
                 m.team = self.mb.team.clone();
-                m.note = notes.remove(&uid);
                 m.checkpoint = Some(Checkpoint {
                     validity,
                     position: i64::from(uid),
@@ -450,33 +449,6 @@ impl Worker<'_> {
     }
 }
 
-/// A stand-in for a message too large to download: its own headers (without the
-/// MIME structure) and a plain-text note, so the ticket names sender and subject.
-fn oversized_stub(header: &[u8], note: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(header);
-    let mut stub = String::with_capacity(text.len() + 200);
-    let mut skipping = false;
-    for line in text.split_inclusive('\n') {
-        let continuation = line.starts_with([' ', '\t']);
-        if !continuation {
-            let name = line
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            skipping =
-                name.starts_with("content-") || name == "mime-version" || line.trim().is_empty();
-        }
-        if !skipping {
-            stub.push_str(line);
-        }
-    }
-    stub.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-    stub.push_str(&format!("[ticketd] The original {note}.\r\n"));
-    stub.into_bytes()
-}
-
 #[derive(Clone, Copy)]
 enum Section {
     Whole,
@@ -574,17 +546,6 @@ fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oversized_stub_keeps_sender_and_subject_but_not_the_mime_structure() {
-        let header = b"From: a@b.pl\r\nSubject: logs\r\nContent-Type: multipart/mixed;\r\n boundary=\"x\"\r\nMIME-Version: 1.0\r\n\r\n";
-        let stub =
-            String::from_utf8(oversized_stub(header, "message of 9 bytes is too big")).unwrap();
-        assert_eq!(
-            stub,
-            "From: a@b.pl\r\nSubject: logs\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n[ticketd] The original message of 9 bytes is too big.\r\n"
-        );
-    }
 
     #[test]
     fn uid_sets_are_compact() {

@@ -1,0 +1,119 @@
+//! Actions a matching rule decides on. Pure data: the pipeline applies them
+//! inside the transaction of the change that raised the event.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    SetCategory(String),
+    SetPriority(String),
+    SetStatus(String),
+    SetTeam(String),
+    AddTag(String),
+    RemoveTag(String),
+    Assign(Assignee),
+    /// A templated notification (template = a notification event name).
+    Notify {
+        template: String,
+        to: Recipient,
+    },
+    /// An automatic reply to the sender; the loop rules apply.
+    AutoReply {
+        template: String,
+    },
+    /// An internal note on the ticket.
+    Note(String),
+    /// Raise the priority one step and notify `to` (managers by default).
+    Escalate {
+        to: Recipient,
+        template: String,
+    },
+    Close,
+    /// Close as spam: no acknowledgement, tagged `spam`, journaled.
+    Spam,
+    /// A JSON POST, signed with the webhook's secret, through the outbox.
+    Webhook(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    Agent(String),
+    Team { team: String, strategy: Strategy },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    RoundRobin,
+    LeastOpen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    Requester,
+    Assignee,
+    Team,
+    Managers,
+    Address(String),
+}
+
+impl Recipient {
+    pub fn parse(text: &str) -> Option<Recipient> {
+        Some(match text {
+            "requester" => Recipient::Requester,
+            "assignee" => Recipient::Assignee,
+            "team" => Recipient::Team,
+            "managers" => Recipient::Managers,
+            a if a.contains('@') && !a.contains(char::is_whitespace) => {
+                Recipient::Address(a.to_string())
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Recipient::Requester => "requester",
+            Recipient::Assignee => "assignee",
+            Recipient::Team => "team",
+            Recipient::Managers => "managers",
+            Recipient::Address(a) => a,
+        })
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::LeastOpen => "least_open",
+        })
+    }
+}
+
+/// The form `ticketd rules test` prints and rule-file tests expect,
+/// e.g. `set_category billing`, `assign team billing round_robin`.
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::SetCategory(v) => write!(f, "set_category {v}"),
+            Action::SetPriority(v) => write!(f, "set_priority {v}"),
+            Action::SetStatus(v) => write!(f, "set_status {v}"),
+            Action::SetTeam(v) => write!(f, "set_team {v}"),
+            Action::AddTag(v) => write!(f, "add_tag {v}"),
+            Action::RemoveTag(v) => write!(f, "remove_tag {v}"),
+            Action::Assign(Assignee::Agent(a)) => write!(f, "assign agent {a}"),
+            Action::Assign(Assignee::Team { team, strategy }) => {
+                write!(f, "assign team {team} {strategy}")
+            }
+            Action::Notify { template, to } => write!(f, "notify {template} to {to}"),
+            Action::AutoReply { template } => write!(f, "auto_reply {template}"),
+            Action::Note(text) => write!(f, "note {text:?}"),
+            Action::Escalate { to, template } => write!(f, "escalate {template} to {to}"),
+            Action::Close => f.write_str("close"),
+            Action::Spam => f.write_str("spam"),
+            Action::Webhook(name) => write!(f, "webhook {name}"),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! Rules: events → conditions → actions. Pure: a [`RuleSet`] read from
+//! `rules/*.toml` (see `load.rs`) decides, for one event and the [`Facts`] of
+//! one ticket, which actions run; the pipeline applies them (`apply.rs`).
+//!
+//! Rules run in file-name order, then in file order. A matching rule's actions
+//! are visible to the rules after it (a rule that sets the category lets a
+//! later rule test `category`); `stop` ends the evaluation for that event.
+
+pub mod action;
+pub mod condition;
+pub mod facts;
+pub mod load;
+
+pub use action::Action;
+pub use facts::Facts;
+pub use load::{Catalog, RuleError};
+
+use condition::Condition;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    TicketCreated,
+    CommentAdded,
+    TicketUpdated,
+    TicketAssigned,
+    StatusChanged,
+    SlaWarning,
+    SlaBreached,
+    TicketIdle,
+}
+
+impl Event {
+    pub const NAMES: &'static [&'static str] = &[
+        "ticket.created",
+        "comment.added",
+        "ticket.updated",
+        "ticket.assigned",
+        "status.changed",
+        "sla.warning",
+        "sla.breached",
+        "ticket.idle",
+    ];
+    const ALL: [Event; 8] = [
+        Event::TicketCreated,
+        Event::CommentAdded,
+        Event::TicketUpdated,
+        Event::TicketAssigned,
+        Event::StatusChanged,
+        Event::SlaWarning,
+        Event::SlaBreached,
+        Event::TicketIdle,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        let i = Event::ALL.iter().position(|e| *e == self).unwrap_or(0);
+        Event::NAMES[i]
+    }
+}
+
+impl FromStr for Event {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Event, String> {
+        match Event::NAMES.iter().position(|n| *n == s) {
+            Some(i) => Ok(Event::ALL[i]),
+            None if s == "schedule" => Err(
+                "the `schedule` event (cron rules) is not supported yet; it arrives with the SLA scheduler"
+                    .into(),
+            ),
+            None => Err(format!(
+                "unknown event {s:?} (expected one of: {})",
+                Event::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub on: Vec<Event>,
+    pub when: Condition,
+    pub then: Vec<Action>,
+    pub stop: bool,
+    pub tests: Vec<RuleTest>,
+}
+
+/// A test case carried by a rule file: a raw message, the event (default: the
+/// rule's first), and the actions this rule must decide on (empty: no match).
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    pub line: usize,
+    pub event: Option<Event>,
+    pub message: String,
+    pub expect: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+}
+
+/// What one rule did with one event.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub rule: String,
+    pub matched: bool,
+    /// The test that decided, e.g. `subject matches "(?i)faktur"`.
+    pub decided_by: String,
+    pub actions: Vec<Action>,
+    pub stop: bool,
+}
+
+impl RuleSet {
+    /// Every rule listening to `event`, in order, until one that matched
+    /// stops the evaluation.
+    pub fn evaluate(&self, event: Event, facts: &Facts) -> Vec<Trace> {
+        let mut facts = facts.clone();
+        let mut traces = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.on.contains(&event)) {
+            let verdict = rule.when.eval(&facts);
+            let actions = if verdict.matched {
+                rule.then.clone()
+            } else {
+                Vec::new()
+            };
+            for a in &actions {
+                facts.apply(a);
+            }
+            let stop = verdict.matched && rule.stop;
+            traces.push(Trace {
+                rule: rule.name.clone(),
+                matched: verdict.matched,
+                decided_by: verdict.decided_by,
+                actions,
+                stop,
+            });
+            if stop {
+                break;
+            }
+        }
+        traces
+    }
+
+    /// Runs the test cases in the rule files: `(rule, line, failure)` for each
+    /// one that fails, and the number run.
+    pub fn run_tests(&self, default_channel: &str) -> (usize, Vec<(String, usize, String)>) {
+        let mut failures = Vec::new();
+        let mut run = 0;
+        for rule in &self.rules {
+            for test in &rule.tests {
+                run += 1;
+                let Some(event) = test.event.or(rule.on.first().copied()) else {
+                    continue;
+                };
+                let facts = match crate::parse::parse(test.message.as_bytes()) {
+                    Ok(mail) => Facts::from_mail(&mail, default_channel),
+                    Err(e) => {
+                        failures.push((
+                            rule.name.clone(),
+                            test.line,
+                            format!("the message is not mail: {e}"),
+                        ));
+                        continue;
+                    }
+                };
+                let got: Vec<String> = self
+                    .evaluate(event, &facts)
+                    .into_iter()
+                    .find(|t| t.rule == rule.name)
+                    .map(|t| t.actions.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default();
+                if got != test.expect {
+                    failures.push((
+                        rule.name.clone(),
+                        test.line,
+                        format!("expected {:?}, got {:?}", test.expect, got),
+                    ));
+                }
+            }
+        }
+        (run, failures)
+    }
+}
+
+impl Facts {
+    /// The facts of a new ticket opened by `mail`.
+    pub fn from_mail(mail: &crate::parse::ParsedMail, channel: &str) -> Facts {
+        Facts {
+            subject: mail.subject.clone(),
+            body: mail.body.clone(),
+            from: mail
+                .from
+                .as_ref()
+                .map(|m| m.email.clone())
+                .unwrap_or_default(),
+            to: mail.to.iter().map(|m| m.email.clone()).collect(),
+            cc: mail.cc.iter().map(|m| m.email.clone()).collect(),
+            headers: mail.headers.clone(),
+            channel: channel.to_string(),
+            language: mail.language.clone(),
+            category: "other".into(),
+            priority: "medium".into(),
+            status: "new".into(),
+            author: Some("requester".into()),
+            auto_generated: mail.auto_generated.is_some(),
+            attachment_names: mail.attachments.iter().map(|a| a.name.clone()).collect(),
+            ..Facts::default()
+        }
+    }
+
+    /// What an action changes in the facts later rules see.
+    fn apply(&mut self, action: &Action) {
+        use action::Assignee;
+        match action {
+            Action::SetCategory(v) => self.category = v.clone(),
+            Action::SetPriority(v) => self.priority = v.clone(),
+            Action::SetStatus(v) => self.status = v.clone(),
+            Action::SetTeam(v) => self.team = Some(v.clone()),
+            Action::AddTag(t) => {
+                if !self.tags.contains(t) {
+                    self.tags.push(t.clone())
+                }
+            }
+            Action::RemoveTag(t) => self.tags.retain(|x| x != t),
+            Action::Assign(Assignee::Agent(a)) => self.assignee = Some(a.clone()),
+            Action::Assign(Assignee::Team { team, .. }) => self.team = Some(team.clone()),
+            Action::Escalate { .. } => {
+                let names = crate::ticket::Priority::NAMES;
+                if let Some(i) = names.iter().position(|p| *p == self.priority) {
+                    self.priority = names[(i + 1).min(names.len() - 1)].to_string();
+                }
+            }
+            Action::Close | Action::Spam => self.status = "closed".into(),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog {
+            templates: vec!["ticket_assigned".into(), "ticket_escalated".into()],
+            teams: vec!["billing".into(), "it".into()],
+            agents: vec!["ola@example.com".into()],
+            categories: vec!["billing".into(), "technical".into(), "other".into()],
+            webhooks: vec![],
+        }
+    }
+
+    fn load(text: &str) -> Result<RuleSet, Vec<String>> {
+        load::load_texts(&[("rules/10-test.toml".into(), text.into())], &catalog())
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+    }
+
+    const RULES: &str = r#"
+[[rule]]
+name = "billing"
+on = ["ticket.created"]
+then = [{ set_category = "billing" }, { assign = { team = "billing", strategy = "least_open" } }]
+[rule.when]
+any = [{ subject.matches = "(?i)faktur|invoice" }, { body.contains = "refund" }]
+
+[[rule]]
+name = "vip"
+on = "ticket.created"
+stop = true
+then = [{ set_priority = "high" }, { add_tag = "vip" }]
+[rule.when]
+from_domain.in = ["vip.pl"]
+category = "billing"
+
+[[rule]]
+name = "never after vip"
+on = ["ticket.created"]
+then = [{ note = "seen" }]
+"#;
+
+    #[test]
+    fn rules_see_earlier_actions_and_stop_ends_the_evaluation() {
+        let set = load(RULES).unwrap();
+        let facts = Facts {
+            subject: "Faktura 12/2026".into(),
+            from: "szef@vip.pl".into(),
+            priority: "medium".into(),
+            ..Facts::default()
+        };
+        let traces = set.evaluate(Event::TicketCreated, &facts);
+        let shown: Vec<(String, bool, Vec<String>)> = traces
+            .iter()
+            .map(|t| {
+                (
+                    t.rule.clone(),
+                    t.matched,
+                    t.actions.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (
+                    "billing".into(),
+                    true,
+                    vec![
+                        "set_category billing".into(),
+                        "assign team billing least_open".into()
+                    ]
+                ),
+                (
+                    "vip".into(),
+                    true,
+                    vec!["set_priority high".into(), "add_tag vip".into()]
+                ),
+            ]
+        );
+        assert_eq!(
+            traces[0].decided_by,
+            "subject matches \"(?i)faktur|invoice\""
+        );
+        assert!(set.evaluate(Event::CommentAdded, &facts).is_empty());
+    }
+
+    #[test]
+    fn a_rule_that_does_not_match_says_which_test_failed() {
+        let set = load(RULES).unwrap();
+        let facts = Facts {
+            subject: "Faktura".into(),
+            from: "jan@firma.pl".into(),
+            ..Facts::default()
+        };
+        let traces = set.evaluate(Event::TicketCreated, &facts);
+        assert!(!traces[1].matched);
+        assert_eq!(traces[1].decided_by, "from_domain in [\"vip.pl\"]");
+        assert_eq!(traces[2].actions, vec![Action::Note("seen".into())]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_line_and_column() {
+        let text = r#"[[rule]]
+name = "broken"
+on = ["ticket.created", "ticket.deleted"]
+then = [{ set_team = "sales" }, { frobnicate = 1 }, { notify = { template = "nope", to = "boss" } }]
+[rule.when]
+subject.matches = "(unclosed"
+attachments.gt = "many"
+colour = "red"
+priority.contains = "x"
+"#;
+        let errors = load(text).unwrap_err();
+        let want = [
+            "rules/10-test.toml:3:25: rule \"broken\": unknown event \"ticket.deleted\"",
+            "rules/10-test.toml:4:22: rule \"broken\": unknown team \"sales\" (known: billing, it)",
+            "rules/10-test.toml:4:35: rule \"broken\": unknown action `frobnicate`",
+            "rules/10-test.toml:4:90: rule \"broken\": unknown recipient \"boss\"",
+            "rules/10-test.toml:4:77: rule \"broken\": unknown template \"nope\"",
+            "rules/10-test.toml:6:19: rule \"broken\": bad regex \"(unclosed\": unclosed group",
+            "rules/10-test.toml:7:18: rule \"broken\": attachments gt: expected a number",
+            "rules/10-test.toml:8:1: rule \"broken\": unknown field `colour`",
+            "rules/10-test.toml:9:21: rule \"broken\": `contains` does not apply to priority",
+        ];
+        for w in want {
+            assert!(
+                errors.iter().any(|e| e.starts_with(w)),
+                "missing {w:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn structure_errors_are_reported_too() {
+        let errors = load("[[rule]]\non = \"ticket.created\"\n").unwrap_err();
+        assert_eq!(
+            errors,
+            ["rules/10-test.toml:1:1: a rule needs a `name` (a non-empty string)"]
+        );
+        let errors = load("[[rule]]\nname = \"x\"\non = []\nthen = []\n").unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].contains("`on` lists no event"), "{errors:#?}");
+        let errors = load("[[rule]]\nname = \"x\"\nthen = [{ close = true }]\n").unwrap_err();
+        assert_eq!(
+            errors,
+            ["rules/10-test.toml:1:1: rule \"x\": a rule needs `on`, the events it fires on"]
+        );
+        let errors = load("[[rule]\n").unwrap_err();
+        assert!(
+            errors[0].starts_with("rules/10-test.toml:1:"),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let one = "[[rule]]\nname = \"x\"\non = \"ticket.created\"\nthen = [{ close = true }]\n";
+        let errors = load(&format!("{one}{one}")).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "rules/10-test.toml:5:1: rule \"x\": the name is already used at rules/10-test.toml:1; rule names must be unique"
+            ]
+        );
+    }
+
+    #[test]
+    fn inline_tests_run_against_the_whole_set() {
+        let text = format!(
+            "{RULES}\n[[rule.test]]\nmessage = \"From: a@b.pl\\nSubject: hej\\n\\nhej\\n\"\nexpect = [\"note \\\"seen\\\"\"]\n\n\
+             [[rule.test]]\nmessage = \"From: a@vip.pl\\nSubject: invoice\\n\\nx\\n\"\nexpect = [\"note \\\"seen\\\"\"]\n"
+        );
+        let set = load(&text).unwrap();
+        let (run, failures) = set.run_tests("email");
+        assert_eq!(run, 2);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].0, "never after vip");
+        assert_eq!(failures[0].2, "expected [\"note \\\"seen\\\"\"], got []");
+    }
+}
