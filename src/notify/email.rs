@@ -24,7 +24,7 @@ pub enum SendError {
 }
 
 pub enum Transport {
-    Smtp(SmtpPool),
+    Smtp(Box<SmtpPool>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -39,7 +39,7 @@ pub struct Mailer {
 impl Mailer {
     pub fn new(config: &Config) -> Result<Mailer> {
         let transport = match &config.smtp {
-            Some(smtp) => Transport::Smtp(SmtpPool::new(smtp)?),
+            Some(smtp) => Transport::Smtp(Box::new(SmtpPool::new(smtp)?)),
             None => {
                 std::fs::create_dir_all(&config.mail.outbox_dir).with_context(|| {
                     format!("cannot create {}", config.mail.outbox_dir.display())

@@ -226,11 +226,7 @@ impl Facts {
             Action::SetPriority(v) => self.priority = v.clone(),
             Action::SetStatus(v) => self.status = v.clone(),
             Action::SetTeam(v) => self.team = Some(v.clone()),
-            Action::AddTag(t) => {
-                if !self.tags.contains(t) {
-                    self.tags.push(t.clone())
-                }
-            }
+            Action::AddTag(t) if !self.tags.contains(t) => self.tags.push(t.clone()),
             Action::RemoveTag(t) => self.tags.retain(|x| x != t),
             Action::Assign(Assignee::Agent(a)) => self.assignee = Some(a.clone()),
             Action::Assign(Assignee::Team { team, .. }) => self.team = Some(team.clone()),
