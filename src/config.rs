@@ -29,6 +29,8 @@ pub struct Config {
     /// Outgoing mail server; without it mail is written to `mail.outbox_dir`.
     pub smtp: Option<Smtp>,
     #[serde(default)]
+    pub rules: Rules,
+    #[serde(default)]
     pub maildir: Vec<Maildir>,
     #[serde(default)]
     pub mailbox: Vec<Mailbox>,
@@ -38,6 +40,14 @@ pub struct Config {
     pub agent: Vec<Agent>,
     #[serde(default)]
     pub organization: Vec<Organization>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rules {
+    /// The folder of rule files (`*.toml`, read in file-name order); no rules
+    /// run without one.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

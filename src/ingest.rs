@@ -2,13 +2,15 @@
 //! in one transaction. Sources call [`Pipeline::ingest`] and acknowledge their
 //! messages only after it returns `Ok` (the commit is durable by then).
 
+use crate::apply;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::notify::{self, Notifier};
+use crate::notify::Notifier;
 use crate::parse::{self, ParsedMail, subject};
+use crate::rules::Event;
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
-use crate::store::{self, Store, Tx, directory, files};
+use crate::store::{self, Store, Tx, changes, directory, files};
 use crate::thread::{self, Candidate, Decision, Policy, Via};
 use crate::ticket::{Channel, Priority, Status};
 use std::fmt;
@@ -113,6 +115,8 @@ pub struct Pipeline {
     quarantine_dir: PathBuf,
     pub max_message_bytes: u64,
     notifier: Notifier,
+    /// The active rules; `replace` swaps them on reload.
+    pub rules: Arc<crate::rules::Live>,
     /// Rung after a commit that queued notifications.
     pub outbox_wake: Arc<tokio::sync::Notify>,
 }
@@ -148,6 +152,9 @@ impl Pipeline {
             quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
+            rules: Arc::new(crate::rules::Live::new(
+                crate::rules::load::load_configured(config).map_err(rule_errors)?,
+            )),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -394,6 +401,8 @@ impl Pipeline {
             now,
         );
 
+        let auto_generated = mail.auto_generated.as_deref();
+        let mut notes: Vec<String> = Vec::new();
         let (kind, ticket_id, number, comment_id) = match decision {
             Decision::Reject { ticket_id, reason } => {
                 entry.outcome = OutcomeKind::Rejected.as_str();
@@ -409,35 +418,23 @@ impl Pipeline {
                 if let Some((related, kind)) = link {
                     t::link(tx, ticket_id, related, kind, ACTOR, now).await?;
                 }
-                let from = mail.from.as_ref();
-                let (normalized, _) = subject::normalize(&mail.subject);
-                let about = notify::Subject {
-                    ticket_id,
-                    number: &number,
-                    subject: &normalized,
-                    status: Status::New.as_str(),
-                    priority: self.default_priority.as_str(),
-                    requester_email: from.map_or("", |m| m.email.as_str()),
-                    requester_name: from.map_or("", |m| m.name.as_str()),
-                    language: mail.language.as_deref(),
-                    in_reply_to: mail.message_id.as_deref(),
-                    comment_author: from.map_or("", |m| m.email.as_str()),
-                    comment_body: &mail.body,
-                };
-                let event = match inbound.oversized {
-                    Some(_) => "message_too_large",
-                    None => "ticket_created",
-                };
-                self.notifier
-                    .auto_reply(
-                        tx,
-                        &about,
-                        event,
-                        about.requester_email,
-                        mail.auto_generated.as_deref(),
-                        now,
-                    )
+                let message = message_facts(inbound, mail, AuthorKind::Requester);
+                let applied = self
+                    .rules(now)
+                    .run(tx, Event::TicketCreated, ticket_id, &message)
                     .await?;
+                if let Some(rule) = applied.spam_by {
+                    notes.push(format!("dropped as spam by rule {rule:?}"));
+                } else if let Some(state) = changes::ticket_state(tx, ticket_id).await? {
+                    let event = match inbound.oversized {
+                        Some(_) => "message_too_large",
+                        None => "ticket_created",
+                    };
+                    let about = apply::subject_of(&state, &message);
+                    self.notifier
+                        .automatic(tx, &about, event, &state.requester, auto_generated, now)
+                        .await?;
+                }
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
             Decision::Comment {
@@ -470,21 +467,16 @@ impl Pipeline {
                 if reopen && let Some(f) = facts {
                     t::set_status(tx, ticket_id, f.status, Status::Open, sender, None, now).await?;
                 }
-                if let Some(f) = facts {
-                    let about = notify::Subject {
-                        ticket_id,
-                        number: &f.number,
-                        subject: &f.subject,
-                        status: f.status.as_str(),
-                        priority: &f.priority,
-                        requester_email: &f.requester,
-                        requester_name: "",
-                        language: f.language.as_deref(),
-                        in_reply_to: mail.message_id.as_deref(),
-                        comment_author: sender,
-                        comment_body: &mail.body,
-                    };
-                    if author_kind == AuthorKind::Agent && !internal {
+                let message = message_facts(inbound, mail, author_kind);
+                self.rules(now)
+                    .run(tx, Event::CommentAdded, ticket_id, &message)
+                    .await?;
+                if let Some(f) = facts
+                    && let Some(state) = changes::ticket_state(tx, ticket_id).await?
+                {
+                    let about = apply::subject_of(&state, &message);
+                    let public = !internal;
+                    if author_kind == AuthorKind::Agent && public {
                         let mut recipients = vec![f.requester.clone()];
                         recipients.extend(f.participants.iter().cloned());
                         recipients.sort();
@@ -493,16 +485,26 @@ impl Pipeline {
                             .agent_reply(tx, &about, &recipients, now)
                             .await?;
                     }
-                    if inbound.oversized.is_some() && author_kind == AuthorKind::Requester {
+                    let from_customer =
+                        matches!(author_kind, AuthorKind::Requester | AuthorKind::Participant);
+                    if from_customer
+                        && public
+                        && let Some(assignee) = &state.assignee
+                    {
                         self.notifier
-                            .auto_reply(
+                            .automatic(
                                 tx,
                                 &about,
-                                "message_too_large",
-                                sender,
-                                mail.auto_generated.as_deref(),
+                                "requester_comment",
+                                assignee,
+                                auto_generated,
                                 now,
                             )
+                            .await?;
+                    }
+                    if inbound.oversized.is_some() && author_kind == AuthorKind::Requester {
+                        self.notifier
+                            .automatic(tx, &about, "message_too_large", sender, auto_generated, now)
                             .await?;
                     }
                 }
@@ -524,6 +526,7 @@ impl Pipeline {
             .auto_generated
             .iter()
             .chain(inbound.note.iter())
+            .chain(notes.iter())
             .chain(mail.warnings.iter())
             .cloned()
             .collect::<Vec<_>>()
@@ -534,6 +537,14 @@ impl Pipeline {
         entry.comment_id = Some(comment_id);
         t::journal(tx, &entry).await?;
         Ok(outcome(kind, Some(number), mail.auto_generated.clone()))
+    }
+
+    fn rules(&self, now: i64) -> apply::Rules<'_> {
+        apply::Rules {
+            set: self.rules.current(),
+            notifier: &self.notifier,
+            now,
+        }
     }
 
     /// Looks up the ticket a mail belongs to, in threading order.
@@ -711,6 +722,23 @@ async fn journal_quarantined(
         },
     )
     .await
+}
+
+/// Every rule problem, one per line.
+pub fn rule_errors(errors: Vec<crate::rules::RuleError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{} rule error(s):\n{}", errors.len(), lines.join("\n"))
+}
+
+/// What the rules see of an inbound mail.
+fn message_facts(inbound: &Inbound, mail: &ParsedMail, author: AuthorKind) -> apply::Message {
+    let mut facts = crate::rules::Facts::from_mail(mail, Channel::Email.as_str());
+    facts.mailbox = inbound.source.clone();
+    facts.author = Some(author.as_str().to_string());
+    apply::Message {
+        facts,
+        message_id: mail.message_id.clone(),
+    }
 }
 
 fn outcome(kind: OutcomeKind, ticket: Option<String>, reason: Option<String>) -> Outcome {

@@ -4,12 +4,14 @@
 //! `ingest` wires one message through all of them. See ARCHITECTURE.md.
 
 pub mod app;
+pub mod apply;
 pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod net;
 pub mod notify;
 pub mod parse;
+pub mod replay;
 pub mod rules;
 pub mod source;
 pub mod store;

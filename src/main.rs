@@ -45,10 +45,35 @@ enum Command {
         #[command(subcommand)]
         command: TicketsCommand,
     },
-    /// Validate the config file (and later rules and templates).
+    /// Validate the config file, the rules and the templates.
     Check,
+    /// Dry-run and test the rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Create or upgrade the database schema.
     Migrate,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// With MESSAGE: show, for each rule, whether it matched, which condition
+    /// decided and the actions that would run, changing nothing. Without:
+    /// run the test cases in the rule files.
+    Test {
+        message: Option<PathBuf>,
+        /// The event to evaluate [default: ticket.created].
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// How the current rules would have treated the tickets created in a
+    /// window, against what actually happened.
+    Replay {
+        /// How far back, e.g. 7d, 24h.
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,13 +183,74 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 anyhow::bail!("{} template error(s)", errors.len());
             }
-            println!("{}: ok", config_path.display());
+            let rules = load_rules(&config)?;
+            println!(
+                "{}: ok ({} rules)",
+                config_path.display(),
+                rules.rules.len()
+            );
             Ok(0)
         }
+        Command::Rules { command } => rules_command(&config, command).await,
         Command::Migrate => {
             let store = app::open_store(&config).await?;
             store.close().await;
             println!("database migrated");
+            Ok(0)
+        }
+    }
+}
+
+/// The configured rule set, every problem printed on its own line.
+fn load_rules(config: &Config) -> Result<ticketd::rules::RuleSet> {
+    ticketd::rules::load::load_configured(config).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        anyhow::anyhow!("{} rule error(s)", errors.len())
+    })
+}
+
+async fn rules_command(config: &Config, command: RulesCommand) -> Result<i32> {
+    let rules = load_rules(config)?;
+    match command {
+        RulesCommand::Test {
+            message: Some(file),
+            event,
+        } => {
+            let event: ticketd::rules::Event = event
+                .as_deref()
+                .unwrap_or("ticket.created")
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!(e))?;
+            let raw =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mail = ticketd::parse::parse(&raw)
+                .map_err(|e| anyhow::anyhow!("{}: not a mail message: {e}", file.display()))?;
+            let mut facts = ticketd::rules::Facts::from_mail(&mail, "email");
+            facts.priority = config.tickets.default_priority.as_str().into();
+            print!(
+                "{}",
+                view::rule_traces(event, &rules.evaluate(event, &facts))
+            );
+            Ok(0)
+        }
+        RulesCommand::Test { message: None, .. } => {
+            let (run, failures) = rules.run_tests("email");
+            for (rule, line, failure) in &failures {
+                println!("FAIL rule {rule:?} (test at line {line}): {failure}");
+            }
+            println!("{run} rule test(s), {} failed", failures.len());
+            Ok(if failures.is_empty() { 0 } else { 1 })
+        }
+        RulesCommand::Replay { since } => {
+            let seconds = ticketd::rules::condition::parse_duration(&since)
+                .with_context(|| format!("--since {since:?} is not a duration (like 7d, 24h)"))?;
+            let store = app::open_store(config).await?;
+            let now = Clock::System.now();
+            let report = ticketd::replay::replay(&store, &rules, now - seconds, now).await?;
+            print!("{report}");
+            store.close().await;
             Ok(0)
         }
     }

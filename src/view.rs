@@ -106,3 +106,22 @@ pub fn ticket_detail(t: &TicketDetail) -> String {
     }
     out
 }
+
+/// `ticketd rules test MESSAGE`: each rule that listens to the event.
+pub fn rule_traces(event: crate::rules::Event, traces: &[crate::rules::Trace]) -> String {
+    let mut out = String::new();
+    if traces.is_empty() {
+        let _ = writeln!(out, "no rule listens to {event}");
+    }
+    for t in traces {
+        let verdict = if t.matched { "matched" } else { "no match" };
+        let _ = writeln!(out, "rule {:?}: {verdict} ({})", t.rule, t.decided_by);
+        for a in &t.actions {
+            let _ = writeln!(out, "    {a}");
+        }
+        if t.stop {
+            let _ = writeln!(out, "    (stop: no later rule runs for {event})");
+        }
+    }
+    out
+}

@@ -27,8 +27,12 @@ pub struct Subject<'a> {
     pub subject: &'a str,
     pub status: &'a str,
     pub priority: &'a str,
+    pub category: &'a str,
     pub requester_email: &'a str,
     pub requester_name: &'a str,
+    /// The assignee's name and email.
+    pub assignee: Option<(&'a str, &'a str)>,
+    pub team: Option<&'a str>,
     pub language: Option<&'a str>,
     /// The inbound Message-ID this answers, if any.
     pub in_reply_to: Option<&'a str>,
@@ -40,6 +44,7 @@ pub struct Notifier {
     templates: Templates,
     from_domain: String,
     support_addresses: Vec<String>,
+    agents: Vec<String>,
     token_key: Option<Vec<u8>>,
     ticket_url: String,
     per_hour: i64,
@@ -66,6 +71,11 @@ impl Notifier {
             templates,
             from_domain: from.email.domain().to_string(),
             support_addresses: config.support_addresses(),
+            agents: config
+                .agent
+                .iter()
+                .map(|a| a.email.to_ascii_lowercase())
+                .collect(),
             token_key: config.reply_token_key()?,
             ticket_url: config.notify.ticket_url.clone(),
             per_hour: config.notify.auto_reply_per_hour,
@@ -77,21 +87,22 @@ impl Notifier {
         json!({
             "ticket": {
                 "number": s.number, "subject": s.subject, "status": s.status, "priority": s.priority,
-                "category": "other", "created_at": "",
+                "category": s.category, "created_at": "",
                 "link": self.ticket_url.replace("{number}", s.number),
             },
             "requester": { "name": display_name(s.requester_name, s.requester_email), "email": s.requester_email },
-            "assignee": null,
-            "team": null,
+            "assignee": s.assignee.map(|(name, email)| json!({ "name": display_name(name, email), "email": email })),
+            "team": s.team.map(|name| json!({ "name": name })),
             "comment": { "author": s.comment_author, "body": s.comment_body, "internal": false },
             "sla": null,
         })
     }
 
-    /// An automatic reply about `s` (`ticket_created`, `message_too_large` …)
-    /// to `to`; the loop rules apply. `auto_generated` is why the inbound mail
-    /// counts as automatic, if it does.
-    pub async fn auto_reply(
+    /// Automatic mail about `s` (`ticket_created`, `message_too_large`,
+    /// `ticket_assigned` …) to `to`; the loop rules apply (agents are exempt
+    /// from the rate limits). `auto_generated` is why the inbound mail counts
+    /// as automatic, if it does.
+    pub async fn automatic(
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
@@ -137,6 +148,9 @@ impl Notifier {
         }
         if crate::parse::autogen::is_robot_address(to) {
             return Ok(Some(format!("{to} is a robot address")));
+        }
+        if self.agents.contains(&to.to_ascii_lowercase()) {
+            return Ok(None);
         }
         let hour = outbox::automatic_count_since(tx, to, now - 3600).await?;
         if hour >= self.per_hour {

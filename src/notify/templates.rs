@@ -23,6 +23,7 @@ pub const EVENTS: &[&str] = &[
     "sla_breached",
     "message_too_large",
     "auto_close",
+    "ticket_escalated",
 ];
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
@@ -48,6 +49,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "en" / "sla_breached",
     "en" / "message_too_large",
     "en" / "auto_close",
+    "en" / "ticket_escalated",
     "pl" / "ticket_created",
     "pl" / "agent_reply",
     "pl" / "ticket_assigned",
@@ -58,6 +60,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "pl" / "sla_breached",
     "pl" / "message_too_large",
     "pl" / "auto_close",
+    "pl" / "ticket_escalated",
 );
 
 /// A rendered notification.

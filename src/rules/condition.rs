@@ -234,8 +234,8 @@ impl fmt::Display for Test {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub matched: bool,
-    /// e.g. `subject matches "(?i)faktur"`, or `not (…)`; empty for an
-    /// empty `all` (always true).
+    /// e.g. `subject matches "(?i)faktur"`, or `not (…)`; `no conditions`
+    /// for an empty `all` (always true).
     pub decided_by: String,
 }
 
@@ -249,7 +249,7 @@ impl Condition {
             Condition::All(list) => {
                 let mut last = Verdict {
                     matched: true,
-                    decided_by: String::new(),
+                    decided_by: "no conditions".into(),
                 };
                 for c in list {
                     last = c.eval(facts);

@@ -39,6 +39,29 @@ impl fmt::Display for RuleError {
     }
 }
 
+impl Catalog {
+    pub fn of(config: &crate::config::Config) -> Catalog {
+        Catalog {
+            templates: crate::notify::templates::EVENTS
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
+            teams: config.team.iter().map(|t| t.name.clone()).collect(),
+            agents: config.agent.iter().map(|a| a.email.clone()).collect(),
+            categories: config.tickets.categories.clone(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// Reads the rule set the config names (`[rules] dir`); none without one.
+pub fn load_configured(config: &crate::config::Config) -> Result<RuleSet, Vec<RuleError>> {
+    match &config.rules.dir {
+        Some(dir) => load_dir(dir, &Catalog::of(config)),
+        None => Ok(RuleSet::default()),
+    }
+}
+
 /// Reads `dir/*.toml` in file-name order. A missing directory is an empty set.
 pub fn load_dir(dir: &Path, catalog: &Catalog) -> Result<RuleSet, Vec<RuleError>> {
     let error = |message: String| {

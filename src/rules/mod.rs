@@ -109,6 +109,31 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
 }
 
+/// The active rule set, swapped as a whole on reload.
+#[derive(Debug, Default)]
+pub struct Live(std::sync::RwLock<std::sync::Arc<RuleSet>>);
+
+impl Live {
+    pub fn new(set: RuleSet) -> Live {
+        Live(std::sync::RwLock::new(std::sync::Arc::new(set)))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<RuleSet> {
+        match self.0.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, set: RuleSet) {
+        let set = std::sync::Arc::new(set);
+        match self.0.write() {
+            Ok(mut current) => *current = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+    }
+}
+
 /// What one rule did with one event.
 #[derive(Debug, Clone)]
 pub struct Trace {

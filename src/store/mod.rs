@@ -2,6 +2,7 @@
 //! PostgreSQL, chosen by the URL scheme. Migrations live in `migrations/sqlite`
 //! and `migrations/postgres` with the same file names.
 
+pub mod changes;
 pub mod checkpoints;
 pub mod directory;
 pub mod files;

@@ -298,3 +298,61 @@ impl Store {
             .collect()
     }
 }
+
+/// A ticket as `rules replay` sees it: what it looked like when it was
+/// created, and the changes rules made to it.
+#[derive(Debug, Clone)]
+pub struct ReplayTicket {
+    pub number: String,
+    pub subject: String,
+    pub channel: String,
+    pub requester: String,
+    pub body: String,
+    pub created_at: i64,
+    /// (rule, field, old, new) from the history, in order.
+    pub rule_changes: Vec<(String, String, Option<String>, Option<String>)>,
+}
+
+impl Store {
+    /// Tickets created in `[from, to)`, oldest first.
+    pub async fn replay_tickets(&self, from: i64, to: i64) -> Result<Vec<ReplayTicket>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.number, t.subject, t.channel, t.created_at,
+                    COALESCE(i.address, '') AS requester,
+                    COALESCE((SELECT c.body FROM comments c WHERE c.ticket_id = t.id
+                              ORDER BY c.id LIMIT 1), '') AS body
+             FROM tickets t
+             LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
+             WHERE t.created_at >= $1 AND t.created_at < $2
+             ORDER BY t.created_at, t.id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let rule_changes = sqlx::query(
+                "SELECT rule, field, old_value, new_value FROM ticket_history
+                 WHERE ticket_id = $1 AND rule IS NOT NULL ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|h| Ok((h.try_get(0)?, h.try_get(1)?, h.try_get(2)?, h.try_get(3)?)))
+            .collect::<Result<Vec<_>>>()?;
+            out.push(ReplayTicket {
+                number: r.try_get("number")?,
+                subject: r.try_get("subject")?,
+                channel: r.try_get("channel")?,
+                requester: r.try_get("requester")?,
+                body: r.try_get("body")?,
+                created_at: r.try_get("created_at")?,
+                rule_changes,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,5 @@
+-- Round-robin assignment: the agent each team's last pick went to.
+CREATE TABLE team_rotation (
+    team_id       INTEGER PRIMARY KEY REFERENCES teams(id),
+    last_agent_id INTEGER NOT NULL REFERENCES agents(id)
+) STRICT;

@@ -1,0 +1,343 @@
+//! Applying rules: builds the [`Facts`] of a ticket, asks the rule set what to
+//! do for an event, and carries the actions out inside the transaction of the
+//! change that raised the event. Every change is recorded in the history with
+//! the rule's name; changes raise follow-up events (`ticket.assigned`,
+//! `status.changed`, `ticket.updated`) that run the rules once more, one level
+//! deep, so two rules cannot ping-pong forever.
+
+use crate::clock::Timestamp;
+use crate::notify::{Notifier, Subject};
+use crate::rules::action::{Assignee, Recipient, Strategy};
+use crate::rules::{Action, Event, Facts, RuleSet};
+use crate::store::changes::{self, By, TicketState};
+use crate::store::tickets::{self as t, AuthorKind};
+use crate::store::{self, Tx};
+use crate::ticket::{Channel, Priority, Status};
+use std::sync::Arc;
+
+const ACTOR: &str = "rules";
+/// Follow-up events are evaluated this many levels deep.
+const MAX_DEPTH: usize = 1;
+
+/// What the message the event came with looks like to conditions (empty
+/// for events without one).
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    pub facts: Facts,
+    /// The inbound Message-ID, so notifications thread under it.
+    pub message_id: Option<String>,
+}
+
+/// What the caller must know after the rules ran.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The rule that dropped the ticket as spam (no acknowledgement then).
+    pub spam_by: Option<String>,
+    /// Names of the rules that matched, in order.
+    pub matched: Vec<String>,
+}
+
+pub struct Rules<'a> {
+    pub set: Arc<RuleSet>,
+    pub notifier: &'a Notifier,
+    pub now: Timestamp,
+}
+
+impl Rules<'_> {
+    /// Runs `event` for ticket `id` and its follow-ups.
+    pub async fn run(
+        &self,
+        tx: &mut Tx,
+        event: Event,
+        id: i64,
+        message: &Message,
+    ) -> store::Result<Applied> {
+        let mut applied = Applied::default();
+        let mut queue = vec![(event, 0usize)];
+        while let Some((event, depth)) = queue.pop() {
+            if self.set.rules.iter().all(|r| !r.on.contains(&event)) {
+                continue;
+            }
+            let Some(state) = changes::ticket_state(tx, id).await? else {
+                return Ok(applied);
+            };
+            let facts = facts_of(&state, &message.facts, self.now);
+            for trace in self.set.evaluate(event, &facts) {
+                if !trace.matched {
+                    continue;
+                }
+                applied.matched.push(trace.rule.clone());
+                for action in &trace.actions {
+                    let raised = self
+                        .act(tx, id, &trace.rule, action, message, &mut applied)
+                        .await?;
+                    if depth < MAX_DEPTH {
+                        queue.extend(raised.into_iter().map(|e| (e, depth + 1)));
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Carries out one action; returns the events it raised.
+    async fn act(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        rule: &str,
+        action: &Action,
+        message: &Message,
+        applied: &mut Applied,
+    ) -> store::Result<Vec<Event>> {
+        let by = By {
+            actor: ACTOR,
+            rule: Some(rule),
+            now: self.now,
+        };
+        let Some(state) = changes::ticket_state(tx, id).await? else {
+            return Ok(Vec::new());
+        };
+        let updated = |changed: bool| {
+            if changed {
+                vec![Event::TicketUpdated]
+            } else {
+                Vec::new()
+            }
+        };
+        Ok(match action {
+            Action::SetCategory(v) => {
+                updated(changes::set_text(tx, id, "category", &state.category, v, by).await?)
+            }
+            Action::SetPriority(v) => {
+                updated(changes::set_text(tx, id, "priority", &state.priority, v, by).await?)
+            }
+            Action::SetTeam(v) => {
+                updated(changes::set_team(tx, id, state.team.as_deref(), v, by).await?)
+            }
+            Action::AddTag(tag) => updated(changes::add_tag(tx, id, tag, by).await?),
+            Action::RemoveTag(tag) => updated(changes::remove_tag(tx, id, tag, by).await?),
+            Action::SetStatus(v) => match v.parse::<Status>() {
+                Ok(status) => self.set_status(tx, &state, status, by, message).await?,
+                Err(_) => Vec::new(),
+            },
+            Action::Close => {
+                self.set_status(tx, &state, Status::Closed, by, message)
+                    .await?
+            }
+            Action::Spam => {
+                applied.spam_by = Some(rule.to_string());
+                changes::add_tag(tx, id, "spam", by).await?;
+                let old = state.status.parse().unwrap_or(Status::New);
+                t::set_status(tx, id, old, Status::Closed, ACTOR, Some(rule), self.now).await?;
+                Vec::new()
+            }
+            Action::Assign(who) => self.assign(tx, &state, who, by, message).await?,
+            Action::Note(text) => {
+                t::add_comment(
+                    tx,
+                    &t::NewComment {
+                        ticket_id: id,
+                        author: ACTOR,
+                        author_kind: AuthorKind::System,
+                        body: text,
+                        stripped: "",
+                        internal: true,
+                        channel: Channel::Email,
+                        auto_generated: false,
+                        message_id: None,
+                        now: self.now,
+                    },
+                )
+                .await?;
+                t::history(
+                    tx,
+                    id,
+                    ACTOR,
+                    "note",
+                    None,
+                    Some(text),
+                    Some(rule),
+                    self.now,
+                )
+                .await?;
+                Vec::new()
+            }
+            Action::Notify { template, to } => {
+                let subject = subject_of(&state, message);
+                for address in self.recipients(tx, &state, to).await? {
+                    self.notifier
+                        .automatic(tx, &subject, template, &address, None, self.now)
+                        .await?;
+                }
+                Vec::new()
+            }
+            Action::AutoReply { template } => {
+                let subject = subject_of(&state, message);
+                let to = if message.facts.from.is_empty() {
+                    state.requester.clone()
+                } else {
+                    message.facts.from.clone()
+                };
+                let auto = message.facts.auto_generated.then_some("auto-generated");
+                self.notifier
+                    .automatic(tx, &subject, template, &to, auto, self.now)
+                    .await?;
+                Vec::new()
+            }
+            Action::Escalate { to, template } => {
+                let names = Priority::NAMES;
+                let next = names
+                    .iter()
+                    .position(|p| *p == state.priority)
+                    .map_or("critical", |i| names[(i + 1).min(names.len() - 1)]);
+                changes::set_text(tx, id, "priority", &state.priority, next, by).await?;
+                let Some(state) = changes::ticket_state(tx, id).await? else {
+                    return Ok(Vec::new());
+                };
+                let subject = subject_of(&state, message);
+                for address in self.recipients(tx, &state, to).await? {
+                    self.notifier
+                        .automatic(tx, &subject, template, &address, None, self.now)
+                        .await?;
+                }
+                vec![Event::TicketUpdated]
+            }
+            // Validation refuses webhooks until they can be configured.
+            Action::Webhook(_) => Vec::new(),
+        })
+    }
+
+    async fn set_status(
+        &self,
+        tx: &mut Tx,
+        state: &TicketState,
+        new: Status,
+        by: By<'_>,
+        message: &Message,
+    ) -> store::Result<Vec<Event>> {
+        let old: Status = state.status.parse().unwrap_or(Status::New);
+        if old == new {
+            return Ok(Vec::new());
+        }
+        t::set_status(tx, state.id, old, new, by.actor, by.rule, by.now).await?;
+        let event = if new == Status::Resolved {
+            "ticket_resolved"
+        } else {
+            "status_changed"
+        };
+        if let Some(state) = changes::ticket_state(tx, state.id).await? {
+            let subject = subject_of(&state, message);
+            let auto = message.facts.auto_generated.then_some("auto-generated");
+            self.notifier
+                .automatic(tx, &subject, event, &state.requester, auto, by.now)
+                .await?;
+        }
+        Ok(vec![Event::StatusChanged])
+    }
+
+    async fn assign(
+        &self,
+        tx: &mut Tx,
+        state: &TicketState,
+        who: &Assignee,
+        by: By<'_>,
+        message: &Message,
+    ) -> store::Result<Vec<Event>> {
+        let agent = match who {
+            Assignee::Agent(a) => Some(a.clone()),
+            Assignee::Team { team, strategy } => {
+                changes::set_team(tx, state.id, state.team.as_deref(), team, by).await?;
+                match strategy {
+                    Strategy::RoundRobin => changes::round_robin(tx, team).await?,
+                    Strategy::LeastOpen => changes::least_open(tx, team).await?,
+                }
+            }
+        };
+        let Some(agent) = agent else {
+            return Ok(vec![Event::TicketUpdated]);
+        };
+        if !changes::set_assignee(tx, state.id, state.assignee.as_deref(), &agent, by).await? {
+            return Ok(Vec::new());
+        }
+        if let Some(state) = changes::ticket_state(tx, state.id).await? {
+            let subject = subject_of(&state, message);
+            self.notifier
+                .automatic(tx, &subject, "ticket_assigned", &agent, None, by.now)
+                .await?;
+        }
+        Ok(vec![Event::TicketAssigned])
+    }
+
+    async fn recipients(
+        &self,
+        tx: &mut Tx,
+        state: &TicketState,
+        to: &Recipient,
+    ) -> store::Result<Vec<String>> {
+        Ok(match to {
+            Recipient::Requester => vec![state.requester.clone()],
+            Recipient::Assignee => state.assignee.iter().cloned().collect(),
+            Recipient::Team => match &state.team {
+                Some(team) => changes::team_members(tx, team)
+                    .await?
+                    .into_iter()
+                    .map(|(_, email)| email)
+                    .collect(),
+                None => Vec::new(),
+            },
+            Recipient::Managers => changes::managers(tx, state.team.as_deref()).await?,
+            Recipient::Address(a) => vec![a.clone()],
+        })
+    }
+}
+
+/// The ticket's state under the message's own facts.
+pub fn facts_of(state: &TicketState, message: &Facts, now: Timestamp) -> Facts {
+    let mut f = message.clone();
+    if f.subject.is_empty() {
+        f.subject = state.subject.clone();
+    }
+    if f.from.is_empty() {
+        f.from = state.requester.clone();
+    }
+    f.channel = state.channel.clone();
+    f.language = f.language.or_else(|| state.language.clone());
+    f.category = state.category.clone();
+    f.priority = state.priority.clone();
+    f.status = state.status.clone();
+    f.tags = state.tags.clone();
+    f.assignee = state.assignee.clone();
+    f.team = state.team.clone();
+    f.organization = state.organization.clone();
+    f.age_seconds = (now - state.created_at).max(0);
+    f.idle_seconds = (now - state.updated_at).max(0);
+    f
+}
+
+/// What a notification about the ticket says.
+pub fn subject_of<'a>(state: &'a TicketState, message: &'a Message) -> Subject<'a> {
+    Subject {
+        ticket_id: state.id,
+        number: &state.number,
+        subject: &state.subject,
+        status: &state.status,
+        priority: &state.priority,
+        category: &state.category,
+        requester_email: &state.requester,
+        requester_name: &state.requester_name,
+        assignee: state
+            .assignee
+            .as_deref()
+            .map(|e| (state.assignee_name.as_deref().unwrap_or(""), e)),
+        team: state.team.as_deref(),
+        language: state.language.as_deref(),
+        in_reply_to: message.message_id.as_deref(),
+        comment_author: if message.facts.from.is_empty() {
+            &state.requester
+        } else {
+            &message.facts.from
+        },
+        comment_body: &message.facts.body,
+    }
+}
