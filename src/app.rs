@@ -53,6 +53,10 @@ pub async fn run(
         let cancel = cancel.clone();
         tasks.spawn(async move { dispatcher.run(cancel).await });
     }
+    {
+        let (config, live, cancel) = (config.clone(), pipeline.rules.clone(), cancel.clone());
+        tasks.spawn(async move { crate::reload::run(config, live, cancel).await });
+    }
     for md in config.maildir.clone() {
         let pipeline = pipeline.clone();
         let cancel = cancel.clone();
@@ -71,6 +75,7 @@ pub async fn run(
     tracing::info!(
         maildirs = config.maildir.len(),
         mailboxes = config.mailbox.len(),
+        rules = pipeline.rules.current().rules.len(),
         "ticketd running"
     );
 

@@ -182,16 +182,18 @@ fn check_reports_a_bad_config_in_one_line() {
 fn run_with_the_shipped_config_needs_no_server() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ticketd.toml");
-    std::fs::copy(shipped, dir.path().join("config/ticketd.toml")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
-        .current_dir(dir.path())
-        .arg("run")
-        .env_remove("TICKETD_DATABASE_URL")
-        .env_remove("TICKETD_CONFIG")
-        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-        .spawn()
-        .unwrap();
+    copy_shipped(dir.path());
+    let mut child = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .current_dir(dir.path())
+            .arg("run")
+            .env_remove("TICKETD_DATABASE_URL")
+            .env_remove("TICKETD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let log = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
     let inbox = dir.path().join("var/inbox");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -212,24 +214,11 @@ fn run_with_the_shipped_config_needs_no_server() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // No SMTP server configured: the acknowledgement is written as an .eml file.
-    let outbox = dir.path().join("var/outbox");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let eml = loop {
-        let found = std::fs::read_dir(&outbox).ok().and_then(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|x| x == "eml"))
-        });
-        if let Some(path) = found {
-            break std::fs::read_to_string(path).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no acknowledgement in var/outbox"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // No SMTP server configured: the acknowledgement is written as an .eml
+    // file, and so is the notice to the agent the shipped rules assigned.
+    let eml = outbox_mail(dir.path(), "To: jan.kowalski@firma.pl");
+    let assigned = outbox_mail(dir.path(), "To: ewa@example.com");
+    assert!(assigned.contains("TKT-2026-0001"), "{assigned}");
     assert!(eml.contains("To: jan.kowalski@firma.pl"), "{eml}");
     assert!(eml.contains("Subject: [TKT-2026-0001] "), "{eml}");
     assert!(eml.contains("Auto-Submitted: auto-replied"), "{eml}");
@@ -237,13 +226,20 @@ fn run_with_the_shipped_config_needs_no_server() {
         eml.contains("In-Reply-To: <CAJ8f3kQ1@mail.gmail.com>"),
         "{eml}"
     );
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log().contains("rules reloaded rules=9") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload on SIGHUP; daemon log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, "-TERM");
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "daemon log:\n{}", log());
+    assert!(log().contains("SIGHUP: reloading the rules"), "{}", log());
     assert!(dir.path().join("var/ticketd.db").exists());
     let list = ticketd(dir.path(), &["tickets", "list"], b"", &[]);
     assert!(stdout(&list).contains("TKT-2026-0001"), "{}", stdout(&list));
@@ -302,4 +298,193 @@ fn check_reports_a_broken_template_with_file_and_line() {
     );
     assert!(stderr.contains("comment.bodyy"), "{stderr}");
     assert!(stderr.contains("error: 1 template error(s)"), "{stderr}");
+}
+
+/// A `ticketd run` child, killed if the test fails before stopping it.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Daemon, sig: &str) {
+    let kill = Command::new("kill")
+        .args([sig, &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+}
+
+/// The shipped config and rules, as an admin starts from them.
+fn copy_shipped(dir: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::copy(
+        root.join("config/ticketd.toml"),
+        dir.join("config/ticketd.toml"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(root.join("rules")).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join("rules").join(entry.file_name())).unwrap();
+    }
+}
+
+/// The first `.eml` in var/outbox containing `needle`, waiting up to 30 s.
+fn outbox_mail(dir: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = std::fs::read_dir(dir.join("var/outbox"))
+            .ok()
+            .and_then(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+                    .find(|text| text.contains(needle))
+            });
+        if let Some(text) = found {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mail with {needle:?} in var/outbox"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn check_reports_every_rule_error_with_file_line_and_column() {
+    let dir = setup();
+    let config = common::base_config(dir.path(), "[rules]\ndir = \"rules\"\n");
+    std::fs::write(dir.path().join("config/ticketd.toml"), config).unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/10-x.toml"),
+        "[[rule]]\nname = \"x\"\non = \"ticket.create\"\nthen = [{ set_priority = \"urgent\" }]\n[rule.when]\nbody.matches = \"(?P<\"\n",
+    )
+    .unwrap();
+    let out = ticketd(dir.path(), &["check"], b"", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert!(
+        lines[0].starts_with("rules/10-x.toml:3:6: rule \"x\": unknown event \"ticket.create\""),
+        "{stderr}"
+    );
+    assert!(
+        lines[1]
+            .starts_with("rules/10-x.toml:4:26: rule \"x\": set_priority: expected one of: low"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].starts_with("rules/10-x.toml:6:16: rule \"x\": bad regex \"(?P<\""),
+        "{stderr}"
+    );
+    assert_eq!(lines[3], "error: 3 rule error(s)");
+}
+
+#[test]
+fn rules_test_explains_a_message_and_runs_the_rule_files_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_shipped(dir.path());
+    std::fs::write(
+        dir.path().join("m.eml"),
+        "From: Prezes <prezes@bigclient.pl>\nSubject: Faktura 12/2026\n\nZła kwota.\n",
+    )
+    .unwrap();
+    let out = ticketd(dir.path(), &["rules", "test", "m.eml"], b"", &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("rule \"billing keywords\": matched (subject matches "),
+        "{text}"
+    );
+    assert!(text.contains("\n    set_category billing\n"), "{text}");
+    assert!(text.contains("rule \"vip domain\": matched (priority lt \"high\")\n    set_priority high\n    add_tag vip\n"), "{text}");
+    assert!(
+        text.contains("rule \"account keywords\": no match (category equals \"other\")"),
+        "{text}"
+    );
+    assert!(text.contains("rule \"billing team\": matched"), "{text}");
+    let other = ticketd(
+        dir.path(),
+        &["rules", "test", "m.eml", "--event", "sla.breached"],
+        b"",
+        &[],
+    );
+    assert_eq!(
+        stdout(&other),
+        "rule \"escalate on breach\": matched (priority lt \"critical\")\n    escalate ticket_escalated to managers\n"
+    );
+
+    let ok = ticketd(dir.path(), &["rules", "test"], b"", &[]);
+    assert_eq!(
+        (ok.status.code(), stdout(&ok).as_str()),
+        (Some(0), "8 rule test(s), 0 failed\n")
+    );
+    std::fs::write(
+        dir.path().join("rules/50-wrong.toml"),
+        "[[rule]]\nname = \"wrong\"\non = \"ticket.created\"\nthen = [{ add_tag = \"x\" }]\n[rule.when]\nsubject.contains = \"faktura\"\n\n[[rule.test]]\nmessage = \"From: a@b.pl\\nSubject: Faktura\\n\\nx\\n\"\nexpect = []\n",
+    )
+    .unwrap();
+    let failed = ticketd(dir.path(), &["rules", "test"], b"", &[]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(
+        stdout(&failed),
+        "FAIL rule \"wrong\" (test at line 8): expected [], got [\"add_tag x\"]\n9 rule test(s), 1 failed\n"
+    );
+}
+
+#[test]
+fn rules_replay_compares_the_current_rules_with_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_shipped(dir.path());
+    let vip =
+        "From: prezes@bigclient.pl\nSubject: Pilne\nMessage-ID: <r1@x>\n\nProszę o kontakt.\n";
+    let plain =
+        "From: jan@firma.pl\nSubject: Drukarka nie działa\nMessage-ID: <r2@x>\n\nNie drukuje.\n";
+    for mail in [vip, plain] {
+        let out = ticketd(dir.path(), &["ingest"], mail.as_bytes(), &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_file(dir.path().join("rules/20-vip.toml")).unwrap();
+    let out = ticketd(dir.path(), &["rules", "replay", "--since", "1d"], b"", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("TKT-2026-0001 \"Pilne\" (") && lines[0].ends_with("DIFFERS"),
+        "{text}"
+    );
+    assert_eq!(lines[1], "  now:  -", "{text}");
+    assert_eq!(
+        lines[2], "  then: vip domain: priority medium -> high; vip domain: tag - -> vip",
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("TKT-2026-0002 \"Drukarka nie działa\" (") && lines[3].ends_with(')'),
+        "{text}"
+    );
+    assert_eq!(
+        lines[4],
+        "  now:  technical keywords: set_category technical; technical team: assign team technical round_robin"
+    );
+    assert_eq!(
+        lines[6],
+        "2 ticket(s), 1 treated differently by the current rules"
+    );
 }

@@ -7,7 +7,6 @@ use super::{Received, read_bounded, too_large, too_large_note};
 use crate::config;
 use crate::ingest::{Inbound, Pipeline};
 use crate::store;
-use notify::Watcher;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -35,15 +34,7 @@ pub async fn run(
     ensure_layout(&maildir.path)
         .with_context(|| format!("cannot create maildir {}", maildir.path.display()))?;
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |_event| {
-        let _ = wake_tx.try_send(());
-    })
-    .context("cannot start file watcher")?;
-    watcher
-        .watch(
-            &maildir.path.join("new"),
-            notify::RecursiveMode::NonRecursive,
-        )
+    let _watcher = crate::watch::watch_dir(&maildir.path.join("new"), wake_tx)
         .with_context(|| format!("cannot watch {}", maildir.path.display()))?;
     tracing::info!(%source, path = %maildir.path.display(), "watching maildir");
 

@@ -314,7 +314,7 @@ pub struct ReplayTicket {
 }
 
 impl Store {
-    /// Tickets created in `[from, to)`, oldest first.
+    /// Tickets created in `[from, to]`, oldest first.
     pub async fn replay_tickets(&self, from: i64, to: i64) -> Result<Vec<ReplayTicket>> {
         let rows = sqlx::query(
             "SELECT t.id, t.number, t.subject, t.channel, t.created_at,
@@ -323,7 +323,7 @@ impl Store {
                               ORDER BY c.id LIMIT 1), '') AS body
              FROM tickets t
              LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
-             WHERE t.created_at >= $1 AND t.created_at < $2
+             WHERE t.created_at >= $1 AND t.created_at <= $2
              ORDER BY t.created_at, t.id",
         )
         .bind(from)

@@ -1,0 +1,430 @@
+//! Rule files applied by the pipeline, on SQLite and PostgreSQL: fields,
+//! assignment strategies, notifications, spam, follow-up events, hot reload.
+
+mod common;
+
+use common::Env;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use ticketd::store::Backend;
+use ticketd::ticket::Status;
+
+const TEAM: &str = r#"
+[[team]]
+name = "billing"
+
+[[agent]]
+email = "anna@example.com"
+name = "Anna Nowak"
+role = "manager"
+teams = ["billing"]
+
+[[agent]]
+email = "ewa@example.com"
+teams = ["billing"]
+
+[[agent]]
+email = "piotr@example.com"
+teams = ["billing"]
+"#;
+
+/// An environment whose rules folder holds `rules` as `10-test.toml`.
+async fn env_with_rules(backend: Backend, rules: &str) -> (Env, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
+    let rules_dir = dir.path().to_path_buf();
+    let env = Env::configured(backend, TEAM, move |c| c.rules.dir = Some(rules_dir)).await;
+    (env, dir)
+}
+
+fn mail(from: &str, id: &str, subject: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.com\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Fri, 20 Nov 2026 10:00:00 +0100\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn reply(from: &str, id: &str, to_id: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: support@example.com\r\nSubject: Re: x\r\nMessage-ID: <{id}>\r\n\
+         In-Reply-To: <{to_id}>\r\nDate: Fri, 20 Nov 2026 11:00:00 +0100\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+fn notified(t: &ticketd::store::queries::TicketDetail) -> Vec<(String, String)> {
+    t.notifications
+        .iter()
+        .map(|n| (n.event.clone(), n.recipient.clone()))
+        .collect()
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ticketd::store::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ticketd::store::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+const BILLING_ROUND_ROBIN: &str = r#"
+[[rule]]
+name = "billing"
+on = ["ticket.created"]
+then = [{ set_category = "billing" }, { assign = { team = "billing", strategy = "round_robin" } }]
+[rule.when]
+subject.matches = "(?i)faktur|invoice"
+"#;
+
+async fn round_robin_assigns_in_turn_and_history_names_the_rule(backend: Backend) {
+    let (env, _rules) = env_with_rules(backend, BILLING_ROUND_ROBIN).await;
+    let mut assignees = Vec::new();
+    for i in 0..4 {
+        let out = env
+            .ingest(&mail(
+                &format!("c{i}@firma.pl"),
+                &format!("rr{i}@x"),
+                "Faktura",
+                "?",
+            ))
+            .await;
+        let t = env.show(out.ticket.as_deref().unwrap()).await;
+        assert_eq!(
+            (t.category.as_str(), t.team.as_deref()),
+            ("billing", Some("billing"))
+        );
+        assignees.push(t.assignee.clone().unwrap());
+        assert_eq!(
+            notified(&t),
+            [
+                ("ticket_assigned".to_string(), t.assignee.clone().unwrap()),
+                ("ticket_created".to_string(), format!("c{i}@firma.pl")),
+            ]
+        );
+    }
+    assert_eq!(
+        assignees,
+        [
+            "anna@example.com",
+            "ewa@example.com",
+            "piotr@example.com",
+            "anna@example.com"
+        ]
+    );
+    let t = env.show("TKT-2026-0001").await;
+    let by_rule: Vec<(&str, Option<&str>, Option<&str>)> = t
+        .history
+        .iter()
+        .filter(|h| h.rule.as_deref() == Some("billing"))
+        .map(|h| (h.field.as_str(), h.old.as_deref(), h.new.as_deref()))
+        .collect();
+    assert_eq!(
+        by_rule,
+        [
+            ("category", Some("other"), Some("billing")),
+            ("team", None, Some("billing")),
+            ("assignee", None, Some("anna@example.com")),
+        ]
+    );
+    // A mail that matches nothing is left alone.
+    let out = env
+        .ingest(&mail("d@firma.pl", "other@x", "Drukarka", "?"))
+        .await;
+    let t = env.show(out.ticket.as_deref().unwrap()).await;
+    assert_eq!((t.category.as_str(), t.assignee), ("other", None));
+    env.finish().await;
+}
+both!(round_robin_assigns_in_turn_and_history_names_the_rule);
+
+async fn least_open_picks_the_member_with_the_fewest_open_tickets(backend: Backend) {
+    let rules = BILLING_ROUND_ROBIN.replace("round_robin", "least_open");
+    let (env, _rules) = env_with_rules(backend, &rules).await;
+    let mut numbers = Vec::new();
+    for i in 0..3 {
+        let out = env
+            .ingest(&mail("c@firma.pl", &format!("lo{i}@x"), "Invoice", "?"))
+            .await;
+        numbers.push(out.ticket.unwrap());
+    }
+    let ewas = &numbers[1];
+    assert_eq!(
+        env.show(ewas).await.assignee.as_deref(),
+        Some("ewa@example.com")
+    );
+    env.store
+        .change_status(ewas, Status::Closed, "ewa@example.com", common::START)
+        .await
+        .unwrap();
+    let out = env
+        .ingest(&mail("c@firma.pl", "lo3@x", "Invoice", "?"))
+        .await;
+    let t = env.show(out.ticket.as_deref().unwrap()).await;
+    assert_eq!(t.assignee.as_deref(), Some("ewa@example.com"));
+    env.finish().await;
+}
+both!(least_open_picks_the_member_with_the_fewest_open_tickets);
+
+async fn spam_is_closed_tagged_journaled_and_never_acknowledged(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "pills"
+on = "ticket.created"
+then = [{ spam = true }]
+stop = true
+[rule.when]
+any = [{ subject.contains = "viagra" }, { body.matches = "(?i)cheap pills" }]
+"#;
+    let (env, _rules) = env_with_rules(backend, rules).await;
+    let out = env
+        .ingest_as(
+            "test",
+            "spam-1",
+            &mail("x@spam.example", "spam@x", "Hi", "CHEAP PILLS"),
+        )
+        .await;
+    let number = out.ticket.clone().unwrap();
+    let t = env.show(&number).await;
+    assert_eq!(t.status, "closed");
+    assert_eq!(t.tags, ["spam"]);
+    assert!(t.notifications.is_empty(), "{:?}", t.notifications);
+    let journal = env.store.journal_for("test", "spam-1").await.unwrap();
+    assert_eq!(
+        journal[0].1.as_deref(),
+        Some("dropped as spam by rule \"pills\"")
+    );
+    env.finish().await;
+}
+both!(spam_is_closed_tagged_journaled_and_never_acknowledged);
+
+async fn a_requester_comment_reaches_the_assignee_and_a_rule_resolves_the_ticket(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "to anna"
+on = "ticket.created"
+then = [{ assign = "anna@example.com" }]
+
+[[rule]]
+name = "customer says solved"
+on = "comment.added"
+then = [{ set_status = "resolved" }, { note = "closed by the customer's word" }]
+[rule.when]
+author = "requester"
+body.matches = "(?i)\\b(solved|rozwiązane)\\b"
+"#;
+    let (env, _rules) = env_with_rules(backend, rules).await;
+    let out = env
+        .ingest(&mail(
+            "jan@firma.pl",
+            "q1@firma.pl",
+            "Drukarka",
+            "Nie drukuje.",
+        ))
+        .await;
+    let number = out.ticket.unwrap();
+    env.ingest(&reply(
+        "jan@firma.pl",
+        "q2@firma.pl",
+        "q1@firma.pl",
+        "Still broken.",
+    ))
+    .await;
+    assert_eq!(env.show(&number).await.status, "new");
+    env.ingest(&reply(
+        "jan@firma.pl",
+        "q3@firma.pl",
+        "q1@firma.pl",
+        "Solved, thanks!",
+    ))
+    .await;
+    let t = env.show(&number).await;
+    assert_eq!(t.status, "resolved");
+    assert_eq!(
+        notified(&t),
+        [
+            ("ticket_assigned".into(), "anna@example.com".into()),
+            ("ticket_created".into(), "jan@firma.pl".into()),
+            ("requester_comment".into(), "anna@example.com".into()),
+            ("ticket_resolved".into(), "jan@firma.pl".into()),
+            ("requester_comment".into(), "anna@example.com".into()),
+        ]
+    );
+    let note = t.comments.last().unwrap();
+    assert_eq!(
+        (note.body.as_str(), note.internal),
+        ("closed by the customer's word", true)
+    );
+    env.finish().await;
+}
+both!(a_requester_comment_reaches_the_assignee_and_a_rule_resolves_the_ticket);
+
+async fn escalation_raises_priority_and_tells_the_managers_once(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "urgent header"
+on = "ticket.created"
+then = [{ escalate = true }]
+[rule.when]
+header.X-Priority.starts_with = "1"
+
+[[rule]]
+name = "high to billing"
+on = "ticket.updated"
+then = [{ set_team = "billing" }]
+[rule.when]
+priority = "high"
+"#;
+    let (env, _rules) = env_with_rules(backend, rules).await;
+    let raw = String::from_utf8(mail("jan@firma.pl", "u1@x", "Awaria", "!"))
+        .unwrap()
+        .replacen("Subject:", "X-Priority: 1 (Highest)\r\nSubject:", 1);
+    let out = env.ingest(raw.as_bytes()).await;
+    let t = env.show(out.ticket.as_deref().unwrap()).await;
+    assert_eq!(t.priority, "high");
+    // The follow-up event ran the second rule.
+    assert_eq!(t.team.as_deref(), Some("billing"));
+    assert_eq!(
+        notified(&t),
+        [
+            ("ticket_escalated".into(), "anna@example.com".into()),
+            ("ticket_created".into(), "jan@firma.pl".into()),
+        ]
+    );
+    let plain = env
+        .ingest(&mail("jan@firma.pl", "u2@x", "Awaria", "!"))
+        .await;
+    assert_eq!(
+        env.show(plain.ticket.as_deref().unwrap()).await.priority,
+        "medium"
+    );
+    env.finish().await;
+}
+both!(escalation_raises_priority_and_tells_the_managers_once);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_rule_set_stops_the_pipeline_from_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("10-bad.toml"),
+        "[[rule]]\nname = \"x\"\non = \"ticket.created\"\nthen = [{ set_team = \"nobody\" }]\n",
+    )
+    .unwrap();
+    let config = {
+        let mut c = ticketd::config::Config::parse(&common::base_config(dir.path(), "")).unwrap();
+        c.rules.dir = Some(dir.path().to_path_buf());
+        c.database.url = format!("sqlite://{}/t.db", dir.path().display());
+        c
+    };
+    let store = ticketd::app::open_store(&config).await.unwrap();
+    let error = ticketd::ingest::Pipeline::new(&config, store, ticketd::clock::Clock::System)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("10-bad.toml:4:22: rule \"x\": unknown team \"nobody\""),
+        "{error}"
+    );
+}
+
+/// Waits until `check` holds, for at most 10 s.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn first_action(live: &ticketd::rules::Live) -> String {
+    live.current()
+        .rules
+        .first()
+        .map(|r| r.then[0].to_string())
+        .unwrap_or_default()
+}
+
+fn write_rule(dir: &Path, category: &str) {
+    let text = format!(
+        "[[rule]]\nname = \"c\"\non = \"ticket.created\"\nthen = [{{ set_category = \"{category}\" }}]\n"
+    );
+    // Written whole and renamed, as editors and deploy tools do.
+    let tmp = dir.join(".10-c.toml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join("10-c.toml")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_files_reload_on_change_and_a_broken_set_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    write_rule(&rules, "billing");
+    let mut config = ticketd::config::Config::parse(&common::base_config(dir.path(), "")).unwrap();
+    config.rules.dir = Some(rules.clone());
+    let live = Arc::new(ticketd::rules::Live::new(
+        ticketd::rules::load::load_configured(&config).unwrap(),
+    ));
+    assert_eq!(first_action(&live), "set_category billing");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(ticketd::reload::run(
+        config.clone(),
+        live.clone(),
+        cancel.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    write_rule(&rules, "technical");
+    eventually("the new rule set", || {
+        first_action(&live) == "set_category technical"
+    })
+    .await;
+
+    std::fs::write(
+        rules.join("20-broken.toml"),
+        "[[rule]]\nname = \"b\"\non = \"nope\"\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(first_action(&live), "set_category technical");
+    assert_eq!(live.current().rules.len(), 1);
+
+    std::fs::remove_file(rules.join("20-broken.toml")).unwrap();
+    write_rule(&rules, "account");
+    eventually("the repaired rule set", || {
+        first_action(&live) == "set_category account"
+    })
+    .await;
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+#[test]
+fn the_shipped_rules_pass_their_own_tests_with_the_shipped_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = ticketd::config::Config::load(&root.join("config/ticketd.toml")).unwrap();
+    config.rules.dir = Some(root.join("rules"));
+    let set = ticketd::rules::load::load_configured(&config).unwrap_or_else(|errors| {
+        panic!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert!(set.rules.len() >= 8, "{}", set.rules.len());
+    let (run, failures) = set.run_tests("email");
+    assert!(run >= 8, "only {run} tests");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
