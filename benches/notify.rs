@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         let dispatcher = Dispatcher {
             store: store.clone(),
             mailer: Mailer::new(&config)?,
+            webhooks: ticketd::notify::webhook::Webhooks::new(&config).unwrap(),
             clock: Clock::System,
             max_age_seconds: 3600,
             concurrency: 32,

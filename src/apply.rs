@@ -10,6 +10,7 @@ use crate::notify::{Notifier, Subject};
 use crate::rules::action::{Assignee, Recipient, Strategy};
 use crate::rules::{Action, Event, Facts, RuleSet};
 use crate::store::changes::{self, By, TicketState};
+use crate::store::outbox::{self, NewNotification};
 use crate::store::tickets::{self as t, AuthorKind};
 use crate::store::{self, Tx};
 use crate::ticket::{Channel, Priority, Status};
@@ -69,7 +70,7 @@ impl Rules<'_> {
                 applied.matched.push(trace.rule.clone());
                 for action in &trace.actions {
                     let raised = self
-                        .act(tx, id, &trace.rule, action, message, &mut applied)
+                        .act(tx, (event, &trace.rule), id, action, message, &mut applied)
                         .await?;
                     if depth < MAX_DEPTH {
                         queue.extend(raised.into_iter().map(|e| (e, depth + 1)));
@@ -84,8 +85,8 @@ impl Rules<'_> {
     async fn act(
         &self,
         tx: &mut Tx,
+        (event, rule): (Event, &str),
         id: i64,
-        rule: &str,
         action: &Action,
         message: &Message,
         applied: &mut Applied,
@@ -203,8 +204,26 @@ impl Rules<'_> {
                 }
                 vec![Event::TicketUpdated]
             }
-            // Validation refuses webhooks until they can be configured.
-            Action::Webhook(_) => Vec::new(),
+            Action::Webhook(name) => {
+                let payload = webhook_payload(&state, event, rule, message, self.now);
+                let n = NewNotification {
+                    ticket_id: Some(id),
+                    event: event.as_str().into(),
+                    channel: "webhook".into(),
+                    recipient: name.clone(),
+                    automatic: false,
+                    message_id: None,
+                    in_reply_to: None,
+                    references: Vec::new(),
+                    reply_to: None,
+                    subject: rule.to_string(),
+                    body: payload.to_string(),
+                    html: None,
+                    suppressed: None,
+                };
+                outbox::enqueue(tx, &n, self.now).await?;
+                Vec::new()
+            }
         })
     }
 
@@ -290,6 +309,40 @@ impl Rules<'_> {
             Recipient::Address(a) => vec![a.clone()],
         })
     }
+}
+
+/// The JSON a webhook receives.
+fn webhook_payload(
+    state: &TicketState,
+    event: Event,
+    rule: &str,
+    message: &Message,
+    now: Timestamp,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event": event.as_str(),
+        "rule": rule,
+        "at": crate::clock::rfc3339(now),
+        "ticket": {
+            "number": state.number,
+            "subject": state.subject,
+            "status": state.status,
+            "priority": state.priority,
+            "category": state.category,
+            "channel": state.channel,
+            "requester": state.requester,
+            "assignee": state.assignee,
+            "team": state.team,
+            "organization": state.organization,
+            "tags": state.tags,
+            "created_at": crate::clock::rfc3339(state.created_at),
+        },
+        "message": {
+            "from": message.facts.from,
+            "subject": message.facts.subject,
+            "message_id": message.message_id,
+        },
+    })
 }
 
 /// The ticket's state under the message's own facts.

@@ -40,6 +40,8 @@ pub struct Config {
     pub agent: Vec<Agent>,
     #[serde(default)]
     pub organization: Vec<Organization>,
+    #[serde(default)]
+    pub webhook: Vec<Webhook>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -449,6 +451,40 @@ pub struct Organization {
     pub domains: Vec<String>,
 }
 
+/// A webhook rules can call: a JSON POST signed with HMAC-SHA256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub name: String,
+    /// `https://…`; plain `http://` only to a loopback host.
+    pub url: String,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
+}
+
+impl Webhook {
+    /// The signing secret, read from its file when one is named.
+    pub fn secret(&self) -> Result<Vec<u8>> {
+        if let Some(file) = &self.secret_file {
+            let text = std::fs::read(file).with_context(|| {
+                format!(
+                    "webhook {}: cannot read secret_file {}",
+                    self.name,
+                    file.display()
+                )
+            })?;
+            return Ok(text.trim_ascii().to_vec());
+        }
+        Ok(self.secret.clone().unwrap_or_default().into_bytes())
+    }
+}
+
 /// The path of the config file: `--config`, else `TICKETD_CONFIG`, else the default.
 pub fn path(cli: Option<&Path>) -> PathBuf {
     cli.map(Path::to_path_buf)
@@ -525,6 +561,41 @@ impl Config {
                 bail!("mailbox {}: batch_size must be at least 1", mb.name);
             }
         }
+        let mut hooks = std::collections::HashSet::new();
+        for hook in &self.webhook {
+            if !hooks.insert(&hook.name) {
+                bail!("webhook name {:?} is used twice", hook.name);
+            }
+            let host = hook
+                .url
+                .strip_prefix("https://")
+                .map(|rest| (true, rest))
+                .or_else(|| hook.url.strip_prefix("http://").map(|rest| (false, rest)));
+            let Some((tls, rest)) = host else {
+                bail!(
+                    "webhook {}: url must start with https:// (got {:?})",
+                    hook.name,
+                    hook.url
+                );
+            };
+            let authority = rest.split('/').next().unwrap_or("");
+            let host = match authority.rsplit_once(':') {
+                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+                _ => authority,
+            };
+            if !tls && !is_loopback(host.trim_matches(['[', ']'])) {
+                bail!(
+                    "webhook {}: plain http:// is only allowed for a loopback host, not {host}",
+                    hook.name
+                );
+            }
+            if hook.secret.is_none() && hook.secret_file.is_none() {
+                bail!(
+                    "webhook {}: set secret or secret_file (requests are signed)",
+                    hook.name
+                );
+            }
+        }
         for agent in &self.agent {
             for team in &agent.teams {
                 if !self.team.iter().any(|t| &t.name == team) {
@@ -591,6 +662,29 @@ mod tests {
         assert!(err.contains("unknown field `urll`"), "{err}");
         assert!(Config::parse("[threading]\nstranger_policy = \"ignore\"").is_err());
         assert!(Config::parse("[[agent]]\nemail = \"a@b\"\nteams = [\"x\"]").is_err());
+    }
+
+    #[test]
+    fn webhooks_need_https_off_loopback_and_a_secret() {
+        let hook = |url: &str, secret: &str| {
+            Config::parse(&format!(
+                "[[webhook]]\nname = \"crm\"\nurl = \"{url}\"\n{secret}"
+            ))
+        };
+        assert!(hook("https://crm.example.com/h", "secret = \"x\"").is_ok());
+        assert!(hook("http://127.0.0.1:8080/h", "secret = \"x\"").is_ok());
+        assert!(hook("http://[::1]:8080/h", "secret = \"x\"").is_ok());
+        let err = hook("http://crm.example.com/h", "secret = \"x\"").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "webhook crm: plain http:// is only allowed for a loopback host, not crm.example.com"
+        );
+        assert!(hook("ftp://x/h", "secret = \"x\"").is_err());
+        let err = hook("https://crm.example.com/h", "").unwrap_err();
+        assert!(
+            err.to_string().contains("set secret or secret_file"),
+            "{err}"
+        );
     }
 
     #[test]

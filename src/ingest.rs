@@ -423,9 +423,14 @@ impl Pipeline {
                     .rules(now)
                     .run(tx, Event::TicketCreated, ticket_id, &message)
                     .await?;
+                // Without a matching rule the ticket is as it was created: no query.
+                let state = match applied.matched.is_empty() {
+                    true => Some(self.created_state(ticket_id, &number, inbound, mail, now)),
+                    false => changes::ticket_state(tx, ticket_id).await?,
+                };
                 if let Some(rule) = applied.spam_by {
                     notes.push(format!("dropped as spam by rule {rule:?}"));
-                } else if let Some(state) = changes::ticket_state(tx, ticket_id).await? {
+                } else if let Some(state) = state {
                     let event = match inbound.oversized {
                         Some(_) => "message_too_large",
                         None => "ticket_created",
@@ -468,14 +473,24 @@ impl Pipeline {
                     t::set_status(tx, ticket_id, f.status, Status::Open, sender, None, now).await?;
                 }
                 let message = message_facts(inbound, mail, author_kind);
-                self.rules(now)
+                let applied = self
+                    .rules(now)
                     .run(tx, Event::CommentAdded, ticket_id, &message)
                     .await?;
-                if let Some(f) = facts
+                let public = !internal;
+                let from_customer =
+                    matches!(author_kind, AuthorKind::Requester | AuthorKind::Participant);
+                let may_notify = (author_kind == AuthorKind::Agent && public)
+                    || (inbound.oversized.is_some() && author_kind == AuthorKind::Requester)
+                    || (from_customer
+                        && public
+                        && (facts.is_some_and(|f| f.assignee.is_some())
+                            || !applied.matched.is_empty()));
+                if may_notify
+                    && let Some(f) = facts
                     && let Some(state) = changes::ticket_state(tx, ticket_id).await?
                 {
                     let about = apply::subject_of(&state, &message);
-                    let public = !internal;
                     if author_kind == AuthorKind::Agent && public {
                         let mut recipients = vec![f.requester.clone()];
                         recipients.extend(f.participants.iter().cloned());
@@ -485,8 +500,6 @@ impl Pipeline {
                             .agent_reply(tx, &about, &recipients, now)
                             .await?;
                     }
-                    let from_customer =
-                        matches!(author_kind, AuthorKind::Requester | AuthorKind::Participant);
                     if from_customer
                         && public
                         && let Some(assignee) = &state.assignee
@@ -537,6 +550,42 @@ impl Pipeline {
         entry.comment_id = Some(comment_id);
         t::journal(tx, &entry).await?;
         Ok(outcome(kind, Some(number), mail.auto_generated.clone()))
+    }
+
+    /// A new ticket's state, known without asking the store.
+    fn created_state(
+        &self,
+        id: i64,
+        number: &str,
+        inbound: &Inbound,
+        mail: &ParsedMail,
+        now: i64,
+    ) -> changes::TicketState {
+        let from = mail.from.as_ref();
+        let (normalized, _) = subject::normalize(&mail.subject);
+        changes::TicketState {
+            id,
+            number: number.to_string(),
+            subject: if normalized.is_empty() {
+                mail.subject.clone()
+            } else {
+                normalized
+            },
+            status: Status::New.as_str().into(),
+            priority: self.default_priority.as_str().into(),
+            category: "other".into(),
+            channel: Channel::Email.as_str().into(),
+            language: mail.language.clone(),
+            requester: from.map(|m| m.email.clone()).unwrap_or_default(),
+            requester_name: from.map(|m| m.name.clone()).unwrap_or_default(),
+            assignee: None,
+            assignee_name: None,
+            team: inbound.team.clone(),
+            organization: None,
+            tags: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     fn rules(&self, now: i64) -> apply::Rules<'_> {

@@ -17,6 +17,7 @@ fn dispatcher(env: &Env) -> Dispatcher {
     Dispatcher {
         store: env.store.clone(),
         mailer: Mailer::new(&env.config).unwrap(),
+        webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
         clock: env.clock.clone(),
         max_age_seconds: env.config.notify.max_age_hours * 3600,
         concurrency: 2,
@@ -377,6 +378,7 @@ fn addresses_with_line_breaks_never_reach_a_header() {
         id: 1,
         ticket_id: None,
         event: "agent_reply".into(),
+        channel: "email".into(),
         recipient: "victim@example.com\r\nBcc: all@example.com".into(),
         automatic: false,
         message_id: Some("x@example.com".into()),

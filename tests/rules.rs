@@ -428,3 +428,131 @@ fn the_shipped_rules_pass_their_own_tests_with_the_shipped_config() {
     assert!(run >= 8, "only {run} tests");
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// A one-purpose HTTP server: answers each request with the next status of
+/// `statuses` (200 when they run out) and keeps (head, body) of each.
+struct HookServer {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl HookServer {
+    async fn start(statuses: Vec<u16>) -> HookServer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut statuses = statuses.into_iter();
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break (String::new(), String::new());
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break (head.to_string(), body.to_string());
+                        }
+                    }
+                };
+                log.lock().unwrap().push((head, body));
+                let status = statuses.next().unwrap_or(200);
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        HookServer { url, seen }
+    }
+}
+
+async fn webhooks_are_signed_retried_and_delivered_through_the_outbox(backend: Backend) {
+    let server = HookServer::start(vec![503]).await;
+    let rules = r#"
+[[rule]]
+name = "tell the crm"
+on = "ticket.created"
+then = [{ webhook = "crm" }]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
+    let rules_dir = dir.path().to_path_buf();
+    let extra = format!(
+        "{TEAM}\n[[webhook]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"s3cret\"\n",
+        server.url
+    );
+    let env = Env::configured(backend, &extra, move |c| c.rules.dir = Some(rules_dir)).await;
+    let out = env
+        .ingest(&mail("jan@firma.pl", "w1@x", "Faktura", "?"))
+        .await;
+    let number = out.ticket.unwrap();
+    let dispatcher = ticketd::notify::dispatch::Dispatcher {
+        store: env.store.clone(),
+        mailer: ticketd::notify::email::Mailer::new(&env.config).unwrap(),
+        webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
+        clock: env.clock.clone(),
+        max_age_seconds: 3600,
+        concurrency: 2,
+        wake: Arc::new(tokio::sync::Notify::new()),
+    };
+    // The acknowledgement (to a file) and the webhook, which gets a 503 …
+    assert_eq!(dispatcher.deliver_due().await.unwrap(), 2);
+    let hook = |t: &ticketd::store::queries::TicketDetail| {
+        t.notifications
+            .iter()
+            .find(|n| n.channel == "webhook")
+            .cloned()
+            .unwrap()
+    };
+    let first = hook(&env.show(&number).await);
+    assert_eq!(
+        (first.status.as_str(), first.recipient.as_str()),
+        ("pending", "crm")
+    );
+    assert!(
+        first.last_error.as_deref().unwrap().contains("503"),
+        "{first:?}"
+    );
+    // … and is retried after its backoff.
+    env.clock.advance(5);
+    assert_eq!(dispatcher.deliver_due().await.unwrap(), 1);
+    assert_eq!(hook(&env.show(&number).await).status, "sent");
+
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    let (head, body) = &seen[1];
+    assert_eq!(body, &seen[0].1, "a retry sends the same body");
+    let payload: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(payload["event"], "ticket.created");
+    assert_eq!(payload["rule"], "tell the crm");
+    assert_eq!(payload["ticket"]["number"], number.as_str());
+    assert_eq!(payload["ticket"]["requester"], "jan@firma.pl");
+    let head = head.to_ascii_lowercase();
+    let signature = ticketd::notify::webhook::sign(b"s3cret", body.as_bytes());
+    assert!(
+        head.contains(&format!("x-ticketd-signature: sha256={signature}")),
+        "{head}"
+    );
+    assert!(head.contains("x-ticketd-event: ticket.created"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    env.finish().await;
+}
+both!(webhooks_are_signed_retried_and_delivered_through_the_outbox);

@@ -4,6 +4,7 @@
 //! server accepted it; a crash in between resends it with the same Message-ID.
 
 use super::email::{Mailer, SendError};
+use super::webhook::Webhooks;
 use crate::clock::Clock;
 use crate::store::Store;
 use crate::store::outbox::Pending;
@@ -18,6 +19,7 @@ const BATCH: i64 = 200;
 pub struct Dispatcher {
     pub store: Store,
     pub mailer: Mailer,
+    pub webhooks: Webhooks,
     pub clock: Clock,
     pub max_age_seconds: i64,
     /// Messages in flight at once (the SMTP pool size).
@@ -63,7 +65,10 @@ impl Dispatcher {
         let count = due.len();
         let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)
             .map(|n| async move {
-                let result = self.mailer.send(&n).await;
+                let result = match n.channel.as_str() {
+                    "webhook" => self.webhooks.send(&n).await,
+                    _ => self.mailer.send(&n).await,
+                };
                 (n, result)
             })
             .buffer_unordered(self.concurrency.max(1))

@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod email;
 pub mod smtp;
 pub mod templates;
+pub mod webhook;
 
 use crate::clock::Timestamp;
 use crate::config::Config;

@@ -49,7 +49,7 @@ impl Catalog {
             teams: config.team.iter().map(|t| t.name.clone()).collect(),
             agents: config.agent.iter().map(|a| a.email.clone()).collect(),
             categories: config.tickets.categories.clone(),
-            webhooks: Vec::new(),
+            webhooks: config.webhook.iter().map(|w| w.name.clone()).collect(),
         }
     }
 }

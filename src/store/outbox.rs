@@ -31,6 +31,8 @@ pub struct Pending {
     pub id: i64,
     pub ticket_id: Option<i64>,
     pub event: String,
+    /// `email`, or `webhook` (the recipient is then the webhook's name).
+    pub channel: String,
     pub recipient: String,
     pub automatic: bool,
     pub message_id: Option<String>,
@@ -111,6 +113,7 @@ fn pending(r: &AnyRow) -> Result<Pending> {
         id: r.try_get("id")?,
         ticket_id: r.try_get("ticket_id")?,
         event: r.try_get("event")?,
+        channel: r.try_get("channel")?,
         recipient: r.try_get("recipient")?,
         automatic: r.try_get::<i64, _>("automatic")? != 0,
         message_id: r.try_get("message_id")?,
@@ -126,12 +129,13 @@ fn pending(r: &AnyRow) -> Result<Pending> {
 }
 
 impl Store {
-    /// Email notifications due now, oldest first.
+    /// Email and webhook notifications due now, oldest first.
     pub async fn due_notifications(&self, now: Timestamp, limit: i64) -> Result<Vec<Pending>> {
         sqlx::query(
-            "SELECT id, ticket_id, event, recipient, automatic, message_id, in_reply_to, refs, reply_to,
-                    subject, body, html, attempts, created_at
-             FROM outbox WHERE status = 'pending' AND channel = 'email' AND next_attempt_at <= $1
+            "SELECT id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
+                    reply_to, subject, body, html, attempts, created_at
+             FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook')
+                   AND next_attempt_at <= $1
              ORDER BY next_attempt_at, id LIMIT $2",
         )
         .bind(now)
@@ -145,7 +149,7 @@ impl Store {
 
     /// When the next pending notification is due, if any.
     pub async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
-        Ok(sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel = 'email'")
+        Ok(sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook')")
             .fetch_one(self.pool())
             .await?
             .try_get(0)?)

@@ -255,9 +255,11 @@ pub async fn ticket_number(tx: &mut Tx, id: i64) -> Result<Option<String>> {
 /// What threading needs to know about a ticket.
 pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
     let Some(row) = sqlx::query(
-        "SELECT t.number, t.status, t.closed_at, i.address, t.subject, t.priority, t.language
+        "SELECT t.number, t.status, t.closed_at, i.address, t.subject, t.priority, t.language,
+                a.email
          FROM tickets t
          LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
+         LEFT JOIN agents a ON a.id = t.assignee_id
          WHERE t.id = $1",
     )
     .bind(id)
@@ -283,6 +285,7 @@ pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
         status: status.parse().map_err(Error::Permanent)?,
         closed_at: row.try_get(2)?,
         requester: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+        assignee: row.try_get(7)?,
         participants,
     }))
 }

@@ -49,6 +49,8 @@ pub struct TicketFacts {
     pub priority: String,
     pub language: Option<String>,
     pub requester: String,
+    /// The assignee's email.
+    pub assignee: Option<String>,
     /// Addresses seen on the ticket's mail (From, To, Cc).
     pub participants: Vec<String>,
     pub closed_at: Option<Timestamp>,
@@ -218,6 +220,7 @@ mod tests {
                 priority: "medium".into(),
                 language: None,
                 requester: "jan@firma.pl".into(),
+                assignee: None,
                 participants: vec!["anna@firma.pl".into()],
                 closed_at,
             },
