@@ -56,7 +56,11 @@ pub async fn run(
     }
     {
         let (config, live, cancel) = (config.clone(), pipeline.rules.clone(), cancel.clone());
-        tasks.spawn(async move { crate::reload::run(config, live, cancel).await });
+        let alert = config.rules.alert_admins.then(|| crate::reload::Alert {
+            store: store.clone(),
+            clock: pipeline.clock.clone(),
+        });
+        tasks.spawn(async move { crate::reload::run(config, live, alert, cancel).await });
     }
     for md in config.maildir.clone() {
         let pipeline = pipeline.clone();

@@ -40,6 +40,7 @@ pub struct Applied {
 
 pub struct Rules<'a> {
     pub set: Arc<RuleSet>,
+    pub calendar: Option<&'a crate::calendar::BusinessHours>,
     pub notifier: &'a Notifier,
     pub now: Timestamp,
 }
@@ -62,7 +63,8 @@ impl Rules<'_> {
             let Some(state) = changes::ticket_state(tx, id).await? else {
                 return Ok(applied);
             };
-            let facts = facts_of(&state, &message.facts, self.now);
+            let mut facts = facts_of(&state, &message.facts, self.now);
+            facts.business_hours = self.calendar.is_some_and(|c| c.is_open(self.now));
             for trace in self.set.evaluate(event, &facts) {
                 if !trace.matched {
                     continue;

@@ -42,6 +42,8 @@ pub struct Config {
     pub organization: Vec<Organization>,
     #[serde(default)]
     pub webhook: Vec<Webhook>,
+    #[serde(default)]
+    pub calendar: Vec<Calendar>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,6 +52,10 @@ pub struct Rules {
     /// The folder of rule files (`*.toml`, read in file-name order); no rules
     /// run without one.
     pub dir: Option<PathBuf>,
+    /// The `[[calendar]]` the `business_hours` condition uses (default: the first).
+    pub calendar: Option<String>,
+    /// Mail the admins (agents with role admin) when changed rules are refused.
+    pub alert_admins: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -451,6 +457,30 @@ pub struct Organization {
     pub domains: Vec<String>,
 }
 
+/// Business hours: a time zone, weekly hours (`mon = "08:00-16:00"`, several
+/// ranges separated by commas, a missing day is closed) and holidays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calendar {
+    pub name: String,
+    pub time_zone: String,
+    #[serde(default)]
+    pub hours: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+impl Calendar {
+    pub fn compile(&self) -> Result<crate::calendar::BusinessHours, String> {
+        crate::calendar::BusinessHours::new(
+            &self.name,
+            &self.time_zone,
+            &self.hours,
+            &self.holidays,
+        )
+    }
+}
+
 /// A webhook rules can call: a JSON POST signed with HMAC-SHA256.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -561,6 +591,14 @@ impl Config {
                 bail!("mailbox {}: batch_size must be at least 1", mb.name);
             }
         }
+        for c in &self.calendar {
+            c.compile().map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if let Some(name) = &self.rules.calendar
+            && !self.calendar.iter().any(|c| &c.name == name)
+        {
+            bail!("rules.calendar names unknown calendar {name:?}");
+        }
         let mut hooks = std::collections::HashSet::new();
         for hook in &self.webhook {
             if !hooks.insert(&hook.name) {
@@ -604,6 +642,15 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The calendar the rules' `business_hours` condition uses, if any.
+    pub fn rules_calendar(&self) -> Option<crate::calendar::BusinessHours> {
+        let named = self.rules.calendar.as_ref();
+        self.calendar
+            .iter()
+            .find(|c| named.is_none_or(|n| &c.name == n))
+            .and_then(|c| c.compile().ok())
     }
 
     /// The reply-token key, read from its file when one is named.

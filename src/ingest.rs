@@ -117,6 +117,8 @@ pub struct Pipeline {
     notifier: Notifier,
     /// The active rules; `replace` swaps them on reload.
     pub rules: Arc<crate::rules::Live>,
+    /// The calendar of the rules' `business_hours` condition.
+    calendar: Option<crate::calendar::BusinessHours>,
     /// Rung after a commit that queued notifications.
     pub outbox_wake: Arc<tokio::sync::Notify>,
 }
@@ -152,6 +154,7 @@ impl Pipeline {
             quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
+            calendar: config.rules_calendar(),
             rules: Arc::new(crate::rules::Live::new(
                 crate::rules::load::load_configured(config).map_err(rule_errors)?,
             )),
@@ -591,6 +594,7 @@ impl Pipeline {
     fn rules(&self, now: i64) -> apply::Rules<'_> {
         apply::Rules {
             set: self.rules.current(),
+            calendar: self.calendar.as_ref(),
             notifier: &self.notifier,
             now,
         }

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod apply;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod ingest;

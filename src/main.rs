@@ -229,6 +229,9 @@ async fn rules_command(config: &Config, command: RulesCommand) -> Result<i32> {
                 .map_err(|e| anyhow::anyhow!("{}: not a mail message: {e}", file.display()))?;
             let mut facts = ticketd::rules::Facts::from_mail(&mail, "email");
             facts.priority = config.tickets.default_priority.as_str().into();
+            facts.business_hours = config
+                .rules_calendar()
+                .is_some_and(|c| c.is_open(Clock::System.now()));
             print!(
                 "{}",
                 view::rule_traces(event, &rules.evaluate(event, &facts))

@@ -228,7 +228,7 @@ fn run_with_the_shipped_config_needs_no_server() {
     );
     signal(&child, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !log().contains("rules reloaded rules=9") {
+    while !log().contains("rules reloaded rules=10") {
         assert!(
             Instant::now() < deadline,
             "no reload on SIGHUP; daemon log:\n{}",
@@ -424,7 +424,7 @@ fn rules_test_explains_a_message_and_runs_the_rule_files_tests() {
     let ok = ticketd(dir.path(), &["rules", "test"], b"", &[]);
     assert_eq!(
         (ok.status.code(), stdout(&ok).as_str()),
-        (Some(0), "8 rule test(s), 0 failed\n")
+        (Some(0), "9 rule test(s), 0 failed\n")
     );
     std::fs::write(
         dir.path().join("rules/50-wrong.toml"),
@@ -435,7 +435,7 @@ fn rules_test_explains_a_message_and_runs_the_rule_files_tests() {
     assert_eq!(failed.status.code(), Some(1));
     assert_eq!(
         stdout(&failed),
-        "FAIL rule \"wrong\" (test at line 8): expected [], got [\"add_tag x\"]\n9 rule test(s), 1 failed\n"
+        "FAIL rule \"wrong\" (test at line 8): expected [], got [\"add_tag x\"]\n10 rule test(s), 1 failed\n"
     );
 }
 

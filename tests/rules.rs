@@ -379,6 +379,7 @@ async fn rule_files_reload_on_change_and_a_broken_set_keeps_the_last_good_one() 
     let task = tokio::spawn(ticketd::reload::run(
         config.clone(),
         live.clone(),
+        None,
         cancel.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -556,3 +557,108 @@ then = [{ webhook = "crm" }]
     env.finish().await;
 }
 both!(webhooks_are_signed_retried_and_delivered_through_the_outbox);
+
+const CALENDAR: &str = r#"
+[[calendar]]
+name = "pl"
+time_zone = "Europe/Warsaw"
+hours = { mon = "08:00-16:00", tue = "08:00-16:00", wed = "08:00-16:00", thu = "08:00-16:00", fri = "08:00-16:00" }
+holidays = ["2026-12-24", "2026-12-25"]
+"#;
+
+async fn business_hours_follow_the_calendar(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "after hours"
+on = "ticket.created"
+then = [{ add_tag = "after-hours" }]
+[rule.when]
+business_hours = false
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
+    let rules_dir = dir.path().to_path_buf();
+    let env = Env::configured(backend, &format!("{TEAM}{CALENDAR}"), move |c| {
+        c.rules.dir = Some(rules_dir)
+    })
+    .await;
+    let mut tags = Vec::new();
+    // Friday 2026-11-20 11:00 in Warsaw, then 18:00 the same day, then
+    // Saturday noon, then Thursday 2026-12-24 (a holiday) at 10:00.
+    for (i, advance) in [0, 7 * 3600, 19 * 3600, 33 * 86_400 - 2 * 3600]
+        .into_iter()
+        .enumerate()
+    {
+        env.clock.advance(advance);
+        let out = env
+            .ingest(&mail("jan@firma.pl", &format!("bh{i}@x"), "Pytanie", "?"))
+            .await;
+        tags.push(env.show(out.ticket.as_deref().unwrap()).await.tags);
+    }
+    let empty: Vec<String> = Vec::new();
+    let after = vec!["after-hours".to_string()];
+    assert_eq!(tags, [empty, after.clone(), after.clone(), after]);
+    env.finish().await;
+}
+both!(business_hours_follow_the_calendar);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_rules_are_mailed_to_the_admins_once() {
+    let rules = tempfile::tempdir().unwrap();
+    write_rule(rules.path(), "billing");
+    let rules_dir = rules.path().to_path_buf();
+    let admin = "[[agent]]\nemail = \"root@example.com\"\nrole = \"admin\"\n";
+    let env = Env::configured(Backend::Sqlite, admin, move |c| {
+        c.rules.dir = Some(rules_dir);
+        c.rules.alert_admins = true;
+    })
+    .await;
+    let live = env.pipeline.rules.clone();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let alert = ticketd::reload::Alert {
+        store: env.store.clone(),
+        clock: env.clock.clone(),
+    };
+    let task = tokio::spawn(ticketd::reload::run(
+        env.config.clone(),
+        live.clone(),
+        Some(alert),
+        cancel.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let broken = "[[rule]]\nname = \"b\"\non = \"ticket.created\"\nthen = [{ set_team = \"x\" }]\n";
+    std::fs::write(rules.path().join("20-broken.toml"), broken).unwrap();
+    let store = env.store.clone();
+    let mut queued = Vec::new();
+    for _ in 0..200 {
+        queued = store.due_notifications(env.clock.now(), 10).await.unwrap();
+        if !queued.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].recipient, "root@example.com");
+    assert!(
+        queued[0]
+            .body
+            .contains("20-broken.toml:4:22: rule \"b\": unknown team \"x\""),
+        "{}",
+        queued[0].body
+    );
+    // Saving the same broken file again does not mail again; the good set stays.
+    std::fs::write(rules.path().join("20-broken.toml"), broken).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        store
+            .due_notifications(env.clock.now(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(first_action(&live), "set_category billing");
+    cancel.cancel();
+    task.await.unwrap();
+    env.finish().await;
+}

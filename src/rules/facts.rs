@@ -31,6 +31,8 @@ pub struct Facts {
     pub attachment_names: Vec<String>,
     pub age_seconds: i64,
     pub idle_seconds: i64,
+    /// Whether the event happens inside the rules' calendar's business hours.
+    pub business_hours: bool,
 }
 
 /// A field's value as conditions see it.
@@ -93,6 +95,7 @@ impl Facts {
             Field::AttachmentNames => many(&self.attachment_names),
             Field::Age => Value::Number(self.age_seconds),
             Field::Idle => Value::Number(self.idle_seconds),
+            Field::BusinessHours => Value::Bool(self.business_hours),
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct Catalog {
     pub agents: Vec<String>,
     pub categories: Vec<String>,
     pub webhooks: Vec<String>,
+    /// Whether a calendar exists for `business_hours`.
+    pub calendar: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,7 @@ impl Catalog {
             agents: config.agent.iter().map(|a| a.email.clone()).collect(),
             categories: config.tickets.categories.clone(),
             webhooks: config.webhook.iter().map(|w| w.name.clone()).collect(),
+            calendar: config.rules_calendar().is_some(),
         }
     }
 }
@@ -371,6 +374,10 @@ impl Reader<'_> {
                         all.extend(self.field_tests(field, tests));
                     }
                 }
+                "business_hours" if !self.catalog.calendar => self.error(
+                    at,
+                    "business_hours needs a [[calendar]] in the config (and [rules] calendar to pick one)",
+                ),
                 name => match Field::named(name) {
                     Some(field) => all.extend(self.field_tests(field, value)),
                     None => self.error(

@@ -278,6 +278,7 @@ mod tests {
             agents: vec!["ola@example.com".into()],
             categories: vec!["billing".into(), "technical".into(), "other".into()],
             webhooks: vec![],
+            calendar: false,
         }
     }
 
@@ -420,6 +421,19 @@ priority.contains = "x"
         assert!(
             errors[0].starts_with("rules/10-test.toml:1:"),
             "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn business_hours_need_a_calendar() {
+        let errors =
+            load("[[rule]]\nname = \"x\"\non = \"ticket.created\"\nthen = [{ close = true }]\nwhen = { business_hours = false }\n")
+                .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "rules/10-test.toml:5:10: rule \"x\": business_hours needs a [[calendar]] in the config (and [rules] calendar to pick one)"
+            ]
         );
     }
 
