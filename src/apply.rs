@@ -9,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::notify::{Notifier, Subject};
 use crate::rules::action::{Assignee, Recipient, Strategy};
 use crate::rules::{Action, Event, Facts, RuleSet};
-use crate::store::changes::{self, By, TicketState};
+use crate::store::changes::{self, By, Owner, TicketState};
 use crate::store::outbox::{self, NewNotification};
 use crate::store::tickets::{self as t, AuthorKind};
 use crate::store::{self, Tx};
@@ -115,9 +115,9 @@ impl Rules<'_> {
             Action::SetPriority(v) => {
                 updated(changes::set_text(tx, id, "priority", &state.priority, v, by).await?)
             }
-            Action::SetTeam(v) => {
-                updated(changes::set_team(tx, id, state.team.as_deref(), v, by).await?)
-            }
+            Action::SetTeam(v) => updated(
+                changes::set_owner(tx, id, Owner::Team, state.team.as_deref(), v, by).await?,
+            ),
             Action::AddTag(tag) => updated(changes::add_tag(tx, id, tag, by).await?),
             Action::RemoveTag(tag) => updated(changes::remove_tag(tx, id, tag, by).await?),
             Action::SetStatus(v) => match v.parse::<Status>() {
@@ -268,7 +268,8 @@ impl Rules<'_> {
         let agent = match who {
             Assignee::Agent(a) => Some(a.clone()),
             Assignee::Team { team, strategy } => {
-                changes::set_team(tx, state.id, state.team.as_deref(), team, by).await?;
+                changes::set_owner(tx, state.id, Owner::Team, state.team.as_deref(), team, by)
+                    .await?;
                 match strategy {
                     Strategy::RoundRobin => changes::round_robin(tx, team).await?,
                     Strategy::LeastOpen => changes::least_open(tx, team).await?,
@@ -278,7 +279,16 @@ impl Rules<'_> {
         let Some(agent) = agent else {
             return Ok(vec![Event::TicketUpdated]);
         };
-        if !changes::set_assignee(tx, state.id, state.assignee.as_deref(), &agent, by).await? {
+        if !changes::set_owner(
+            tx,
+            state.id,
+            Owner::Assignee,
+            state.assignee.as_deref(),
+            &agent,
+            by,
+        )
+        .await?
+        {
             return Ok(Vec::new());
         }
         if let Some(state) = changes::ticket_state(tx, state.id).await? {

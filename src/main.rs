@@ -251,7 +251,10 @@ async fn rules_command(config: &Config, command: RulesCommand) -> Result<i32> {
                 .with_context(|| format!("--since {since:?} is not a duration (like 7d, 24h)"))?;
             let store = app::open_store(config).await?;
             let now = Clock::System.now();
-            let report = ticketd::replay::replay(&store, &rules, now - seconds, now).await?;
+            let calendar = config.rules_calendar();
+            let report =
+                ticketd::replay::replay(&store, &rules, calendar.as_ref(), now - seconds, now)
+                    .await?;
             print!("{report}");
             store.close().await;
             Ok(0)

@@ -1,6 +1,7 @@
 //! `ticketd rules replay`: the current rules against the tickets of a window,
 //! next to what the rules of the day actually did.
 
+use crate::calendar::BusinessHours;
 use crate::clock::{Timestamp, rfc3339};
 use crate::rules::{Event, Facts, RuleSet};
 use crate::store::Store;
@@ -10,16 +11,22 @@ use std::fmt::Write;
 pub async fn replay(
     store: &Store,
     rules: &RuleSet,
+    calendar: Option<&BusinessHours>,
     from: Timestamp,
     to: Timestamp,
 ) -> crate::store::Result<String> {
     let tickets = store.replay_tickets(from, to).await?;
-    Ok(report(rules, &tickets))
+    Ok(report(rules, calendar, &tickets))
 }
 
 /// One block per ticket: `now:` what the current rules decide on
-/// ticket.created, `then:` the changes recorded with a rule's name.
-pub fn report(rules: &RuleSet, tickets: &[ReplayTicket]) -> String {
+/// ticket.created (inside business hours or not as at its creation), `then:`
+/// the changes recorded with a rule's name.
+pub fn report(
+    rules: &RuleSet,
+    calendar: Option<&BusinessHours>,
+    tickets: &[ReplayTicket],
+) -> String {
     let mut out = String::new();
     let mut differ = 0;
     for t in tickets {
@@ -32,6 +39,7 @@ pub fn report(rules: &RuleSet, tickets: &[ReplayTicket]) -> String {
             priority: "medium".into(),
             status: "new".into(),
             author: Some("requester".into()),
+            business_hours: calendar.is_some_and(|c| c.is_open(t.created_at)),
             ..Facts::default()
         };
         let now: Vec<String> = rules

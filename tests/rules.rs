@@ -31,10 +31,20 @@ teams = ["billing"]
 
 /// An environment whose rules folder holds `rules` as `10-test.toml`.
 async fn env_with_rules(backend: Backend, rules: &str) -> (Env, tempfile::TempDir) {
+    env_with_rules_and(backend, rules, "").await
+}
+
+/// The same with more config (after the billing team and its agents).
+async fn env_with_rules_and(
+    backend: Backend,
+    rules: &str,
+    extra: &str,
+) -> (Env, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
     let rules_dir = dir.path().to_path_buf();
-    let env = Env::configured(backend, TEAM, move |c| c.rules.dir = Some(rules_dir)).await;
+    let config = format!("{TEAM}{extra}");
+    let env = Env::configured(backend, &config, move |c| c.rules.dir = Some(rules_dir)).await;
     (env, dir)
 }
 
@@ -493,14 +503,11 @@ name = "tell the crm"
 on = "ticket.created"
 then = [{ webhook = "crm" }]
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
-    let rules_dir = dir.path().to_path_buf();
     let extra = format!(
-        "{TEAM}\n[[webhook]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"s3cret\"\n",
+        "\n[[webhook]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"s3cret\"\n",
         server.url
     );
-    let env = Env::configured(backend, &extra, move |c| c.rules.dir = Some(rules_dir)).await;
+    let (env, _rules) = env_with_rules_and(backend, rules, &extra).await;
     let out = env
         .ingest(&mail("jan@firma.pl", "w1@x", "Faktura", "?"))
         .await;
@@ -575,13 +582,7 @@ then = [{ add_tag = "after-hours" }]
 [rule.when]
 business_hours = false
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
-    let rules_dir = dir.path().to_path_buf();
-    let env = Env::configured(backend, &format!("{TEAM}{CALENDAR}"), move |c| {
-        c.rules.dir = Some(rules_dir)
-    })
-    .await;
+    let (env, _rules) = env_with_rules_and(backend, rules, CALENDAR).await;
     let mut tags = Vec::new();
     // Friday 2026-11-20 11:00 in Warsaw, then 18:00 the same day, then
     // Saturday noon, then Thursday 2026-12-24 (a holiday) at 10:00.

@@ -123,70 +123,50 @@ pub async fn set_text(
     Ok(true)
 }
 
-pub async fn set_team(
-    tx: &mut Tx,
-    id: i64,
-    old: Option<&str>,
-    team: &str,
-    by: By<'_>,
-) -> Result<bool> {
-    if old.is_some_and(|o| o.eq_ignore_ascii_case(team)) {
-        return Ok(false);
-    }
-    let done = sqlx::query(
-        "UPDATE tickets SET team_id = (SELECT id FROM teams WHERE name = $1), updated_at = $2
-         WHERE id = $3 AND EXISTS (SELECT 1 FROM teams WHERE name = $1)",
-    )
-    .bind(team)
-    .bind(by.now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if done == 0 {
-        return Ok(false);
-    }
-    history(tx, id, by.actor, "team", old, Some(team), by.rule, by.now).await?;
-    Ok(true)
+/// Who a ticket belongs to: its team or its assignee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Team,
+    Assignee,
 }
 
-/// Assigns the ticket to an active agent; false when the agent is unknown or
-/// already the assignee.
-pub async fn set_assignee(
+/// Points the ticket's team or assignee at `name` (a team name, an agent's
+/// email); false when there is no such team or agent, or it is already set.
+pub async fn set_owner(
     tx: &mut Tx,
     id: i64,
+    owner: Owner,
     old: Option<&str>,
-    agent: &str,
+    name: &str,
     by: By<'_>,
 ) -> Result<bool> {
-    if old.is_some_and(|o| o.eq_ignore_ascii_case(agent)) {
+    if old.is_some_and(|o| o.eq_ignore_ascii_case(name)) {
         return Ok(false);
     }
-    let done = sqlx::query(
-        "UPDATE tickets SET assignee_id = (SELECT id FROM agents WHERE lower(email) = lower($1)),
-                updated_at = $2
-         WHERE id = $3 AND EXISTS (SELECT 1 FROM agents WHERE lower(email) = lower($1))",
-    )
-    .bind(agent)
-    .bind(by.now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let (sql, field) = match owner {
+        Owner::Team => (
+            "UPDATE tickets SET team_id = (SELECT id FROM teams WHERE name = $1), updated_at = $2
+             WHERE id = $3 AND EXISTS (SELECT 1 FROM teams WHERE name = $1)",
+            "team",
+        ),
+        Owner::Assignee => (
+            "UPDATE tickets SET assignee_id = (SELECT id FROM agents WHERE lower(email) = lower($1)),
+                    updated_at = $2
+             WHERE id = $3 AND EXISTS (SELECT 1 FROM agents WHERE lower(email) = lower($1))",
+            "assignee",
+        ),
+    };
+    let done = sqlx::query(sql)
+        .bind(name)
+        .bind(by.now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if done == 0 {
         return Ok(false);
     }
-    history(
-        tx,
-        id,
-        by.actor,
-        "assignee",
-        old,
-        Some(agent),
-        by.rule,
-        by.now,
-    )
-    .await?;
+    history(tx, id, by.actor, field, old, Some(name), by.rule, by.now).await?;
     Ok(true)
 }
 
