@@ -118,8 +118,8 @@ impl Rules<'_> {
             Action::SetTeam(v) => updated(
                 changes::set_owner(tx, id, Owner::Team, state.team.as_deref(), v, by).await?,
             ),
-            Action::AddTag(tag) => updated(changes::add_tag(tx, id, tag, by).await?),
-            Action::RemoveTag(tag) => updated(changes::remove_tag(tx, id, tag, by).await?),
+            Action::AddTag(tag) => updated(changes::set_tag(tx, id, tag, true, by).await?),
+            Action::RemoveTag(tag) => updated(changes::set_tag(tx, id, tag, false, by).await?),
             Action::SetStatus(v) => match v.parse::<Status>() {
                 Ok(status) => self.set_status(tx, &state, status, by, message).await?,
                 Err(_) => Vec::new(),
@@ -130,7 +130,7 @@ impl Rules<'_> {
             }
             Action::Spam => {
                 applied.spam_by = Some(rule.to_string());
-                changes::add_tag(tx, id, "spam", by).await?;
+                changes::set_tag(tx, id, "spam", true, by).await?;
                 let old = state.status.parse().unwrap_or(Status::New);
                 t::set_status(tx, id, old, Status::Closed, ACTOR, Some(rule), self.now).await?;
                 Vec::new()

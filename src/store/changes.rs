@@ -1,7 +1,7 @@
 //! Changes that rules (and later agents) make to a ticket: fields, tags,
 //! assignment. Every change writes a history row naming the actor and rule.
 
-use super::tickets::history;
+use super::tickets::{history, strings_of};
 use super::{Result, Tx};
 use crate::clock::Timestamp;
 use sqlx::Row;
@@ -48,13 +48,12 @@ pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
     else {
         return Ok(None);
     };
-    let tags = sqlx::query("SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag")
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<std::result::Result<Vec<String>, _>>()?;
+    let tags = strings_of(
+        tx,
+        "SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag",
+        id,
+    )
+    .await?;
     Ok(Some(TicketState {
         id,
         number: r.try_get("number")?,
@@ -170,31 +169,27 @@ pub async fn set_owner(
     Ok(true)
 }
 
-pub async fn add_tag(tx: &mut Tx, id: i64, tag: &str, by: By<'_>) -> Result<bool> {
-    let done = sqlx::query(
+/// Adds (`on`) or removes a tag; false when there was nothing to change.
+pub async fn set_tag(tx: &mut Tx, id: i64, tag: &str, on: bool, by: By<'_>) -> Result<bool> {
+    let sql = if on {
         "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)
-         ON CONFLICT (ticket_id, tag) DO NOTHING",
-    )
-    .bind(id)
-    .bind(tag)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if done > 0 {
-        history(tx, id, by.actor, "tag", None, Some(tag), by.rule, by.now).await?;
-    }
-    Ok(done > 0)
-}
-
-pub async fn remove_tag(tx: &mut Tx, id: i64, tag: &str, by: By<'_>) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1 AND tag = $2")
+         ON CONFLICT (ticket_id, tag) DO NOTHING"
+    } else {
+        "DELETE FROM ticket_tags WHERE ticket_id = $1 AND tag = $2"
+    };
+    let done = sqlx::query(sql)
         .bind(id)
         .bind(tag)
         .execute(&mut **tx)
         .await?
         .rows_affected();
     if done > 0 {
-        history(tx, id, by.actor, "tag", Some(tag), None, by.rule, by.now).await?;
+        let (old, new) = if on {
+            (None, Some(tag))
+        } else {
+            (Some(tag), None)
+        };
+        history(tx, id, by.actor, "tag", old, new, by.rule, by.now).await?;
     }
     Ok(done > 0)
 }

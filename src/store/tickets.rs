@@ -269,13 +269,12 @@ pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
         return Ok(None);
     };
     let status: String = row.try_get(1)?;
-    let participants = sqlx::query("SELECT email FROM ticket_participants WHERE ticket_id = $1")
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|r| r.try_get(0))
-        .collect::<std::result::Result<Vec<String>, _>>()?;
+    let participants = strings_of(
+        tx,
+        "SELECT email FROM ticket_participants WHERE ticket_id = $1",
+        id,
+    )
+    .await?;
     Ok(Some(TicketFacts {
         id,
         number: row.try_get(0)?,
@@ -288,6 +287,17 @@ pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
         assignee: row.try_get(7)?,
         participants,
     }))
+}
+
+/// The first column of every row `sql` returns for ticket `id` (bound as $1).
+pub async fn strings_of(tx: &mut Tx, sql: &'static str, id: i64) -> Result<Vec<String>> {
+    Ok(sqlx::query(sql)
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<Vec<String>, _>>()?)
 }
 
 pub async fn add_participants(tx: &mut Tx, ticket_id: i64, emails: &[&str]) -> Result<()> {
