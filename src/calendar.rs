@@ -73,6 +73,76 @@ impl BusinessHours {
     }
 }
 
+impl BusinessHours {
+    /// The instant `seconds` of business time after `from` (SLA due times).
+    /// A calendar without any opening hours (validation refuses those for
+    /// SLA use) falls back to wall time.
+    pub fn add(&self, from: Timestamp, seconds: i64) -> Timestamp {
+        let mut left = seconds.max(0);
+        for (start, end) in self.open_spans(from) {
+            let start = start.max(from);
+            if end - start >= left {
+                return start + left;
+            }
+            left -= end - start;
+        }
+        from + seconds
+    }
+
+    /// Business seconds from `a` to `b` (0 when `b` is not after `a`).
+    pub fn between(&self, a: Timestamp, b: Timestamp) -> i64 {
+        let mut total = 0;
+        for (start, end) in self.open_spans(a) {
+            if start >= b {
+                break;
+            }
+            total += end.min(b) - start.max(a);
+        }
+        total
+    }
+
+    /// Whether the week has any opening hours at all.
+    pub fn has_hours(&self) -> bool {
+        self.week.iter().any(|d| !d.is_empty())
+    }
+
+    /// Open spans (UTC instants) that end after `from`, in order, for up to
+    /// ten years ahead.
+    fn open_spans(&self, from: Timestamp) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
+        let first = chrono::DateTime::from_timestamp(from, 0)
+            .map(|utc| self.tz.from_utc_datetime(&utc.naive_utc()).date_naive())
+            .unwrap_or_default();
+        let days = if self.has_hours() { 3660 } else { 0 };
+        first
+            .iter_days()
+            .take(days)
+            .filter(|day| !self.holidays.contains(day))
+            .flat_map(move |day| {
+                self.week[weekday_index(day.weekday())].iter().filter_map(
+                    move |(from_min, to_min)| {
+                        Some((self.instant(day, *from_min)?, self.instant(day, *to_min)?))
+                    },
+                )
+            })
+            .filter(move |(_, end)| *end > from)
+    }
+
+    /// The UTC instant of `minute` after local midnight of `day`; in a DST
+    /// gap, the first instant after it.
+    fn instant(&self, day: NaiveDate, minute: u32) -> Option<Timestamp> {
+        let local = day.and_hms_opt(0, 0, 0)? + chrono::Duration::minutes(i64::from(minute));
+        let mapped = self.tz.from_local_datetime(&local);
+        match mapped.earliest() {
+            Some(t) => Some(t.timestamp()),
+            None => self
+                .tz
+                .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+                .map(|t| t.timestamp()),
+        }
+    }
+}
+
 fn weekday_index(d: Weekday) -> usize {
     d.num_days_from_monday() as usize
 }
@@ -146,6 +216,54 @@ mod tests {
         assert!(!c.is_open(at("2026-11-21T10:00:00Z")), "Saturday");
         assert!(!c.is_open(at("2026-11-11T10:00:00Z")), "Independence Day");
         assert!(c.is_open(at("2026-11-12T10:00:00Z")));
+    }
+
+    #[test]
+    fn business_time_skips_nights_weekends_holidays_and_follows_dst() {
+        let c = warsaw();
+        // Friday 2026-11-20 15:00 Warsaw (14:00 UTC) + 4 business hours:
+        // 1 h on Friday, Monday 08:00 + 3 h = Monday 11:00 Warsaw = 10:00 UTC.
+        assert_eq!(
+            c.add(at("2026-11-20T14:00:00Z"), 4 * 3600),
+            at("2026-11-23T10:00:00Z")
+        );
+        // Tuesday 2026-11-10 15:00 + 2 h: Wednesday 11 November is a holiday.
+        assert_eq!(
+            c.add(at("2026-11-10T14:00:00Z"), 2 * 3600),
+            at("2026-11-12T08:00:00Z")
+        );
+        // Saturday night starts counting on Monday 08:00.
+        assert_eq!(
+            c.add(at("2026-11-21T22:00:00Z"), 60),
+            at("2026-11-23T07:01:00Z")
+        );
+        // Across the October change (UTC+2 → UTC+1 on Sunday 2026-10-25):
+        // Friday 15:00 CEST (13:00 UTC) + 2 h → Monday 09:00 CET = 08:00 UTC.
+        assert_eq!(
+            c.add(at("2026-10-23T13:00:00Z"), 2 * 3600),
+            at("2026-10-26T08:00:00Z")
+        );
+        // And back: the business time between them is the 2 h.
+        assert_eq!(
+            c.between(at("2026-10-23T13:00:00Z"), at("2026-10-26T08:00:00Z")),
+            2 * 3600
+        );
+        assert_eq!(
+            c.between(at("2026-11-20T14:00:00Z"), at("2026-11-20T14:00:00Z")),
+            0
+        );
+        // A whole working week is 40 business hours.
+        assert_eq!(
+            c.between(at("2026-11-23T00:00:00Z"), at("2026-11-30T00:00:00Z")),
+            40 * 3600
+        );
+    }
+
+    #[test]
+    fn a_calendar_without_hours_counts_wall_time() {
+        let c = BusinessHours::new("none", "UTC", &BTreeMap::new(), &[]).unwrap();
+        assert!(!c.has_hours());
+        assert_eq!(c.add(1000, 60), 1060);
     }
 
     #[test]
