@@ -44,6 +44,8 @@ pub struct Config {
     pub webhook: Vec<Webhook>,
     #[serde(default)]
     pub calendar: Vec<Calendar>,
+    #[serde(default)]
+    pub sla: Sla,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -457,6 +459,77 @@ pub struct Organization {
     pub domains: Vec<String>,
 }
 
+/// SLA policies: targets per priority, overridable per team and organization.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sla {
+    /// Count business time in this `[[calendar]]`; without one, wall time.
+    pub calendar: Option<String>,
+    /// `sla.warning` fires at this share of a target.
+    pub warning_percent: u32,
+    /// Durations per priority (`"4h"`, `"3d"`, seconds).
+    pub first_response: Targets,
+    pub resolution: Targets,
+    #[serde(rename = "override")]
+    pub overrides: Vec<SlaOverride>,
+}
+
+impl Default for Sla {
+    fn default() -> Sla {
+        let t = |c: &str, h: &str, m: &str, l: &str| Targets {
+            critical: c.into(),
+            high: h.into(),
+            medium: m.into(),
+            low: l.into(),
+        };
+        Sla {
+            calendar: None,
+            warning_percent: 80,
+            first_response: t("1h", "4h", "8h", "24h"),
+            resolution: t("4h", "24h", "72h", "168h"),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    pub critical: String,
+    pub high: String,
+    pub medium: String,
+    pub low: String,
+}
+
+impl Targets {
+    /// The target for `priority` in seconds.
+    pub fn seconds(&self, priority: crate::ticket::Priority) -> Result<i64> {
+        use crate::ticket::Priority::*;
+        let text = match priority {
+            Critical => &self.critical,
+            High => &self.high,
+            Medium => &self.medium,
+            Low => &self.low,
+        };
+        match crate::rules::condition::parse_duration(text) {
+            Some(n) if n > 0 => Ok(n),
+            _ => bail!("{priority}: {text:?} is not a positive duration (like \"4h\", \"3d\")"),
+        }
+    }
+}
+
+/// Targets for one team or organization; priorities not named keep the default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaOverride {
+    pub team: Option<String>,
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub first_response: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub resolution: std::collections::BTreeMap<String, String>,
+}
+
 /// Business hours: a time zone, weekly hours (`mon = "08:00-16:00"`, several
 /// ranges separated by commas, a missing day is closed) and holidays.
 #[derive(Debug, Clone, Deserialize)]
@@ -599,6 +672,7 @@ impl Config {
         {
             bail!("rules.calendar names unknown calendar {name:?}");
         }
+        self.validate_sla()?;
         let mut hooks = std::collections::HashSet::new();
         for hook in &self.webhook {
             if !hooks.insert(&hook.name) {
@@ -638,6 +712,54 @@ impl Config {
             for team in &agent.teams {
                 if !self.team.iter().any(|t| &t.name == team) {
                     bail!("agent {} names unknown team {team:?}", agent.email);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_sla(&self) -> Result<()> {
+        let sla = &self.sla;
+        if !(1..=99).contains(&sla.warning_percent) {
+            bail!(
+                "sla.warning_percent must be between 1 and 99, got {}",
+                sla.warning_percent
+            );
+        }
+        for p in crate::ticket::Priority::ALL {
+            sla.first_response
+                .seconds(*p)
+                .map_err(|e| anyhow::anyhow!("sla.first_response.{e}"))?;
+            sla.resolution
+                .seconds(*p)
+                .map_err(|e| anyhow::anyhow!("sla.resolution.{e}"))?;
+        }
+        if let Some(name) = &sla.calendar {
+            let Some(c) = self.calendar.iter().find(|c| &c.name == name) else {
+                bail!("sla.calendar names unknown calendar {name:?}");
+            };
+            if c.compile().is_ok_and(|c| !c.has_hours()) {
+                bail!("sla.calendar {name:?} has no opening hours");
+            }
+        }
+        for o in &sla.overrides {
+            let whom = match (&o.team, &o.organization) {
+                (Some(t), None) if self.team.iter().any(|x| &x.name == t) => format!("team {t}"),
+                (None, Some(org)) if self.organization.iter().any(|x| &x.name == org) => {
+                    format!("organization {org}")
+                }
+                (Some(t), None) => bail!("sla.override: unknown team {t:?}"),
+                (None, Some(org)) => bail!("sla.override: unknown organization {org:?}"),
+                _ => bail!("sla.override: name exactly one of team or organization"),
+            };
+            for (priority, text) in o.first_response.iter().chain(&o.resolution) {
+                priority
+                    .parse::<crate::ticket::Priority>()
+                    .map_err(|e| anyhow::anyhow!("sla.override for {whom}: {e}"))?;
+                if crate::rules::condition::parse_duration(text).is_none_or(|n| n <= 0) {
+                    bail!(
+                        "sla.override for {whom}: {priority}: {text:?} is not a positive duration"
+                    );
                 }
             }
         }

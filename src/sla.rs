@@ -1,0 +1,305 @@
+//! SLA clocks. Pure: which targets apply to a ticket (per priority,
+//! overridden per team, then per organization) and when each threshold is due,
+//! counting business time in the SLA calendar (or wall time without one) and
+//! leaving out the time the ticket spent pending.
+
+use crate::calendar::BusinessHours;
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::rules::condition::parse_duration;
+use crate::ticket::{Priority, Status};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    FirstResponseWarning,
+    FirstResponseBreach,
+    ResolutionWarning,
+    ResolutionBreach,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::FirstResponseWarning,
+        Kind::FirstResponseBreach,
+        Kind::ResolutionWarning,
+        Kind::ResolutionBreach,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::FirstResponseWarning => "first_response.warning",
+            Kind::FirstResponseBreach => "first_response.breach",
+            Kind::ResolutionWarning => "resolution.warning",
+            Kind::ResolutionBreach => "resolution.breach",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    pub fn is_breach(self) -> bool {
+        matches!(self, Kind::FirstResponseBreach | Kind::ResolutionBreach)
+    }
+
+    /// The target it belongs to: `first_response` or `resolution`.
+    pub fn target(self) -> &'static str {
+        match self {
+            Kind::FirstResponseWarning | Kind::FirstResponseBreach => "first_response",
+            _ => "resolution",
+        }
+    }
+}
+
+/// What the clocks need to know about one ticket.
+#[derive(Debug, Clone)]
+pub struct Clocked<'a> {
+    pub created_at: Timestamp,
+    pub priority: Priority,
+    pub status: Status,
+    pub team: Option<&'a str>,
+    pub organization: Option<&'a str>,
+    pub first_response_at: Option<Timestamp>,
+    /// Finished pending intervals (from, to), and the open one's start.
+    pub pauses: &'a [(Timestamp, Timestamp)],
+    pub paused_since: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timer {
+    pub kind: Kind,
+    pub due: Timestamp,
+}
+
+type PerPriority = BTreeMap<Priority, i64>;
+
+#[derive(Debug, Clone)]
+pub struct Policies {
+    first_response: PerPriority,
+    resolution: PerPriority,
+    /// (team, organization) → overridden targets.
+    overrides: Vec<(Option<String>, Option<String>, PerPriority, PerPriority)>,
+    calendar: Option<BusinessHours>,
+    warning_percent: i64,
+}
+
+impl Policies {
+    /// From a validated config.
+    pub fn of(config: &Config) -> Policies {
+        let sla = &config.sla;
+        let per = |t: &crate::config::Targets| -> PerPriority {
+            Priority::ALL
+                .iter()
+                .map(|p| (*p, t.seconds(*p).unwrap_or(3600)))
+                .collect()
+        };
+        let map = |m: &BTreeMap<String, String>| -> PerPriority {
+            m.iter()
+                .filter_map(|(p, d)| Some((p.parse().ok()?, parse_duration(d)?)))
+                .collect()
+        };
+        Policies {
+            first_response: per(&sla.first_response),
+            resolution: per(&sla.resolution),
+            overrides: sla
+                .overrides
+                .iter()
+                .map(|o| {
+                    (
+                        o.team.clone(),
+                        o.organization.clone(),
+                        map(&o.first_response),
+                        map(&o.resolution),
+                    )
+                })
+                .collect(),
+            calendar: sla.calendar.as_ref().and_then(|name| {
+                config
+                    .calendar
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.compile().ok())
+            }),
+            warning_percent: i64::from(sla.warning_percent),
+        }
+    }
+
+    /// (first response, resolution) targets in seconds: a team override wins
+    /// over an organization override, which wins over the default.
+    pub fn targets(&self, t: &Clocked<'_>) -> (i64, i64) {
+        let pick = |default: &PerPriority, which: usize| -> i64 {
+            let from = |team: bool| {
+                self.overrides.iter().find_map(|(ot, oo, fr, res)| {
+                    let hit = if team {
+                        ot.is_some() && ot.as_deref() == t.team
+                    } else {
+                        oo.is_some() && oo.as_deref() == t.organization
+                    };
+                    let m = if which == 0 { fr } else { res };
+                    hit.then(|| m.get(&t.priority).copied()).flatten()
+                })
+            };
+            from(true)
+                .or_else(|| from(false))
+                .or_else(|| default.get(&t.priority).copied())
+                .unwrap_or(3600)
+        };
+        (pick(&self.first_response, 0), pick(&self.resolution, 1))
+    }
+
+    /// The thresholds still ahead of the ticket. None while it is pending,
+    /// resolved or closed; none for the first response once it happened.
+    pub fn timers(&self, t: &Clocked<'_>) -> Vec<Timer> {
+        if matches!(
+            t.status,
+            Status::Pending | Status::Resolved | Status::Closed
+        ) || t.paused_since.is_some()
+        {
+            return Vec::new();
+        }
+        let paused: i64 = t.pauses.iter().map(|(a, b)| self.elapsed(*a, *b)).sum();
+        let (first, resolution) = self.targets(t);
+        let mut timers = Vec::new();
+        let mut add = |warning: Kind, breach: Kind, target: i64| {
+            let warn_after = target * self.warning_percent / 100;
+            timers.push(Timer {
+                kind: warning,
+                due: self.due(t.created_at, warn_after + paused),
+            });
+            timers.push(Timer {
+                kind: breach,
+                due: self.due(t.created_at, target + paused),
+            });
+        };
+        if t.first_response_at.is_none() {
+            add(Kind::FirstResponseWarning, Kind::FirstResponseBreach, first);
+        }
+        add(Kind::ResolutionWarning, Kind::ResolutionBreach, resolution);
+        timers
+    }
+
+    /// The due instant of a target (business or wall time).
+    pub fn due(&self, from: Timestamp, seconds: i64) -> Timestamp {
+        match &self.calendar {
+            Some(c) => c.add(from, seconds),
+            None => from + seconds,
+        }
+    }
+
+    /// Seconds that count between two instants (business or wall time).
+    pub fn elapsed(&self, from: Timestamp, to: Timestamp) -> i64 {
+        match &self.calendar {
+            Some(c) => c.between(from, to),
+            None => (to - from).max(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(extra: &str) -> Policies {
+        let config = Config::parse(&format!(
+            "[[team]]\nname = \"billing\"\n[[organization]]\nname = \"Firma\"\ndomains = [\"firma.pl\"]\n{extra}"
+        ))
+        .unwrap();
+        Policies::of(&config)
+    }
+
+    fn ticket(priority: Priority) -> Clocked<'static> {
+        Clocked {
+            created_at: 1_000_000,
+            priority,
+            status: Status::New,
+            team: None,
+            organization: None,
+            first_response_at: None,
+            pauses: &[],
+            paused_since: None,
+        }
+    }
+
+    #[test]
+    fn default_targets_follow_the_product_facts() {
+        let p = policies("");
+        let r = |pr| p.targets(&ticket(pr)).1 / 3600;
+        assert_eq!(
+            [
+                r(Priority::Critical),
+                r(Priority::High),
+                r(Priority::Medium),
+                r(Priority::Low)
+            ],
+            [4, 24, 72, 168]
+        );
+        let timers = p.timers(&ticket(Priority::Critical));
+        let due: Vec<(&str, i64)> = timers
+            .iter()
+            .map(|t| (t.kind.as_str(), t.due - 1_000_000))
+            .collect();
+        assert_eq!(
+            due,
+            [
+                ("first_response.warning", 2880),
+                ("first_response.breach", 3600),
+                ("resolution.warning", 11_520),
+                ("resolution.breach", 14_400),
+            ]
+        );
+    }
+
+    #[test]
+    fn team_overrides_win_over_organization_overrides() {
+        let p = policies(
+            "[[sla.override]]\norganization = \"Firma\"\nresolution = { high = \"8h\" }\n\
+             [[sla.override]]\nteam = \"billing\"\nresolution = { high = \"2h\" }\n",
+        );
+        let mut t = ticket(Priority::High);
+        t.organization = Some("Firma");
+        assert_eq!(p.targets(&t).1, 8 * 3600);
+        t.team = Some("billing");
+        assert_eq!(p.targets(&t).1, 2 * 3600);
+        t.priority = Priority::Low;
+        assert_eq!(
+            p.targets(&t).1,
+            168 * 3600,
+            "other priorities keep the default"
+        );
+    }
+
+    #[test]
+    fn pending_time_is_left_out_and_a_first_response_stops_its_clock() {
+        let p = policies("");
+        let mut t = ticket(Priority::Critical);
+        let pauses = [(1_000_100, 1_001_100)];
+        t.pauses = &pauses;
+        t.first_response_at = Some(1_000_050);
+        let timers = p.timers(&t);
+        assert_eq!(timers.len(), 2);
+        assert_eq!(
+            timers[1],
+            Timer {
+                kind: Kind::ResolutionBreach,
+                due: 1_000_000 + 14_400 + 1000
+            }
+        );
+        t.status = Status::Pending;
+        assert!(p.timers(&t).is_empty());
+    }
+
+    #[test]
+    fn bad_policies_are_config_errors() {
+        let bad = |text: &str| Config::parse(text).unwrap_err().to_string();
+        assert!(
+            bad(
+                "[sla.resolution]\ncritical = \"0h\"\nhigh = \"1h\"\nmedium = \"1h\"\nlow = \"1h\""
+            )
+            .contains("sla.resolution.critical: \"0h\" is not a positive duration")
+        );
+        assert!(bad("[sla]\nwarning_percent = 100").contains("between 1 and 99"));
+        assert!(bad("[sla]\ncalendar = \"x\"").contains("unknown calendar"));
+        assert!(bad("[[sla.override]]\nteam = \"nope\"").contains("unknown team"));
+    }
+}
