@@ -62,6 +62,20 @@ pub async fn run(
         });
         tasks.spawn(async move { crate::reload::run(config, live, alert, cancel).await });
     }
+    {
+        let scheduler = crate::scheduler::Scheduler {
+            store: store.clone(),
+            clock: pipeline.clock.clone(),
+            policies: pipeline.policies.clone(),
+            rules: pipeline.rules.clone(),
+            calendar: config.rules_calendar(),
+            notifier: crate::notify::Notifier::new(&config)?,
+            wake: pipeline.sla_wake.clone(),
+            outbox_wake: pipeline.outbox_wake.clone(),
+        };
+        let cancel = cancel.clone();
+        tasks.spawn(async move { scheduler.run(cancel).await });
+    }
     for md in config.maildir.clone() {
         let pipeline = pipeline.clone();
         let cancel = cancel.clone();

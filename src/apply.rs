@@ -404,5 +404,6 @@ pub fn subject_of<'a>(state: &'a TicketState, message: &'a Message) -> Subject<'
             &message.facts.from
         },
         comment_body: &message.facts.body,
+        sla: None,
     }
 }

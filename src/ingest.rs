@@ -119,6 +119,11 @@ pub struct Pipeline {
     pub rules: Arc<crate::rules::Live>,
     /// The calendar of the rules' `business_hours` condition.
     calendar: Option<crate::calendar::BusinessHours>,
+    /// SLA targets: new and changed tickets get their due times in the
+    /// ingest transaction.
+    pub policies: crate::sla::Policies,
+    /// Rung after a commit that may have moved an SLA timer.
+    pub sla_wake: Arc<tokio::sync::Notify>,
     /// Rung after a commit that queued notifications.
     pub outbox_wake: Arc<tokio::sync::Notify>,
 }
@@ -155,6 +160,8 @@ impl Pipeline {
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
             calendar: config.rules_calendar(),
+            policies: crate::sla::Policies::of(config),
+            sla_wake: Arc::new(tokio::sync::Notify::new()),
             rules: Arc::new(crate::rules::Live::new(
                 crate::rules::load::load_configured(config).map_err(rule_errors)?,
             )),
@@ -303,6 +310,7 @@ impl Pipeline {
         }
         tx.commit().await?;
         self.outbox_wake.notify_one();
+        self.sla_wake.notify_one();
         for (inbound, o) in batch.iter().zip(&outcomes) {
             if o.kind == OutcomeKind::Quarantined {
                 tracing::warn!(source = %inbound.source, key = %inbound.source_key, "message quarantined: {}", o.reason.as_deref().unwrap_or(""));
@@ -443,6 +451,7 @@ impl Pipeline {
                         .automatic(tx, &about, event, &state.requester, auto_generated, now)
                         .await?;
                 }
+                store::sla::reschedule(tx, ticket_id, &self.policies).await?;
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
             Decision::Comment {
@@ -475,12 +484,18 @@ impl Pipeline {
                 if reopen && let Some(f) = facts {
                     t::set_status(tx, ticket_id, f.status, Status::Open, sender, None, now).await?;
                 }
+                let public = !internal;
+                let first_response = author_kind == AuthorKind::Agent
+                    && public
+                    && store::sla::record_first_response(tx, ticket_id, now).await?;
                 let message = message_facts(inbound, mail, author_kind);
                 let applied = self
                     .rules(now)
                     .run(tx, Event::CommentAdded, ticket_id, &message)
                     .await?;
-                let public = !internal;
+                if first_response || reopen || !applied.matched.is_empty() {
+                    store::sla::reschedule(tx, ticket_id, &self.policies).await?;
+                }
                 let from_customer =
                     matches!(author_kind, AuthorKind::Requester | AuthorKind::Participant);
                 let may_notify = (author_kind == AuthorKind::Agent && public)
@@ -588,6 +603,8 @@ impl Pipeline {
             tags: Vec::new(),
             created_at: now,
             updated_at: now,
+            first_response_due: None,
+            resolution_due: None,
         }
     }
 

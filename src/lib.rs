@@ -15,6 +15,7 @@ pub mod parse;
 pub mod reload;
 pub mod replay;
 pub mod rules;
+pub mod scheduler;
 pub mod sla;
 pub mod source;
 pub mod store;

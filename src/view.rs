@@ -50,6 +50,17 @@ pub fn ticket_detail(t: &TicketDetail) -> String {
         let _ = writeln!(out, "related {}", t.related.join(", "));
     }
     let _ = writeln!(out, "created {}  updated {}", t.created_at, t.updated_at);
+    let sla: Vec<String> = [
+        ("first response due", &t.first_response_due),
+        ("first response", &t.first_response_at),
+        ("resolution due", &t.resolution_due),
+    ]
+    .iter()
+    .filter_map(|(what, at)| at.as_ref().map(|at| format!("{what} {at}")))
+    .collect();
+    if !sla.is_empty() {
+        let _ = writeln!(out, "sla {}", sla.join("  "));
+    }
     for c in &t.comments {
         let visibility = if c.internal { "internal" } else { "public" };
         let _ = writeln!(

@@ -39,6 +39,16 @@ pub struct Subject<'a> {
     pub in_reply_to: Option<&'a str>,
     pub comment_author: &'a str,
     pub comment_body: &'a str,
+    /// For SLA notices: which target, when it is due, whether it was missed.
+    pub sla: Option<SlaNotice>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SlaNotice {
+    /// `first_response` or `resolution`.
+    pub target: &'static str,
+    pub due: Timestamp,
+    pub breached: bool,
 }
 
 pub struct Notifier {
@@ -84,7 +94,7 @@ impl Notifier {
         })
     }
 
-    fn context(&self, s: &Subject<'_>) -> Value {
+    fn context(&self, s: &Subject<'_>, now: Timestamp) -> Value {
         json!({
             "ticket": {
                 "number": s.number, "subject": s.subject, "status": s.status, "priority": s.priority,
@@ -95,7 +105,12 @@ impl Notifier {
             "assignee": s.assignee.map(|(name, email)| json!({ "name": display_name(name, email), "email": email })),
             "team": s.team.map(|name| json!({ "name": name })),
             "comment": { "author": s.comment_author, "body": s.comment_body, "internal": false },
-            "sla": null,
+            "sla": s.sla.map(|n| json!({
+                "target": n.target.replace('_', " "),
+                "due": crate::clock::rfc3339(n.due),
+                "remaining": span((n.due - now).max(0)),
+                "breached": n.breached,
+            })),
         })
     }
 
@@ -190,7 +205,7 @@ impl Notifier {
         let (rendered, suppressed) =
             match self
                 .templates
-                .render(&lang, event, "email", &self.context(s))
+                .render(&lang, event, "email", &self.context(s, now))
             {
                 Ok(r) => (r, suppressed),
                 // A template that fails at render time fails this one notification, visibly.
@@ -261,6 +276,20 @@ impl Notifier {
                 .await
             }
         }
+    }
+}
+
+/// `3 h 20 min`, `45 min`, `2 d 4 h`.
+fn span(seconds: i64) -> String {
+    let (d, h, m) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+    );
+    match (d, h) {
+        (0, 0) => format!("{m} min"),
+        (0, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
     }
 }
 

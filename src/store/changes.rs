@@ -26,6 +26,9 @@ pub struct TicketState {
     pub tags: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// SLA breach times still ahead (none once met, or while pending).
+    pub first_response_due: Option<Timestamp>,
+    pub resolution_due: Option<Timestamp>,
 }
 
 pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
@@ -33,7 +36,7 @@ pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
         "SELECT t.number, t.subject, t.status, t.priority, t.category, t.channel, t.language,
                 i.address AS requester, c.name AS requester_name, a.email AS assignee,
                 a.name AS assignee_name, tm.name AS team, o.name AS organization,
-                t.created_at, t.updated_at
+                t.created_at, t.updated_at, t.first_response_due, t.resolution_due
          FROM tickets t
          JOIN contacts c ON c.id = t.requester_id
          LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
@@ -74,6 +77,8 @@ pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
         tags,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        first_response_due: r.try_get("first_response_due")?,
+        resolution_due: r.try_get("resolution_due")?,
     }))
 }
 

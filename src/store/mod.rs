@@ -8,6 +8,7 @@ pub mod directory;
 pub mod files;
 pub mod outbox;
 pub mod queries;
+pub mod sla;
 pub mod tickets;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

@@ -82,6 +82,10 @@ pub struct TicketDetail {
     pub created_at: String,
     pub updated_at: String,
     pub closed_at: Option<String>,
+    /// SLA: when the first response came, and the breach times still ahead.
+    pub first_response_at: Option<String>,
+    pub first_response_due: Option<String>,
+    pub resolution_due: Option<String>,
     pub comments: Vec<CommentView>,
     pub attachments: Vec<AttachmentView>,
     pub related: Vec<String>,
@@ -137,7 +141,8 @@ impl Store {
             "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category,
                     i.address AS email, c.name AS name, o.name AS organization,
                     a.email AS assignee, tm.name AS team, t.auto_generated,
-                    t.created_at, t.updated_at, t.closed_at
+                    t.created_at, t.updated_at, t.closed_at, t.first_response_at,
+                    t.first_response_due, t.resolution_due
              FROM tickets t
              JOIN contacts c ON c.id = t.requester_id
              LEFT JOIN contact_identities i ON i.contact_id = c.id AND i.kind = 'email'
@@ -274,6 +279,13 @@ impl Store {
             created_at: rfc3339(t.try_get("created_at")?),
             updated_at: rfc3339(t.try_get("updated_at")?),
             closed_at: t.try_get::<Option<i64>, _>("closed_at")?.map(rfc3339),
+            first_response_at: t
+                .try_get::<Option<i64>, _>("first_response_at")?
+                .map(rfc3339),
+            first_response_due: t
+                .try_get::<Option<i64>, _>("first_response_due")?
+                .map(rfc3339),
+            resolution_due: t.try_get::<Option<i64>, _>("resolution_due")?.map(rfc3339),
             comments,
             attachments,
             related,

@@ -378,6 +378,7 @@ pub async fn set_status(
         .bind(ticket_id)
         .execute(&mut **tx)
         .await?;
+    super::sla::status_changed(tx, ticket_id, old, new, now).await?;
     history(
         tx,
         ticket_id,

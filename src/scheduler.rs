@@ -1,0 +1,144 @@
+//! The SLA scheduler: sleeps until the next due timer (or until ingest says
+//! timers moved), then fires each due threshold exactly once: `sla.warning` /
+//! `sla.breached` into the rules, and the `sla_warning` / `sla_breached`
+//! notices to the assignee, the team and the managers, all in the transaction
+//! that marks the timer fired.
+
+use crate::apply::{self, Rules, subject_of};
+use crate::calendar::BusinessHours;
+use crate::clock::Clock;
+use crate::notify::{Notifier, SlaNotice};
+use crate::rules::{Event, Live};
+use crate::sla::Policies;
+use crate::store::{self, Store, changes, sla};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Timers fired per transaction.
+const BATCH: i64 = 1000;
+/// Look at the timers at least this often (a cheap MIN query, not a scan).
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+pub struct Scheduler {
+    pub store: Store,
+    pub clock: Clock,
+    pub policies: Policies,
+    pub rules: Arc<Live>,
+    pub calendar: Option<BusinessHours>,
+    pub notifier: Notifier,
+    /// Rung by ingest after commits that may have moved a timer.
+    pub wake: Arc<Notify>,
+    /// Rung after firing queued notifications.
+    pub outbox_wake: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub async fn run(&self, shutdown: CancellationToken) {
+        loop {
+            let fired = match self.fire_due().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("SLA scheduler: {e}");
+                    0
+                }
+            };
+            if fired > 0 {
+                tracing::info!(fired, "SLA thresholds fired");
+                continue;
+            }
+            let sleep = match self.store.next_timer_due().await {
+                Ok(Some(due)) => Duration::from_secs((due - self.clock.now()).max(0) as u64),
+                _ => MAX_SLEEP,
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep.min(MAX_SLEEP)) => {}
+            }
+        }
+    }
+
+    /// Fires every timer due now; returns how many fired.
+    pub async fn fire_due(&self) -> store::Result<usize> {
+        let now = self.clock.now();
+        let due = self.store.due_timers(now, BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let rules = Rules {
+            set: self.rules.current(),
+            calendar: self.calendar.as_ref(),
+            notifier: &self.notifier,
+            now,
+        };
+        let message = apply::Message::default();
+        let mut fired = 0;
+        let mut tx = self.store.begin().await?;
+        for timer in &due {
+            // The ticket may have changed since (status, priority, team by any
+            // path): recompute first; a timer that moved later does not fire.
+            sla::reschedule(&mut tx, timer.ticket_id, &self.policies).await?;
+            if !sla::fire(&mut tx, timer, now).await? {
+                continue;
+            }
+            fired += 1;
+            let breached = timer.kind.is_breach();
+            let event = if breached {
+                Event::SlaBreached
+            } else {
+                Event::SlaWarning
+            };
+            rules.run(&mut tx, event, timer.ticket_id, &message).await?;
+            let Some(state) = changes::ticket_state(&mut tx, timer.ticket_id).await? else {
+                continue;
+            };
+            let mut to: Vec<String> = state.assignee.iter().cloned().collect();
+            if let Some(team) = &state.team {
+                to.extend(
+                    changes::team_members(&mut tx, team)
+                        .await?
+                        .into_iter()
+                        .map(|(_, e)| e),
+                );
+            }
+            to.extend(changes::managers(&mut tx, state.team.as_deref()).await?);
+            to.sort();
+            to.dedup();
+            let mut about = subject_of(&state, &message);
+            about.sla = Some(SlaNotice {
+                target: timer.kind.target(),
+                due: if breached {
+                    timer.due_at
+                } else {
+                    due_of(&state, timer.kind.target()).unwrap_or(timer.due_at)
+                },
+                breached,
+            });
+            let template = if breached {
+                "sla_breached"
+            } else {
+                "sla_warning"
+            };
+            for address in &to {
+                self.notifier
+                    .automatic(&mut tx, &about, template, address, None, now)
+                    .await?;
+            }
+            // Rules may have escalated the priority: move the timers left.
+            sla::reschedule(&mut tx, timer.ticket_id, &self.policies).await?;
+        }
+        tx.commit().await?;
+        self.outbox_wake.notify_one();
+        Ok(fired)
+    }
+}
+
+/// The breach time of `target` as stored on the ticket.
+fn due_of(state: &changes::TicketState, target: &str) -> Option<i64> {
+    match target {
+        "first_response" => state.first_response_due,
+        _ => state.resolution_due,
+    }
+}

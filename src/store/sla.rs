@@ -1,0 +1,201 @@
+//! SLA clocks in the store: due times on the ticket, pending intervals, and
+//! the timer rows the scheduler fires exactly once (a conditional UPDATE, so
+//! two instances cannot both fire one).
+
+use super::tickets::strings_of;
+use super::{Result, Store, Tx};
+use crate::clock::Timestamp;
+use crate::sla::{Clocked, Kind, Policies};
+use crate::ticket::{Priority, Status};
+use sqlx::Row;
+
+/// Recomputes a ticket's due times and timers from its current state:
+/// unfired timers move, fired ones stay fired, those no longer ahead (a first
+/// response happened, the ticket is pending or resolved) are dropped.
+pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()> {
+    let Some(r) = sqlx::query(
+        "SELECT t.created_at, t.priority, t.status, tm.name AS team, o.name AS organization,
+                t.first_response_at, t.sla_paused_at
+         FROM tickets t
+         LEFT JOIN teams tm ON tm.id = t.team_id
+         LEFT JOIN organizations o ON o.id = t.organization_id
+         WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(());
+    };
+    let pauses: Vec<(Timestamp, Timestamp)> =
+        sqlx::query("SELECT from_at, to_at FROM sla_pauses WHERE ticket_id = $1 ORDER BY from_at")
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|p| Ok((p.try_get(0)?, p.try_get(1)?)))
+            .collect::<Result<_>>()?;
+    let priority: String = r.try_get("priority")?;
+    let status: String = r.try_get("status")?;
+    let team: Option<String> = r.try_get("team")?;
+    let organization: Option<String> = r.try_get("organization")?;
+    let clocked = Clocked {
+        created_at: r.try_get("created_at")?,
+        priority: priority.parse().unwrap_or(Priority::Medium),
+        status: status.parse().unwrap_or(Status::Open),
+        team: team.as_deref(),
+        organization: organization.as_deref(),
+        first_response_at: r.try_get("first_response_at")?,
+        pauses: &pauses,
+        paused_since: r.try_get("sla_paused_at")?,
+    };
+    let timers = policies.timers(&clocked);
+    let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
+    sqlx::query("UPDATE tickets SET first_response_due = $1, resolution_due = $2 WHERE id = $3")
+        .bind(due(Kind::FirstResponseBreach))
+        .bind(due(Kind::ResolutionBreach))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NULL")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    // Fired timers stay fired: the inserts skip them.
+    let sql = match timers.len() {
+        0 => return Ok(()),
+        2 => {
+            "INSERT INTO sla_timers (ticket_id, kind, due_at) VALUES ($1, $2, $3), ($1, $4, $5)
+             ON CONFLICT (ticket_id, kind) DO NOTHING"
+        }
+        _ => {
+            "INSERT INTO sla_timers (ticket_id, kind, due_at)
+             VALUES ($1, $2, $3), ($1, $4, $5), ($1, $6, $7), ($1, $8, $9)
+             ON CONFLICT (ticket_id, kind) DO NOTHING"
+        }
+    };
+    let mut query = sqlx::query(sql).bind(id);
+    for t in timers.iter().take(4) {
+        query = query.bind(t.kind.as_str()).bind(t.due);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The first public agent comment stops the first-response clock.
+pub async fn record_first_response(tx: &mut Tx, id: i64, now: Timestamp) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE tickets SET first_response_at = $1 WHERE id = $2 AND first_response_at IS NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+/// Clock bookkeeping of a status change: pending starts a pause, leaving
+/// pending ends it.
+pub async fn status_changed(
+    tx: &mut Tx,
+    id: i64,
+    old: Status,
+    new: Status,
+    now: Timestamp,
+) -> Result<()> {
+    if new == Status::Pending && old != Status::Pending {
+        sqlx::query("UPDATE tickets SET sla_paused_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    } else if old == Status::Pending && new != Status::Pending {
+        sqlx::query(
+            "INSERT INTO sla_pauses (ticket_id, from_at, to_at)
+             SELECT id, sla_paused_at, $1 FROM tickets WHERE id = $2 AND sla_paused_at IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE tickets SET sla_paused_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A timer that is due.
+#[derive(Debug, Clone)]
+pub struct DueTimer {
+    pub ticket_id: i64,
+    pub kind: Kind,
+    pub due_at: Timestamp,
+}
+
+/// Claims a due timer: true for exactly one caller, ever.
+pub async fn fire(tx: &mut Tx, t: &DueTimer, now: Timestamp) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE sla_timers SET fired_at = $1
+         WHERE ticket_id = $2 AND kind = $3 AND fired_at IS NULL AND due_at <= $1",
+    )
+    .bind(now)
+    .bind(t.ticket_id)
+    .bind(t.kind.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+impl Store {
+    /// Unfired timers due by `now`, in due order.
+    pub async fn due_timers(&self, now: Timestamp, limit: i64) -> Result<Vec<DueTimer>> {
+        sqlx::query(
+            "SELECT ticket_id, kind, due_at FROM sla_timers
+             WHERE fired_at IS NULL AND due_at <= $1 ORDER BY due_at, ticket_id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let kind: String = r.try_get("kind").ok()?;
+            Some(Ok(DueTimer {
+                ticket_id: r.try_get("ticket_id").ok()?,
+                kind: Kind::parse(&kind)?,
+                due_at: r.try_get("due_at").ok()?,
+            }))
+        })
+        .collect()
+    }
+
+    /// When the next unfired timer is due, if any.
+    pub async fn next_timer_due(&self) -> Result<Option<Timestamp>> {
+        Ok(
+            sqlx::query("SELECT MIN(due_at) FROM sla_timers WHERE fired_at IS NULL")
+                .fetch_one(self.pool())
+                .await?
+                .try_get(0)?,
+        )
+    }
+
+    /// Which thresholds of a ticket have fired, by kind name.
+    pub async fn fired_timers(&self, number: &str) -> Result<Vec<String>> {
+        let mut tx = self.begin().await?;
+        let Some(id) = super::tickets::ticket_id_by_number(&mut tx, number).await? else {
+            return Ok(Vec::new());
+        };
+        let kinds = strings_of(
+            &mut tx,
+            "SELECT kind FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NOT NULL ORDER BY fired_at, kind",
+            id,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(kinds)
+    }
+}

@@ -1,0 +1,242 @@
+//! SLA clocks with a controllable clock (no sleeping): due times stored on
+//! new tickets, thresholds fired exactly once into the rules and to the
+//! people who must act, pending time left out, restarts that do not re-fire.
+
+mod common;
+
+use common::{Env, START};
+use std::sync::Arc;
+use ticketd::scheduler::Scheduler;
+use ticketd::store::Backend;
+use ticketd::ticket::Status;
+
+const PEOPLE: &str = r#"
+[[team]]
+name = "billing"
+
+[[agent]]
+email = "anna@example.com"
+role = "manager"
+teams = ["billing"]
+
+[[agent]]
+email = "ewa@example.com"
+teams = ["billing"]
+"#;
+
+const RULES: &str = r#"
+[[rule]]
+name = "to ewa"
+on = "ticket.created"
+then = [{ assign = "ewa@example.com" }, { set_team = "billing" }]
+
+[[rule]]
+name = "warned"
+on = "sla.warning"
+then = [{ add_tag = "sla-warned" }]
+
+[[rule]]
+name = "escalate on breach"
+on = "sla.breached"
+then = [{ escalate = true }]
+"#;
+
+async fn env(backend: Backend) -> (Env, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("10-sla.toml"), RULES).unwrap();
+    let rules_dir = dir.path().to_path_buf();
+    let env = Env::configured(backend, PEOPLE, move |c| c.rules.dir = Some(rules_dir)).await;
+    (env, dir)
+}
+
+fn scheduler(env: &Env) -> Scheduler {
+    Scheduler {
+        store: env.store.clone(),
+        clock: env.clock.clone(),
+        policies: env.pipeline.policies.clone(),
+        rules: env.pipeline.rules.clone(),
+        calendar: None,
+        notifier: ticketd::notify::Notifier::new(&env.config).unwrap(),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        outbox_wake: Arc::new(tokio::sync::Notify::new()),
+    }
+}
+
+fn mail(id: &str) -> Vec<u8> {
+    format!(
+        "From: jan@firma.pl\r\nTo: support@example.com\r\nSubject: Faktura\r\nMessage-ID: <{id}>\r\n\r\nZła kwota.\r\n"
+    )
+    .into_bytes()
+}
+
+fn sla_notices(t: &ticketd::store::queries::TicketDetail) -> Vec<(String, String)> {
+    t.notifications
+        .iter()
+        .filter(|n| n.event.starts_with("sla_"))
+        .map(|n| (n.event.clone(), n.recipient.clone()))
+        .collect()
+}
+
+async fn thresholds_fire_once_into_rules_and_notices(backend: Backend) {
+    let (env, _rules) = env(backend).await;
+    let number = env.ingest(&mail("s1@firma.pl")).await.ticket.unwrap();
+    let t = env.show(&number).await;
+    // Medium priority: first response in 8 h, resolution in 72 h (wall time).
+    assert_eq!(
+        t.first_response_due.as_deref(),
+        Some("2026-11-20T18:00:00Z")
+    );
+    assert_eq!(t.resolution_due.as_deref(), Some("2026-11-23T10:00:00Z"));
+
+    let s = scheduler(&env);
+    assert_eq!(s.fire_due().await.unwrap(), 0, "nothing is due at creation");
+    // 80 % of 8 h = 6 h 24 min.
+    env.clock.advance(6 * 3600 + 24 * 60 - 1);
+    assert_eq!(s.fire_due().await.unwrap(), 0);
+    env.clock.advance(1);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    let t = env.show(&number).await;
+    assert_eq!(t.tags, ["sla-warned"]);
+    assert_eq!(
+        sla_notices(&t),
+        [
+            ("sla_warning".to_string(), "anna@example.com".to_string()),
+            ("sla_warning".to_string(), "ewa@example.com".to_string()),
+        ]
+    );
+    // A restarted scheduler (a new instance on the same store) fires nothing again.
+    assert_eq!(scheduler(&env).fire_due().await.unwrap(), 0);
+
+    // The breach at 8 h: the rule escalates to high, so the resolution
+    // target shrinks to 24 h and its timers move earlier.
+    env.clock.advance(96 * 60);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    let t = env.show(&number).await;
+    assert_eq!(t.priority, "high");
+    // The first response is now due at 4 h (high), already past; its
+    // thresholds fired once and do not fire again.
+    assert_eq!(
+        t.first_response_due.as_deref(),
+        Some("2026-11-20T14:00:00Z")
+    );
+    assert_eq!(t.resolution_due.as_deref(), Some("2026-11-21T10:00:00Z"));
+    assert_eq!(sla_notices(&t).len(), 4);
+    assert_eq!(
+        env.store.fired_timers(&number).await.unwrap(),
+        ["first_response.warning", "first_response.breach"]
+    );
+    env.finish().await;
+}
+
+async fn pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock(
+    backend: Backend,
+) {
+    let (env, _rules) = env(backend).await;
+    let number = env.ingest(&mail("p1@firma.pl")).await.ticket.unwrap();
+    // An agent answers after 1 h: the first-response clock stops.
+    env.clock.advance(3600);
+    let reply = "From: ewa@example.com\r\nTo: jan@firma.pl\r\nSubject: Re: Faktura\r\n\
+                 Message-ID: <p2@example.com>\r\nIn-Reply-To: <p1@firma.pl>\r\n\r\nSprawdzamy.\r\n";
+    env.ingest(reply.as_bytes()).await;
+    let t = env.show(&number).await;
+    assert_eq!(t.first_response_at.as_deref(), Some("2026-11-20T11:00:00Z"));
+    assert_eq!(t.first_response_due, None);
+
+    // Waiting for the customer for 10 h, then the customer writes back.
+    env.store
+        .change_status(&number, Status::Pending, "ewa@example.com", env.clock.now())
+        .await
+        .unwrap();
+    env.clock.advance(10 * 3600);
+    let back = "From: jan@firma.pl\r\nTo: support@example.com\r\nSubject: Re: Faktura\r\n\
+                Message-ID: <p3@firma.pl>\r\nIn-Reply-To: <p2@example.com>\r\n\r\nOto dane.\r\n";
+    env.ingest(back.as_bytes()).await;
+    let t = env.show(&number).await;
+    assert_eq!(t.status, "open");
+    // 72 h + the 10 h spent pending.
+    assert_eq!(t.resolution_due.as_deref(), Some("2026-11-23T20:00:00Z"));
+
+    // Nothing fires at the old warning time (57 h 36 min after creation)…
+    let s = scheduler(&env);
+    env.clock
+        .advance(START + 57 * 3600 + 36 * 60 - env.clock.now());
+    assert_eq!(s.fire_due().await.unwrap(), 0);
+    // …but 10 h later it does.
+    env.clock
+        .advance(START + 67 * 3600 + 36 * 60 - env.clock.now());
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    assert_eq!(
+        env.store.fired_timers(&number).await.unwrap(),
+        ["resolution.warning"]
+    );
+    env.finish().await;
+}
+
+async fn thresholds_fire_in_due_order(backend: Backend) {
+    let (env, _rules) = env(backend).await;
+    let later = env.ingest(&mail("o1@firma.pl")).await.ticket.unwrap();
+    env.clock.advance(60);
+    let critical = "From: jan@firma.pl\r\nTo: support@example.com\r\nSubject: Awaria\r\n\
+                    Message-ID: <o2@firma.pl>\r\nX-Priority: 1\r\n\r\n!\r\n";
+    let earlier = env.ingest(critical.as_bytes()).await.ticket.unwrap();
+    // Make the second ticket critical by hand: its first response is due in 1 h.
+    let mut tx = env.store.begin().await.unwrap();
+    let id = ticketd::store::tickets::ticket_id_by_number(&mut tx, &earlier)
+        .await
+        .unwrap()
+        .unwrap();
+    let by = ticketd::store::changes::By {
+        actor: "test",
+        rule: None,
+        now: env.clock.now(),
+    };
+    ticketd::store::changes::set_text(&mut tx, id, "priority", "medium", "critical", by)
+        .await
+        .unwrap();
+    ticketd::store::sla::reschedule(&mut tx, id, &env.pipeline.policies)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    env.clock.advance(7 * 3600);
+    let due = env.store.due_timers(env.clock.now(), 10).await.unwrap();
+    let order: Vec<(i64, &str)> = due
+        .iter()
+        .map(|t| (t.due_at - START, t.kind.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (60 + 2880, "first_response.warning"),
+            (60 + 3600, "first_response.breach"),
+            (60 + 11_520, "resolution.warning"),
+            (60 + 14_400, "resolution.breach"),
+            (23_040, "first_response.warning"),
+        ]
+    );
+    assert_eq!(scheduler(&env).fire_due().await.unwrap(), 5);
+    assert_eq!(
+        env.store.fired_timers(&later).await.unwrap(),
+        ["first_response.warning"]
+    );
+    env.finish().await;
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ticketd::store::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ticketd::store::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+both!(thresholds_fire_once_into_rules_and_notices);
+both!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);
+both!(thresholds_fire_in_due_order);
