@@ -441,17 +441,33 @@ impl Pipeline {
                 };
                 if let Some(rule) = applied.spam_by {
                     notes.push(format!("dropped as spam by rule {rule:?}"));
-                } else if let Some(state) = state {
+                } else if let Some(state) = &state {
                     let event = match inbound.oversized {
                         Some(_) => "message_too_large",
                         None => "ticket_created",
                     };
-                    let about = apply::subject_of(&state, &message);
+                    let about = apply::subject_of(state, &message);
                     self.notifier
                         .automatic(tx, &about, event, &state.requester, auto_generated, now)
                         .await?;
                 }
-                store::sla::reschedule(tx, ticket_id, &self.policies).await?;
+                match &state {
+                    // Untouched by rules: the clocks follow from what we know.
+                    Some(s) if applied.matched.is_empty() && !self.policies.by_organization() => {
+                        let timers = self.policies.timers(&crate::sla::Clocked {
+                            created_at: now,
+                            priority: self.default_priority,
+                            status: Status::New,
+                            team: s.team.as_deref(),
+                            organization: None,
+                            first_response_at: None,
+                            pauses: &[],
+                            paused_since: None,
+                        });
+                        store::sla::write_timers(tx, ticket_id, &timers).await?;
+                    }
+                    _ => store::sla::reschedule(tx, ticket_id, &self.policies).await?,
+                }
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
             Decision::Comment {

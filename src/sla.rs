@@ -125,6 +125,11 @@ impl Policies {
         }
     }
 
+    /// Whether any target depends on the organization.
+    pub fn by_organization(&self) -> bool {
+        self.overrides.iter().any(|o| o.1.is_some())
+    }
+
     /// (first response, resolution) targets in seconds: a team override wins
     /// over an organization override, which wins over the default.
     pub fn targets(&self, t: &Clocked<'_>) -> (i64, i64) {

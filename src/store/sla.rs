@@ -5,7 +5,7 @@
 use super::tickets::strings_of;
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
-use crate::sla::{Clocked, Kind, Policies};
+use crate::sla::{Clocked, Kind, Policies, Timer};
 use crate::ticket::{Priority, Status};
 use sqlx::Row;
 
@@ -50,14 +50,20 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
         paused_since: r.try_get("sla_paused_at")?,
     };
     let timers = policies.timers(&clocked);
+    sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NULL")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    write_timers(tx, id, &timers).await
+}
+
+/// Stores due times and timers computed by the caller: for a ticket just
+/// created (nothing to delete), or after `reschedule` cleared the unfired ones.
+pub async fn write_timers(tx: &mut Tx, id: i64, timers: &[Timer]) -> Result<()> {
     let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
     sqlx::query("UPDATE tickets SET first_response_due = $1, resolution_due = $2 WHERE id = $3")
         .bind(due(Kind::FirstResponseBreach))
         .bind(due(Kind::ResolutionBreach))
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NULL")
         .bind(id)
         .execute(&mut **tx)
         .await?;
