@@ -472,6 +472,15 @@ pub struct Sla {
     pub resolution: Targets,
     #[serde(rename = "override")]
     pub overrides: Vec<SlaOverride>,
+    /// `ticket.idle` fires when a new or open ticket has not changed for
+    /// this long (`"3d"`); off when unset.
+    pub idle_after: Option<String>,
+    /// Pending this many days: the requester gets a reminder (0: never).
+    pub pending_reminder_days: u32,
+    /// Still pending this many days after the reminder: resolved (0: never).
+    pub pending_resolve_days: u32,
+    /// Resolved this many days: closed, with a notice (0: never).
+    pub auto_close_days: u32,
 }
 
 impl Default for Sla {
@@ -488,6 +497,10 @@ impl Default for Sla {
             first_response: t("1h", "4h", "8h", "24h"),
             resolution: t("4h", "24h", "72h", "168h"),
             overrides: Vec::new(),
+            idle_after: None,
+            pending_reminder_days: 0,
+            pending_resolve_days: 0,
+            auto_close_days: 30,
         }
     }
 }
@@ -733,6 +746,11 @@ impl Config {
             sla.resolution
                 .seconds(*p)
                 .map_err(|e| anyhow::anyhow!("sla.resolution.{e}"))?;
+        }
+        if let Some(idle) = &sla.idle_after
+            && crate::rules::condition::parse_duration(idle).is_none_or(|n| n <= 0)
+        {
+            bail!("sla.idle_after: {idle:?} is not a positive duration (like \"3d\")");
         }
         if let Some(name) = &sla.calendar {
             let Some(c) = self.calendar.iter().find(|c| &c.name == name) else {

@@ -456,6 +456,7 @@ impl Pipeline {
                     Some(s) if applied.matched.is_empty() && !self.policies.by_organization() => {
                         let timers = self.policies.timers(&crate::sla::Clocked {
                             created_at: now,
+                            updated_at: now,
                             priority: self.default_priority,
                             status: Status::New,
                             team: s.team.as_deref(),

@@ -73,7 +73,6 @@ impl Scheduler {
             notifier: &self.notifier,
             now,
         };
-        let message = apply::Message::default();
         let mut fired = 0;
         let mut tx = self.store.begin().await?;
         for timer in &due {
@@ -84,47 +83,10 @@ impl Scheduler {
                 continue;
             }
             fired += 1;
-            let breached = timer.kind.is_breach();
-            let event = if breached {
-                Event::SlaBreached
+            if timer.kind.is_sla() {
+                self.sla_threshold(&mut tx, &rules, timer).await?;
             } else {
-                Event::SlaWarning
-            };
-            rules.run(&mut tx, event, timer.ticket_id, &message).await?;
-            let Some(state) = changes::ticket_state(&mut tx, timer.ticket_id).await? else {
-                continue;
-            };
-            let mut to: Vec<String> = state.assignee.iter().cloned().collect();
-            if let Some(team) = &state.team {
-                to.extend(
-                    changes::team_members(&mut tx, team)
-                        .await?
-                        .into_iter()
-                        .map(|(_, e)| e),
-                );
-            }
-            to.extend(changes::managers(&mut tx, state.team.as_deref()).await?);
-            to.sort();
-            to.dedup();
-            let mut about = subject_of(&state, &message);
-            about.sla = Some(SlaNotice {
-                target: timer.kind.target(),
-                due: if breached {
-                    timer.due_at
-                } else {
-                    due_of(&state, timer.kind.target()).unwrap_or(timer.due_at)
-                },
-                breached,
-            });
-            let template = if breached {
-                "sla_breached"
-            } else {
-                "sla_warning"
-            };
-            for address in &to {
-                self.notifier
-                    .automatic(&mut tx, &about, template, address, None, now)
-                    .await?;
+                self.life_cycle(&mut tx, &rules, timer).await?;
             }
             // Rules may have escalated the priority: move the timers left.
             sla::reschedule(&mut tx, timer.ticket_id, &self.policies).await?;
@@ -134,6 +96,104 @@ impl Scheduler {
         Ok(fired)
     }
 }
+
+impl Scheduler {
+    /// `sla.warning` / `sla.breached` into the rules; the notice to the
+    /// assignee, the team and the managers.
+    async fn sla_threshold(
+        &self,
+        tx: &mut store::Tx,
+        rules: &Rules<'_>,
+        timer: &sla::DueTimer,
+    ) -> store::Result<()> {
+        let message = apply::Message::default();
+        let breached = timer.kind.is_breach();
+        let event = if breached {
+            Event::SlaBreached
+        } else {
+            Event::SlaWarning
+        };
+        rules.run(tx, event, timer.ticket_id, &message).await?;
+        let Some(state) = changes::ticket_state(tx, timer.ticket_id).await? else {
+            return Ok(());
+        };
+        let mut to: Vec<String> = state.assignee.iter().cloned().collect();
+        if let Some(team) = &state.team {
+            to.extend(
+                changes::team_members(tx, team)
+                    .await?
+                    .into_iter()
+                    .map(|(_, e)| e),
+            );
+        }
+        to.extend(changes::managers(tx, state.team.as_deref()).await?);
+        to.sort();
+        to.dedup();
+        let mut about = subject_of(&state, &message);
+        about.sla = Some(SlaNotice {
+            target: timer.kind.target(),
+            due: if breached {
+                timer.due_at
+            } else {
+                due_of(&state, timer.kind.target()).unwrap_or(timer.due_at)
+            },
+            breached,
+        });
+        let template = if breached {
+            "sla_breached"
+        } else {
+            "sla_warning"
+        };
+        for address in &to {
+            self.notifier
+                .automatic(tx, &about, template, address, None, rules.now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Idle: `ticket.idle` into the rules. Pending: remind the requester,
+    /// later resolve. Resolved: close. Each with its notice to the requester.
+    async fn life_cycle(
+        &self,
+        tx: &mut store::Tx,
+        rules: &Rules<'_>,
+        timer: &sla::DueTimer,
+    ) -> store::Result<()> {
+        use crate::sla::Kind;
+        use crate::ticket::Status;
+        let message = apply::Message::default();
+        let id = timer.ticket_id;
+        let (new_status, notice) = match timer.kind {
+            Kind::Idle => {
+                rules.run(tx, Event::TicketIdle, id, &message).await?;
+                return Ok(());
+            }
+            Kind::PendingReminder => (None, "pending_reminder"),
+            Kind::PendingResolve => (Some(Status::Resolved), "ticket_resolved"),
+            _ => (Some(Status::Closed), "auto_close"),
+        };
+        let Some(state) = changes::ticket_state(tx, id).await? else {
+            return Ok(());
+        };
+        if let Some(new) = new_status {
+            let old = state.status.parse().unwrap_or(Status::Open);
+            crate::store::tickets::set_status(tx, id, old, new, ACTOR, None, rules.now).await?;
+        }
+        if let Some(state) = changes::ticket_state(tx, id).await? {
+            let about = subject_of(&state, &message);
+            self.notifier
+                .automatic(tx, &about, notice, &state.requester, None, rules.now)
+                .await?;
+        }
+        if new_status.is_some() {
+            rules.run(tx, Event::StatusChanged, id, &message).await?;
+        }
+        Ok(())
+    }
+}
+
+const ACTOR: &str = "scheduler";
 
 /// The breach time of `target` as stored on the ticket.
 fn due_of(state: &changes::TicketState, target: &str) -> Option<i64> {

@@ -1,7 +1,9 @@
-//! SLA clocks. Pure: which targets apply to a ticket (per priority,
-//! overridden per team, then per organization) and when each threshold is due,
-//! counting business time in the SLA calendar (or wall time without one) and
-//! leaving out the time the ticket spent pending.
+//! SLA clocks and ticket timers. Pure: which targets apply to a ticket (per
+//! priority, overridden per team, then per organization) and when each
+//! threshold is due, counting business time in the SLA calendar (or wall time
+//! without one) and leaving out the time the ticket spent pending; and the
+//! wall-time timers of the ticket's life: idle, pending reminder, pending
+//! resolve, auto-close.
 
 use crate::calendar::BusinessHours;
 use crate::clock::Timestamp;
@@ -16,14 +18,26 @@ pub enum Kind {
     FirstResponseBreach,
     ResolutionWarning,
     ResolutionBreach,
+    /// New or open without a change for `idle_after`: `ticket.idle`.
+    Idle,
+    /// Pending for `pending_reminder_days`: the requester is reminded.
+    PendingReminder,
+    /// Still pending `pending_resolve_days` after the reminder: resolved.
+    PendingResolve,
+    /// Resolved for `auto_close_days`: closed, with a notice.
+    AutoClose,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 8] = [
         Kind::FirstResponseWarning,
         Kind::FirstResponseBreach,
         Kind::ResolutionWarning,
         Kind::ResolutionBreach,
+        Kind::Idle,
+        Kind::PendingReminder,
+        Kind::PendingResolve,
+        Kind::AutoClose,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,11 +46,26 @@ impl Kind {
             Kind::FirstResponseBreach => "first_response.breach",
             Kind::ResolutionWarning => "resolution.warning",
             Kind::ResolutionBreach => "resolution.breach",
+            Kind::Idle => "idle",
+            Kind::PendingReminder => "pending.reminder",
+            Kind::PendingResolve => "pending.resolve",
+            Kind::AutoClose => "auto_close",
         }
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// A first-response or resolution threshold (the rest are life-cycle timers).
+    pub fn is_sla(self) -> bool {
+        matches!(
+            self,
+            Kind::FirstResponseWarning
+                | Kind::FirstResponseBreach
+                | Kind::ResolutionWarning
+                | Kind::ResolutionBreach
+        )
     }
 
     pub fn is_breach(self) -> bool {
@@ -56,6 +85,8 @@ impl Kind {
 #[derive(Debug, Clone)]
 pub struct Clocked<'a> {
     pub created_at: Timestamp,
+    /// The last change (a status change sets it too).
+    pub updated_at: Timestamp,
     pub priority: Priority,
     pub status: Status,
     pub team: Option<&'a str>,
@@ -74,6 +105,11 @@ pub struct Timer {
 
 type PerPriority = BTreeMap<Priority, i64>;
 
+/// Days as seconds; 0 turns the timer off.
+fn days(n: u32) -> Option<i64> {
+    (n > 0).then(|| i64::from(n) * 86_400)
+}
+
 #[derive(Debug, Clone)]
 pub struct Policies {
     first_response: PerPriority,
@@ -82,6 +118,10 @@ pub struct Policies {
     overrides: Vec<(Option<String>, Option<String>, PerPriority, PerPriority)>,
     calendar: Option<BusinessHours>,
     warning_percent: i64,
+    idle_after: Option<i64>,
+    pending_reminder: Option<i64>,
+    pending_resolve: Option<i64>,
+    auto_close: Option<i64>,
 }
 
 impl Policies {
@@ -122,6 +162,10 @@ impl Policies {
                     .and_then(|c| c.compile().ok())
             }),
             warning_percent: i64::from(sla.warning_percent),
+            idle_after: sla.idle_after.as_deref().and_then(parse_duration),
+            pending_reminder: days(sla.pending_reminder_days),
+            pending_resolve: days(sla.pending_resolve_days),
+            auto_close: days(sla.auto_close_days),
         }
     }
 
@@ -153,15 +197,35 @@ impl Policies {
         (pick(&self.first_response, 0), pick(&self.resolution, 1))
     }
 
-    /// The thresholds still ahead of the ticket. None while it is pending,
-    /// resolved or closed; none for the first response once it happened.
+    /// The timers still ahead of the ticket: SLA thresholds and idle while
+    /// new or open (none for the first response once it happened), the
+    /// pending reminder and resolve while pending, auto-close once resolved.
     pub fn timers(&self, t: &Clocked<'_>) -> Vec<Timer> {
-        if matches!(
-            t.status,
-            Status::Pending | Status::Resolved | Status::Closed
-        ) || t.paused_since.is_some()
-        {
-            return Vec::new();
+        let at = |kind, after: Option<i64>, from: Timestamp| {
+            after.map(|a| Timer {
+                kind,
+                due: from + a,
+            })
+        };
+        match t.status {
+            Status::Closed => return Vec::new(),
+            Status::Resolved => {
+                return at(Kind::AutoClose, self.auto_close, t.updated_at)
+                    .into_iter()
+                    .collect();
+            }
+            Status::Pending => {
+                let since = t.paused_since.unwrap_or(t.updated_at);
+                let reminder = at(Kind::PendingReminder, self.pending_reminder, since);
+                let resolve = self
+                    .pending_resolve
+                    .map(|r| r + self.pending_reminder.unwrap_or(0));
+                return reminder
+                    .into_iter()
+                    .chain(at(Kind::PendingResolve, resolve, since))
+                    .collect();
+            }
+            Status::New | Status::Open => {}
         }
         let paused: i64 = t.pauses.iter().map(|(a, b)| self.elapsed(*a, *b)).sum();
         let (first, resolution) = self.targets(t);
@@ -181,6 +245,7 @@ impl Policies {
             add(Kind::FirstResponseWarning, Kind::FirstResponseBreach, first);
         }
         add(Kind::ResolutionWarning, Kind::ResolutionBreach, resolution);
+        timers.extend(at(Kind::Idle, self.idle_after, t.updated_at));
         timers
     }
 
@@ -216,6 +281,7 @@ mod tests {
     fn ticket(priority: Priority) -> Clocked<'static> {
         Clocked {
             created_at: 1_000_000,
+            updated_at: 1_000_000,
             priority,
             status: Status::New,
             team: None,
@@ -242,6 +308,7 @@ mod tests {
         let timers = p.timers(&ticket(Priority::Critical));
         let due: Vec<(&str, i64)> = timers
             .iter()
+            .filter(|t| t.kind.is_sla())
             .map(|t| (t.kind.as_str(), t.due - 1_000_000))
             .collect();
         assert_eq!(
@@ -291,7 +358,36 @@ mod tests {
             }
         );
         t.status = Status::Pending;
-        assert!(p.timers(&t).is_empty());
+        assert!(p.timers(&t).is_empty(), "no reminders unless configured");
+    }
+
+    #[test]
+    fn life_cycle_timers_follow_the_status() {
+        let p = policies(
+            "[sla]\nidle_after = \"2d\"\npending_reminder_days = 3\npending_resolve_days = 4\nauto_close_days = 30\n",
+        );
+        let mut t = ticket(Priority::Low);
+        t.updated_at = 1_100_000;
+        let kinds = |t: &Clocked<'_>| -> Vec<(&'static str, i64)> {
+            p.timers(t)
+                .iter()
+                .map(|x| (x.kind.as_str(), x.due))
+                .collect()
+        };
+        assert_eq!(kinds(&t).last(), Some(&("idle", 1_100_000 + 2 * 86_400)));
+        t.status = Status::Pending;
+        t.paused_since = Some(1_200_000);
+        assert_eq!(
+            kinds(&t),
+            [
+                ("pending.reminder", 1_200_000 + 3 * 86_400),
+                ("pending.resolve", 1_200_000 + 7 * 86_400)
+            ]
+        );
+        t.status = Status::Resolved;
+        assert_eq!(kinds(&t), [("auto_close", 1_100_000 + 30 * 86_400)]);
+        t.status = Status::Closed;
+        assert!(kinds(&t).is_empty());
     }
 
     #[test]

@@ -171,7 +171,13 @@ async fn least_open_picks_the_member_with_the_fewest_open_tickets(backend: Backe
         Some("ewa@example.com")
     );
     env.store
-        .change_status(ewas, Status::Closed, "ewa@example.com", common::START)
+        .change_status(
+            ewas,
+            Status::Closed,
+            "ewa@example.com",
+            common::START,
+            &env.pipeline.policies,
+        )
         .await
         .unwrap();
     let out = env

@@ -36,16 +36,26 @@ on = "sla.warning"
 then = [{ add_tag = "sla-warned" }]
 
 [[rule]]
+name = "idle"
+on = "ticket.idle"
+then = [{ add_tag = "idle" }]
+
+[[rule]]
 name = "escalate on breach"
 on = "sla.breached"
 then = [{ escalate = true }]
 "#;
 
 async fn env(backend: Backend) -> (Env, tempfile::TempDir) {
+    env_with(backend, "").await
+}
+
+async fn env_with(backend: Backend, extra: &str) -> (Env, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("10-sla.toml"), RULES).unwrap();
     let rules_dir = dir.path().to_path_buf();
-    let env = Env::configured(backend, PEOPLE, move |c| c.rules.dir = Some(rules_dir)).await;
+    let config = format!("{PEOPLE}{extra}");
+    let env = Env::configured(backend, &config, move |c| c.rules.dir = Some(rules_dir)).await;
     (env, dir)
 }
 
@@ -144,7 +154,13 @@ async fn pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_cl
 
     // Waiting for the customer for 10 h, then the customer writes back.
     env.store
-        .change_status(&number, Status::Pending, "ewa@example.com", env.clock.now())
+        .change_status(
+            &number,
+            Status::Pending,
+            "ewa@example.com",
+            env.clock.now(),
+            &env.pipeline.policies,
+        )
         .await
         .unwrap();
     env.clock.advance(10 * 3600);
@@ -222,6 +238,73 @@ async fn thresholds_fire_in_due_order(backend: Backend) {
     env.finish().await;
 }
 
+async fn idle_pending_and_resolved_tickets_move_on_by_themselves(backend: Backend) {
+    let life = "[sla]\nidle_after = \"4d\"\npending_reminder_days = 3\npending_resolve_days = 4\nauto_close_days = 30\n";
+    let (env, _rules) = env_with(backend, life).await;
+    let number = env.ingest(&mail("l1@firma.pl")).await.ticket.unwrap();
+    let s = scheduler(&env);
+    // The SLA breaches of the first day escalate the ticket (a change);
+    // four days after that change, ticket.idle.
+    env.clock.advance(86_400);
+    while s.fire_due().await.unwrap() > 0 {}
+    env.clock.advance(4 * 86_400 - 1);
+    assert_eq!(s.fire_due().await.unwrap(), 0);
+    env.clock.advance(1);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    let t = env.show(&number).await;
+    assert!(t.tags.contains(&"idle".to_string()), "{:?}", t.tags);
+
+    // Pending: a reminder after 3 days, resolved 4 days later, closed 30 days after that.
+    env.store
+        .change_status(
+            &number,
+            Status::Pending,
+            "ewa@example.com",
+            env.clock.now(),
+            &env.pipeline.policies,
+        )
+        .await
+        .unwrap();
+    env.clock.advance(3 * 86_400);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    env.clock.advance(4 * 86_400);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    assert_eq!(env.show(&number).await.status, "resolved");
+    env.clock.advance(30 * 86_400 - 1);
+    assert_eq!(s.fire_due().await.unwrap(), 0);
+    env.clock.advance(1);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    let t = env.show(&number).await;
+    assert_eq!(t.status, "closed");
+    let to_requester: Vec<&str> = t
+        .notifications
+        .iter()
+        .filter(|n| n.recipient == "jan@firma.pl")
+        .map(|n| n.event.as_str())
+        .collect();
+    assert_eq!(
+        to_requester,
+        [
+            "ticket_created",
+            "pending_reminder",
+            "ticket_resolved",
+            "auto_close"
+        ]
+    );
+    let by_scheduler: Vec<(&str, Option<&str>)> = t
+        .history
+        .iter()
+        .filter(|h| h.actor == "scheduler")
+        .map(|h| (h.field.as_str(), h.new.as_deref()))
+        .collect();
+    assert_eq!(
+        by_scheduler,
+        [("status", Some("resolved")), ("status", Some("closed"))]
+    );
+    assert_eq!(scheduler(&env).fire_due().await.unwrap(), 0);
+    env.finish().await;
+}
+
 macro_rules! both {
     ($name:ident) => {
         mod $name {
@@ -240,3 +323,4 @@ macro_rules! both {
 both!(thresholds_fire_once_into_rules_and_notices);
 both!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);
 both!(thresholds_fire_in_due_order);
+both!(idle_pending_and_resolved_tickets_move_on_by_themselves);

@@ -258,6 +258,7 @@ on_both_backends!(
                 Status::Closed,
                 "agent@example.com",
                 env.clock.now(),
+                &env.pipeline.policies,
             )
             .await
             .unwrap();
@@ -284,6 +285,7 @@ on_both_backends!(
                 Status::Closed,
                 "agent@example.com",
                 env.clock.now(),
+                &env.pipeline.policies,
             )
             .await
             .unwrap();
@@ -309,6 +311,7 @@ on_both_backends!(
                 Status::Pending,
                 "agent@example.com",
                 env.clock.now(),
+                &env.pipeline.policies,
             )
             .await
             .unwrap();
@@ -373,6 +376,7 @@ on_both_backends!(
                 Status::Pending,
                 "agent@example.com",
                 env.clock.now(),
+                &env.pipeline.policies,
             )
             .await
             .unwrap();

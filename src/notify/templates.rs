@@ -24,6 +24,7 @@ pub const EVENTS: &[&str] = &[
     "message_too_large",
     "auto_close",
     "ticket_escalated",
+    "pending_reminder",
 ];
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
@@ -50,6 +51,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "en" / "message_too_large",
     "en" / "auto_close",
     "en" / "ticket_escalated",
+    "en" / "pending_reminder",
     "pl" / "ticket_created",
     "pl" / "agent_reply",
     "pl" / "ticket_assigned",
@@ -61,6 +63,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "pl" / "message_too_large",
     "pl" / "auto_close",
     "pl" / "ticket_escalated",
+    "pl" / "pending_reminder",
 );
 
 /// A rendered notification.

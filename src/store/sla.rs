@@ -14,7 +14,8 @@ use sqlx::Row;
 /// response happened, the ticket is pending or resolved) are dropped.
 pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()> {
     let Some(r) = sqlx::query(
-        "SELECT t.created_at, t.priority, t.status, tm.name AS team, o.name AS organization,
+        "SELECT t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
+                o.name AS organization,
                 t.first_response_at, t.sla_paused_at
          FROM tickets t
          LEFT JOIN teams tm ON tm.id = t.team_id
@@ -41,6 +42,7 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
     let organization: Option<String> = r.try_get("organization")?;
     let clocked = Clocked {
         created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
         priority: priority.parse().unwrap_or(Priority::Medium),
         status: status.parse().unwrap_or(Status::Open),
         team: team.as_deref(),
@@ -67,21 +69,21 @@ pub async fn write_timers(tx: &mut Tx, id: i64, timers: &[Timer]) -> Result<()> 
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    // Fired timers stay fired: the inserts skip them.
-    let sql = match timers.len() {
-        0 => return Ok(()),
-        2 => {
-            "INSERT INTO sla_timers (ticket_id, kind, due_at) VALUES ($1, $2, $3), ($1, $4, $5)
-             ON CONFLICT (ticket_id, kind) DO NOTHING"
-        }
-        _ => {
-            "INSERT INTO sla_timers (ticket_id, kind, due_at)
-             VALUES ($1, $2, $3), ($1, $4, $5), ($1, $6, $7), ($1, $8, $9)
-             ON CONFLICT (ticket_id, kind) DO NOTHING"
-        }
-    };
-    let mut query = sqlx::query(sql).bind(id);
-    for t in timers.iter().take(4) {
+    if timers.is_empty() {
+        return Ok(());
+    }
+    // Fired timers stay fired: the insert skips them. The text is built from
+    // placeholders only.
+    let rows: Vec<String> = (0..timers.len())
+        .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+        .collect();
+    let sql = format!(
+        "INSERT INTO sla_timers (ticket_id, kind, due_at) VALUES {}
+         ON CONFLICT (ticket_id, kind) DO NOTHING",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+    for t in timers {
         query = query.bind(t.kind.as_str()).bind(t.due);
     }
     query.execute(&mut **tx).await?;

@@ -472,6 +472,7 @@ impl super::Store {
         new: Status,
         actor: &str,
         now: Timestamp,
+        policies: &crate::sla::Policies,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let id = existing_ticket_id(&mut tx, number).await?;
@@ -479,6 +480,7 @@ impl super::Store {
             .await?
             .ok_or_else(|| no_ticket(number))?;
         set_status(&mut tx, id, facts.status, new, actor, None, now).await?;
+        super::sla::reschedule(&mut tx, id, policies).await?;
         tx.commit().await?;
         Ok(())
     }
