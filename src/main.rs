@@ -149,7 +149,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     json,
                 } => {
                     let status = status.map(|s| s.as_str());
-                    let tickets = store.list_tickets(status, limit).await?;
+                    let tickets = store
+                        .list_tickets(status, limit, Clock::System.now())
+                        .await?;
                     if json {
                         serde_json::to_string_pretty(&tickets)? + "\n"
                     } else {

@@ -7,18 +7,34 @@ pub fn ticket_table(tickets: &[TicketSummary]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<15} {:<9} {:<9} {:<30} SUBJECT",
-        "NUMBER", "STATUS", "PRIORITY", "REQUESTER"
+        "{:<15} {:<9} {:<9} {:<22} {:<30} SUBJECT",
+        "NUMBER", "STATUS", "PRIORITY", "SLA", "REQUESTER"
     );
     for t in tickets {
         let subject: String = t.subject.chars().take(60).collect();
         let _ = writeln!(
             out,
-            "{:<15} {:<9} {:<9} {:<30} {}",
-            t.number, t.status, t.priority, t.requester, subject
+            "{:<15} {:<9} {:<9} {:<22} {:<30} {}",
+            t.number,
+            t.status,
+            t.priority,
+            sla_cell(t),
+            t.requester,
+            subject
         );
     }
     out
+}
+
+/// `breached`, `due in 3 h 20 min`, `overdue 15 min`, or `-`.
+fn sla_cell(t: &TicketSummary) -> String {
+    use crate::clock::span;
+    match (t.sla_breached, t.sla_remaining) {
+        (true, _) => "breached".into(),
+        (false, Some(r)) if r < 0 => format!("overdue {}", span(-r)),
+        (false, Some(r)) => format!("due in {}", span(r)),
+        (false, None) => "-".into(),
+    }
 }
 
 pub fn ticket_detail(t: &TicketDetail) -> String {

@@ -247,7 +247,7 @@ on_both_backends!(
             3,
             "{kinds:?}"
         );
-        assert_eq!(env.store.list_tickets(None, 10).await.unwrap().len(), 1);
+        assert_eq!(env.store.list_tickets(None, 10, 0).await.unwrap().len(), 1);
         env.finish().await;
     }
 );

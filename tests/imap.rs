@@ -44,7 +44,11 @@ impl Daemon {
 }
 
 async fn ticket_count(env: &Env) -> usize {
-    env.store.list_tickets(None, 100_000).await.unwrap().len()
+    env.store
+        .list_tickets(None, 100_000, 0)
+        .await
+        .unwrap()
+        .len()
 }
 
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {

@@ -135,6 +135,14 @@ async fn thresholds_fire_once_into_rules_and_notices(backend: Backend) {
         env.store.fired_timers(&number).await.unwrap(),
         ["first_response.warning", "first_response.breach"]
     );
+    let listed = env
+        .store
+        .list_tickets(None, 10, env.clock.now())
+        .await
+        .unwrap();
+    assert!(listed[0].sla_breached);
+    assert_eq!(listed[0].sla_due.as_deref(), Some("2026-11-20T14:00:00Z"));
+    assert_eq!(listed[0].sla_remaining, Some(-4 * 3600));
     env.finish().await;
 }
 

@@ -194,7 +194,7 @@ on_both_backends!(
             "rejected: mallory@evil.example is not a participant of TKT-2026-0001"
         );
         assert_eq!(env.show("TKT-2026-0001").await.comments.len(), 1);
-        assert_eq!(env.store.list_tickets(None, 10).await.unwrap().len(), 1);
+        assert_eq!(env.store.list_tickets(None, 10, 0).await.unwrap().len(), 1);
         env.finish().await;
     }
 );
@@ -428,7 +428,7 @@ on_both_backends!(
         assert!(note.internal);
         assert_eq!(note.author_kind, "system");
         assert!(note.body.contains("mailbox full"));
-        assert_eq!(env.store.list_tickets(None, 10).await.unwrap().len(), 1);
+        assert_eq!(env.store.list_tickets(None, 10, 0).await.unwrap().len(), 1);
         env.finish().await;
     }
 );

@@ -108,7 +108,7 @@ impl Notifier {
             "sla": s.sla.map(|n| json!({
                 "target": n.target.replace('_', " "),
                 "due": crate::clock::rfc3339(n.due),
-                "remaining": span((n.due - now).max(0)),
+                "remaining": crate::clock::span((n.due - now).max(0)),
                 "breached": n.breached,
             })),
         })
@@ -276,20 +276,6 @@ impl Notifier {
                 .await
             }
         }
-    }
-}
-
-/// `3 h 20 min`, `45 min`, `2 d 4 h`.
-fn span(seconds: i64) -> String {
-    let (d, h, m) = (
-        seconds / 86_400,
-        seconds % 86_400 / 3600,
-        seconds % 3600 / 60,
-    );
-    match (d, h) {
-        (0, 0) => format!("{m} min"),
-        (0, _) => format!("{h} h {m} min"),
-        _ => format!("{d} d {h} h"),
     }
 }
 

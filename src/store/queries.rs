@@ -15,6 +15,12 @@ pub struct TicketSummary {
     pub requester: String,
     pub assignee: Option<String>,
     pub updated_at: String,
+    /// The next SLA breach time (first response or resolution), if any.
+    pub sla_due: Option<String>,
+    /// Seconds until `sla_due` at the time of the query (negative: overdue).
+    pub sla_remaining: Option<i64>,
+    /// An SLA target of this ticket was missed.
+    pub sla_breached: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,10 +109,13 @@ impl Store {
         &self,
         status: Option<&str>,
         limit: i64,
+        now: i64,
     ) -> Result<Vec<TicketSummary>> {
         let rows = sqlx::query(
             "SELECT t.number, t.subject, t.status, t.priority, i.address AS requester,
-                    a.email AS assignee, t.updated_at
+                    a.email AS assignee, t.updated_at, t.first_response_due, t.resolution_due,
+                    EXISTS (SELECT 1 FROM sla_timers s WHERE s.ticket_id = t.id
+                            AND s.kind LIKE '%.breach' AND s.fired_at IS NOT NULL) AS breached
              FROM tickets t
              LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
              LEFT JOIN agents a ON a.id = t.assignee_id
@@ -120,6 +129,13 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
+                let first: Option<i64> = r.try_get("first_response_due")?;
+                let resolution: Option<i64> = r.try_get("resolution_due")?;
+                let next = first.into_iter().chain(resolution).min();
+                // SQLite says 0/1, PostgreSQL true/false.
+                let breached = r
+                    .try_get::<bool, _>("breached")
+                    .or_else(|_| r.try_get::<i64, _>("breached").map(|n| n != 0))?;
                 Ok(TicketSummary {
                     number: r.try_get("number")?,
                     subject: r.try_get("subject")?,
@@ -130,6 +146,9 @@ impl Store {
                         .unwrap_or_default(),
                     assignee: r.try_get("assignee")?,
                     updated_at: rfc3339(r.try_get("updated_at")?),
+                    sla_due: next.map(rfc3339),
+                    sla_remaining: next.map(|d| d - now),
+                    sla_breached: breached,
                 })
             })
             .collect()
