@@ -332,3 +332,33 @@ both!(thresholds_fire_once_into_rules_and_notices);
 both!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);
 both!(thresholds_fire_in_due_order);
 both!(idle_pending_and_resolved_tickets_move_on_by_themselves);
+
+/// Two schedulers (two instances) on one PostgreSQL database, firing at once:
+/// every threshold fires exactly once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_on_postgres_fire_each_threshold_once() {
+    let (env, _rules) = env(Backend::Postgres).await;
+    let mut numbers = Vec::new();
+    for i in 0..40 {
+        numbers.push(
+            env.ingest(&mail(&format!("two{i}@firma.pl")))
+                .await
+                .ticket
+                .unwrap(),
+        );
+    }
+    // Every ticket: the first-response warning is due.
+    env.clock.advance(6 * 3600 + 24 * 60);
+    let (a, b) = (scheduler(&env), scheduler(&env));
+    let (fa, fb) = tokio::join!(a.fire_due(), b.fire_due());
+    assert_eq!(fa.unwrap() + fb.unwrap(), 40);
+    for n in &numbers {
+        let t = env.show(n).await;
+        assert_eq!(sla_notices(&t).len(), 2, "{n}: {:?}", sla_notices(&t));
+        assert_eq!(
+            env.store.fired_timers(n).await.unwrap(),
+            ["first_response.warning"]
+        );
+    }
+    env.finish().await;
+}
