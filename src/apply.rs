@@ -168,11 +168,8 @@ impl Rules<'_> {
             }
             Action::Notify { template, to } => {
                 let subject = subject_of(&state, message);
-                for address in self.recipients(tx, &state, to).await? {
-                    self.notifier
-                        .automatic(tx, &subject, template, &address, None, self.now)
-                        .await?;
-                }
+                self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
+                    .await?;
                 Vec::new()
             }
             Action::AutoReply { template } => {
@@ -199,11 +196,8 @@ impl Rules<'_> {
                     return Ok(Vec::new());
                 };
                 let subject = subject_of(&state, message);
-                for address in self.recipients(tx, &state, to).await? {
-                    self.notifier
-                        .automatic(tx, &subject, template, &address, None, self.now)
-                        .await?;
-                }
+                self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
+                    .await?;
                 vec![Event::TicketUpdated]
             }
             Action::Webhook(name) => {
@@ -300,27 +294,51 @@ impl Rules<'_> {
         Ok(vec![Event::TicketAssigned])
     }
 
-    async fn recipients(
+    /// Sends `template` about the ticket, once to each address the
+    /// recipients stand for (automatic mail: the loop rules apply).
+    pub async fn notify_each(
         &self,
         tx: &mut Tx,
         state: &TicketState,
-        to: &Recipient,
-    ) -> store::Result<Vec<String>> {
-        Ok(match to {
-            Recipient::Requester => vec![state.requester.clone()],
-            Recipient::Assignee => state.assignee.iter().cloned().collect(),
-            Recipient::Team => match &state.team {
-                Some(team) => changes::team_members(tx, team)
-                    .await?
-                    .into_iter()
-                    .map(|(_, email)| email)
-                    .collect(),
-                None => Vec::new(),
-            },
-            Recipient::Managers => changes::managers(tx, state.team.as_deref()).await?,
-            Recipient::Address(a) => vec![a.clone()],
-        })
+        subject: &Subject<'_>,
+        template: &str,
+        to: &[Recipient],
+    ) -> store::Result<()> {
+        let mut addresses = Vec::new();
+        for r in to {
+            addresses.extend(recipients(tx, state, r).await?);
+        }
+        addresses.sort();
+        addresses.dedup();
+        for address in &addresses {
+            self.notifier
+                .automatic(tx, subject, template, address, None, self.now)
+                .await?;
+        }
+        Ok(())
     }
+}
+
+/// The addresses a recipient stands for on this ticket.
+async fn recipients(
+    tx: &mut Tx,
+    state: &TicketState,
+    to: &Recipient,
+) -> store::Result<Vec<String>> {
+    Ok(match to {
+        Recipient::Requester => vec![state.requester.clone()],
+        Recipient::Assignee => state.assignee.iter().cloned().collect(),
+        Recipient::Team => match &state.team {
+            Some(team) => changes::team_members(tx, team)
+                .await?
+                .into_iter()
+                .map(|(_, email)| email)
+                .collect(),
+            None => Vec::new(),
+        },
+        Recipient::Managers => changes::managers(tx, state.team.as_deref()).await?,
+        Recipient::Address(a) => vec![a.clone()],
+    })
 }
 
 /// The JSON a webhook receives.

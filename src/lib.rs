@@ -1,7 +1,9 @@
 //! ticketd: turns support email and chat into tickets.
 //!
-//! The pipeline, in module order: `source` → `parse` → `thread` → `store`.
-//! `ingest` wires one message through all of them. See ARCHITECTURE.md.
+//! The pipeline, in module order: `source` → `parse` → `thread` → `rules`
+//! (`apply`) → `store`. `ingest` wires one message through all of them;
+//! `notify` delivers from the outbox, `scheduler` fires SLA and life-cycle
+//! timers. See ARCHITECTURE.md.
 
 pub mod app;
 pub mod apply;

@@ -8,6 +8,7 @@ use crate::apply::{self, Rules, subject_of};
 use crate::calendar::BusinessHours;
 use crate::clock::Clock;
 use crate::notify::{Notifier, SlaNotice};
+use crate::rules::action::Recipient;
 use crate::rules::{Event, Live};
 use crate::sla::Policies;
 use crate::store::{self, Store, changes, sla};
@@ -117,18 +118,6 @@ impl Scheduler {
         let Some(state) = changes::ticket_state(tx, timer.ticket_id).await? else {
             return Ok(());
         };
-        let mut to: Vec<String> = state.assignee.iter().cloned().collect();
-        if let Some(team) = &state.team {
-            to.extend(
-                changes::team_members(tx, team)
-                    .await?
-                    .into_iter()
-                    .map(|(_, e)| e),
-            );
-        }
-        to.extend(changes::managers(tx, state.team.as_deref()).await?);
-        to.sort();
-        to.dedup();
         let mut about = subject_of(&state, &message);
         about.sla = Some(SlaNotice {
             target: timer.kind.target(),
@@ -144,11 +133,8 @@ impl Scheduler {
         } else {
             "sla_warning"
         };
-        for address in &to {
-            self.notifier
-                .automatic(tx, &about, template, address, None, rules.now)
-                .await?;
-        }
+        let to = [Recipient::Assignee, Recipient::Team, Recipient::Managers];
+        rules.notify_each(tx, &state, &about, template, &to).await?;
         Ok(())
     }
 

@@ -40,12 +40,7 @@ async fn env_with_rules_and(
     rules: &str,
     extra: &str,
 ) -> (Env, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
-    let rules_dir = dir.path().to_path_buf();
-    let config = format!("{TEAM}{extra}");
-    let env = Env::configured(backend, &config, move |c| c.rules.dir = Some(rules_dir)).await;
-    (env, dir)
+    Env::with_rules(backend, &format!("{TEAM}{extra}"), rules).await
 }
 
 fn mail(from: &str, id: &str, subject: &str, body: &str) -> Vec<u8> {
@@ -69,21 +64,6 @@ fn notified(t: &ticketd::store::queries::TicketDetail) -> Vec<(String, String)> 
         .iter()
         .map(|n| (n.event.clone(), n.recipient.clone()))
         .collect()
-}
-
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(ticketd::store::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(ticketd::store::Backend::Postgres).await
-            }
-        }
-    };
 }
 
 const BILLING_ROUND_ROBIN: &str = r#"
@@ -153,7 +133,7 @@ async fn round_robin_assigns_in_turn_and_history_names_the_rule(backend: Backend
     assert_eq!((t.category.as_str(), t.assignee), ("other", None));
     env.finish().await;
 }
-both!(round_robin_assigns_in_turn_and_history_names_the_rule);
+for_each_backend!(round_robin_assigns_in_turn_and_history_names_the_rule);
 
 async fn least_open_picks_the_member_with_the_fewest_open_tickets(backend: Backend) {
     let rules = BILLING_ROUND_ROBIN.replace("round_robin", "least_open");
@@ -187,7 +167,7 @@ async fn least_open_picks_the_member_with_the_fewest_open_tickets(backend: Backe
     assert_eq!(t.assignee.as_deref(), Some("ewa@example.com"));
     env.finish().await;
 }
-both!(least_open_picks_the_member_with_the_fewest_open_tickets);
+for_each_backend!(least_open_picks_the_member_with_the_fewest_open_tickets);
 
 async fn spam_is_closed_tagged_journaled_and_never_acknowledged(backend: Backend) {
     let rules = r#"
@@ -219,7 +199,7 @@ any = [{ subject.contains = "viagra" }, { body.matches = "(?i)cheap pills" }]
     );
     env.finish().await;
 }
-both!(spam_is_closed_tagged_journaled_and_never_acknowledged);
+for_each_backend!(spam_is_closed_tagged_journaled_and_never_acknowledged);
 
 async fn a_requester_comment_reaches_the_assignee_and_a_rule_resolves_the_ticket(backend: Backend) {
     let rules = r#"
@@ -280,7 +260,7 @@ body.matches = "(?i)\\b(solved|rozwiązane)\\b"
     );
     env.finish().await;
 }
-both!(a_requester_comment_reaches_the_assignee_and_a_rule_resolves_the_ticket);
+for_each_backend!(a_requester_comment_reaches_the_assignee_and_a_rule_resolves_the_ticket);
 
 async fn escalation_raises_priority_and_tells_the_managers_once(backend: Backend) {
     let rules = r#"
@@ -323,7 +303,7 @@ priority = "high"
     );
     env.finish().await;
 }
-both!(escalation_raises_priority_and_tells_the_managers_once);
+for_each_backend!(escalation_raises_priority_and_tells_the_managers_once);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_rule_set_stops_the_pipeline_from_starting() {
@@ -569,7 +549,7 @@ then = [{ webhook = "crm" }]
     assert!(head.contains("content-type: application/json"), "{head}");
     env.finish().await;
 }
-both!(webhooks_are_signed_retried_and_delivered_through_the_outbox);
+for_each_backend!(webhooks_are_signed_retried_and_delivered_through_the_outbox);
 
 const CALENDAR: &str = r#"
 [[calendar]]
@@ -607,7 +587,7 @@ business_hours = false
     assert_eq!(tags, [empty, after.clone(), after.clone(), after]);
     env.finish().await;
 }
-both!(business_hours_follow_the_calendar);
+for_each_backend!(business_hours_follow_the_calendar);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_rules_are_mailed_to_the_admins_once() {

@@ -51,12 +51,7 @@ async fn env(backend: Backend) -> (Env, tempfile::TempDir) {
 }
 
 async fn env_with(backend: Backend, extra: &str) -> (Env, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("10-sla.toml"), RULES).unwrap();
-    let rules_dir = dir.path().to_path_buf();
-    let config = format!("{PEOPLE}{extra}");
-    let env = Env::configured(backend, &config, move |c| c.rules.dir = Some(rules_dir)).await;
-    (env, dir)
+    Env::with_rules(backend, &format!("{PEOPLE}{extra}"), RULES).await
 }
 
 fn scheduler(env: &Env) -> Scheduler {
@@ -313,25 +308,10 @@ async fn idle_pending_and_resolved_tickets_move_on_by_themselves(backend: Backen
     env.finish().await;
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(ticketd::store::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(ticketd::store::Backend::Postgres).await
-            }
-        }
-    };
-}
-
-both!(thresholds_fire_once_into_rules_and_notices);
-both!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);
-both!(thresholds_fire_in_due_order);
-both!(idle_pending_and_resolved_tickets_move_on_by_themselves);
+for_each_backend!(thresholds_fire_once_into_rules_and_notices);
+for_each_backend!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);
+for_each_backend!(thresholds_fire_in_due_order);
+for_each_backend!(idle_pending_and_resolved_tickets_move_on_by_themselves);
 
 /// Two schedulers (two instances) on one PostgreSQL database, firing at once:
 /// every threshold fires exactly once between them.

@@ -2,7 +2,6 @@
 //! the timer rows the scheduler fires exactly once (a conditional UPDATE, so
 //! two instances cannot both fire one).
 
-use super::tickets::strings_of;
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::sla::{Clocked, Kind, Policies, Timer};
@@ -193,17 +192,15 @@ impl Store {
 
     /// Which thresholds of a ticket have fired, by kind name.
     pub async fn fired_timers(&self, number: &str) -> Result<Vec<String>> {
-        let mut tx = self.begin().await?;
-        let Some(id) = super::tickets::ticket_id_by_number(&mut tx, number).await? else {
-            return Ok(Vec::new());
-        };
-        let kinds = strings_of(
-            &mut tx,
-            "SELECT kind FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NOT NULL ORDER BY fired_at, kind",
-            id,
+        sqlx::query(
+            "SELECT s.kind FROM sla_timers s JOIN tickets t ON t.id = s.ticket_id
+             WHERE t.number = $1 AND s.fired_at IS NOT NULL ORDER BY s.fired_at, s.kind",
         )
-        .await?;
-        tx.commit().await?;
-        Ok(kinds)
+        .bind(number)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
     }
 }

@@ -137,6 +137,20 @@ impl Env {
         }
     }
 
+    /// An environment whose rules folder holds `rules` as `10-test.toml`, with
+    /// `extra` config; the folder lives as long as the returned `TempDir`.
+    pub async fn with_rules(
+        backend: Backend,
+        extra: &str,
+        rules: &str,
+    ) -> (Env, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10-test.toml"), rules).unwrap();
+        let rules_dir = dir.path().to_path_buf();
+        let env = Env::configured(backend, extra, move |c| c.rules.dir = Some(rules_dir)).await;
+        (env, dir)
+    }
+
     /// A second pipeline on the same store and config (for concurrent ingest).
     pub fn pipeline_clone(&self) -> Pipeline {
         Pipeline::new(&self.config, self.store.clone(), self.clock.clone()).unwrap()
@@ -225,6 +239,23 @@ macro_rules! on_both_backends {
                 let env =
                     common::Env::configured(ticketd::store::Backend::Postgres, "", $adjust).await;
                 ($body)(env).await;
+            }
+        }
+    };
+}
+
+/// Runs `async fn NAME(backend: Backend)` once per backend.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ticketd::store::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ticketd::store::Backend::Postgres).await
             }
         }
     };
