@@ -72,6 +72,8 @@ pub async fn run(
             notifier: crate::notify::Notifier::new(&config)?,
             wake: pipeline.sla_wake.clone(),
             outbox_wake: pipeline.outbox_wake.clone(),
+            time_zone: config.rules_time_zone(),
+            seen: Default::default(),
         };
         let cancel = cancel.clone();
         tasks.spawn(async move { scheduler.run(cancel).await });

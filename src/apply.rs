@@ -2,8 +2,8 @@
 //! do for an event, and carries the actions out inside the transaction of the
 //! change that raised the event. Every change is recorded in the history with
 //! the rule's name; changes raise follow-up events (`ticket.assigned`,
-//! `status.changed`, `ticket.updated`) that run the rules once more, one level
-//! deep, so two rules cannot ping-pong forever.
+//! `status.changed`, `ticket.updated`) that run the rules again, at most
+//! `[rules] max_depth` levels deep, so two rules cannot ping-pong forever.
 
 use crate::clock::Timestamp;
 use crate::notify::{Notifier, Subject};
@@ -17,8 +17,12 @@ use crate::ticket::{Channel, Priority, Status};
 use std::sync::Arc;
 
 const ACTOR: &str = "rules";
-/// Follow-up events are evaluated this many levels deep.
-const MAX_DEPTH: usize = 1;
+
+/// An event raised by the actions of a chain of rules.
+struct Raised {
+    event: Event,
+    chain: Vec<String>,
+}
 
 /// What the message the event came with looks like to conditions (empty
 /// for events without one).
@@ -36,6 +40,8 @@ pub struct Applied {
     pub spam_by: Option<String>,
     /// Names of the rules that matched, in order.
     pub matched: Vec<String>,
+    /// The chain of rules whose follow-up events the loop guard stopped.
+    pub loop_stopped: Option<Vec<String>>,
 }
 
 pub struct Rules<'a> {
@@ -55,13 +61,73 @@ impl Rules<'_> {
         message: &Message,
     ) -> store::Result<Applied> {
         let mut applied = Applied::default();
-        let mut queue = vec![(event, 0usize)];
-        while let Some((event, depth)) = queue.pop() {
+        let start = Raised {
+            event,
+            chain: Vec::new(),
+        };
+        self.follow(tx, vec![start], id, message, &mut applied)
+            .await?;
+        Ok(applied)
+    }
+
+    /// Carries out the actions `rule` decided on for ticket `id` (a
+    /// scheduled run), then the follow-up events they raise.
+    pub async fn run_actions(
+        &self,
+        tx: &mut Tx,
+        (event, rule): (Event, &str),
+        actions: &[Action],
+        id: i64,
+    ) -> store::Result<Applied> {
+        let message = Message::default();
+        let mut applied = Applied {
+            matched: vec![rule.to_string()],
+            ..Applied::default()
+        };
+        let mut raised = Vec::new();
+        for action in actions {
+            for event in self
+                .act(tx, (event, rule), id, action, &message, &mut applied)
+                .await?
+            {
+                raised.push(Raised {
+                    event,
+                    chain: vec![rule.to_string()],
+                });
+            }
+        }
+        self.follow(tx, raised, id, &message, &mut applied).await?;
+        Ok(applied)
+    }
+
+    /// Evaluates queued events and the events their actions raise, at most
+    /// `max_depth` levels deep; deeper, the chain of rules is logged and the
+    /// events dropped (two rules undoing each other stop here).
+    async fn follow(
+        &self,
+        tx: &mut Tx,
+        mut queue: Vec<Raised>,
+        id: i64,
+        message: &Message,
+        applied: &mut Applied,
+    ) -> store::Result<()> {
+        while let Some(Raised { event, chain }) = queue.pop() {
+            if chain.len() > self.set.max_depth {
+                tracing::warn!(
+                    ticket = id,
+                    %event,
+                    rules = %chain.join(" → "),
+                    "rule loop: follow-up events stopped after {} levels",
+                    self.set.max_depth
+                );
+                applied.loop_stopped = Some(chain);
+                continue;
+            }
             if self.set.rules.iter().all(|r| !r.on.contains(&event)) {
                 continue;
             }
             let Some(state) = changes::ticket_state(tx, id).await? else {
-                return Ok(applied);
+                return Ok(());
             };
             let mut facts = facts_of(&state, &message.facts, self.now);
             facts.business_hours = self.calendar.is_some_and(|c| c.is_open(self.now));
@@ -72,15 +138,16 @@ impl Rules<'_> {
                 applied.matched.push(trace.rule.clone());
                 for action in &trace.actions {
                     let raised = self
-                        .act(tx, (event, &trace.rule), id, action, message, &mut applied)
+                        .act(tx, (event, &trace.rule), id, action, message, applied)
                         .await?;
-                    if depth < MAX_DEPTH {
-                        queue.extend(raised.into_iter().map(|e| (e, depth + 1)));
-                    }
+                    queue.extend(raised.into_iter().map(|event| Raised {
+                        event,
+                        chain: chain.iter().cloned().chain([trace.rule.clone()]).collect(),
+                    }));
                 }
             }
         }
-        Ok(applied)
+        Ok(())
     }
 
     /// Carries out one action; returns the events it raised.
@@ -200,6 +267,8 @@ impl Rules<'_> {
                     .await?;
                 vec![Event::TicketUpdated]
             }
+            // Summaries of a scheduled run: the scheduler sends them once per run.
+            Action::Digest { .. } | Action::Report { .. } => Vec::new(),
             Action::Webhook(name) => {
                 let payload = webhook_payload(&state, event, rule, message, self.now);
                 let n = NewNotification {

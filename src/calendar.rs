@@ -57,6 +57,10 @@ impl BusinessHours {
     }
 
     /// Whether `at` falls inside opening hours in the calendar's time zone.
+    pub fn time_zone(&self) -> Tz {
+        self.tz
+    }
+
     pub fn is_open(&self, at: Timestamp) -> bool {
         let Some(utc) = chrono::DateTime::from_timestamp(at, 0) else {
             return false;

@@ -48,7 +48,7 @@ pub struct Config {
     pub sla: Sla,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Rules {
     /// The folder of rule files (`*.toml`, read in file-name order); no rules
@@ -58,6 +58,24 @@ pub struct Rules {
     pub calendar: Option<String>,
     /// Mail the admins (agents with role admin) when changed rules are refused.
     pub alert_admins: bool,
+    /// Follow-up events (a rule's change firing `ticket.updated` …) run the
+    /// rules again at most this many levels deep.
+    pub max_depth: usize,
+    /// The time zone of `schedule` rules' cron patterns (default: the rules
+    /// calendar's, else UTC).
+    pub time_zone: Option<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            dir: None,
+            calendar: None,
+            alert_admins: false,
+            max_depth: crate::rules::DEFAULT_MAX_DEPTH,
+            time_zone: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -685,6 +703,13 @@ impl Config {
         {
             bail!("rules.calendar names unknown calendar {name:?}");
         }
+        if !(1..=100).contains(&self.rules.max_depth) {
+            bail!("rules.max_depth must be between 1 and 100");
+        }
+        if let Some(zone) = &self.rules.time_zone {
+            zone.parse::<chrono_tz::Tz>()
+                .map_err(|_| anyhow::anyhow!("rules.time_zone: unknown time zone {zone:?} (an IANA name like \"Europe/Warsaw\")"))?;
+        }
         self.validate_sla()?;
         let mut hooks = std::collections::HashSet::new();
         for hook in &self.webhook {
@@ -785,6 +810,16 @@ impl Config {
     }
 
     /// The calendar the rules' `business_hours` condition uses, if any.
+    /// The time zone `schedule` rules read their cron patterns in.
+    pub fn rules_time_zone(&self) -> chrono_tz::Tz {
+        self.rules
+            .time_zone
+            .as_deref()
+            .and_then(|z| z.parse().ok())
+            .or_else(|| self.rules_calendar().map(|c| c.time_zone()))
+            .unwrap_or(chrono_tz::Tz::UTC)
+    }
+
     pub fn rules_calendar(&self) -> Option<crate::calendar::BusinessHours> {
         let named = self.rules.calendar.as_ref();
         self.calendar

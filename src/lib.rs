@@ -16,6 +16,7 @@ pub mod notify;
 pub mod parse;
 pub mod reload;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod scheduler;
 pub mod sla;

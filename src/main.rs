@@ -52,8 +52,39 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Tickets created and resolved, average first-response and resolution
+    /// time and SLA compliance in a window, per agent, team, category or
+    /// organization.
+    Report {
+        /// Start: a date (2026-11-01, midnight in the rules' time zone), an
+        /// RFC 3339 time, or a span ago (7d) [default: 7d before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// End (exclusive), in the same forms [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "team")]
+        by: ReportBy,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
     /// Create or upgrade the database schema.
     Migrate,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportBy {
+    Agent,
+    Team,
+    Category,
+    Organization,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +225,12 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Rules { command } => rules_command(&config, command).await,
+        Command::Report {
+            from,
+            to,
+            by,
+            format,
+        } => report_command(&config, (from, to), by, format).await,
         Command::Migrate => {
             let store = app::open_store(&config).await?;
             store.close().await;
@@ -262,6 +299,45 @@ async fn rules_command(config: &Config, command: RulesCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+async fn report_command(
+    config: &Config,
+    (from, to): (Option<String>, Option<String>),
+    by: ReportBy,
+    format: ReportFormat,
+) -> Result<i32> {
+    use ticketd::report::{GroupBy, Report, parse_bound};
+    let tz = config.rules_time_zone();
+    let now = Clock::System.now();
+    let bound = |flag: &str, text: &str| {
+        parse_bound(text, tz, now).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    let to = match to {
+        Some(text) => bound("to", &text)?,
+        None => now,
+    };
+    let from = match from {
+        Some(text) => bound("from", &text)?,
+        None => to - 7 * 86_400,
+    };
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let by = match by {
+        ReportBy::Agent => GroupBy::Agent,
+        ReportBy::Team => GroupBy::Team,
+        ReportBy::Category => GroupBy::Category,
+        ReportBy::Organization => GroupBy::Organization,
+    };
+    let store = app::open_store(config).await?;
+    let rows = store.report_rows(from, to).await?;
+    store.close().await;
+    let report = Report::build(&rows, from, to, by);
+    match format {
+        ReportFormat::Table => print!("{}", report.table()),
+        ReportFormat::Csv => print!("{}", report.csv()),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(0)
 }
 
 fn init_logging(format: LogFormat) {

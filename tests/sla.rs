@@ -64,6 +64,8 @@ fn scheduler(env: &Env) -> Scheduler {
         notifier: ticketd::notify::Notifier::new(&env.config).unwrap(),
         wake: Arc::new(tokio::sync::Notify::new()),
         outbox_wake: Arc::new(tokio::sync::Notify::new()),
+        time_zone: env.config.rules_time_zone(),
+        seen: Default::default(),
     }
 }
 
@@ -308,7 +310,59 @@ async fn idle_pending_and_resolved_tickets_move_on_by_themselves(backend: Backen
     env.finish().await;
 }
 
+async fn a_second_pending_period_gets_its_own_reminder(backend: Backend) {
+    let life = "[sla]\npending_reminder_days = 3\npending_resolve_days = 0\n";
+    let (env, _rules) = env_with(backend, life).await;
+    let number = env.ingest(&mail("p1@firma.pl")).await.ticket.unwrap();
+    let s = scheduler(&env);
+    let status = |status| {
+        let env = &env;
+        let number = &number;
+        async move {
+            env.store
+                .change_status(
+                    number,
+                    status,
+                    "ewa@example.com",
+                    env.clock.now(),
+                    &env.pipeline.policies,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let reminders = |t: &ticketd::store::queries::TicketDetail| {
+        t.notifications
+            .iter()
+            .filter(|n| n.event == "pending_reminder")
+            .count()
+    };
+    status(Status::Pending).await;
+    env.clock.advance(3 * 86_400);
+    while s.fire_due().await.unwrap() > 0 {}
+    assert_eq!(reminders(&env.show(&number).await), 1);
+    // The customer answers; later the agent waits for them again.
+    status(Status::Open).await;
+    env.clock.advance(3600);
+    status(Status::Pending).await;
+    env.clock.advance(3 * 86_400 - 1);
+    while s.fire_due().await.unwrap() > 0 {}
+    assert_eq!(reminders(&env.show(&number).await), 1);
+    env.clock.advance(1);
+    while s.fire_due().await.unwrap() > 0 {}
+    assert_eq!(
+        reminders(&env.show(&number).await),
+        2,
+        "one per pending period"
+    );
+    env.clock.advance(30 * 86_400);
+    while s.fire_due().await.unwrap() > 0 {}
+    assert_eq!(reminders(&env.show(&number).await), 2, "and only one");
+    env.finish().await;
+}
+
 for_each_backend!(thresholds_fire_once_into_rules_and_notices);
+for_each_backend!(a_second_pending_period_gets_its_own_reminder);
 for_each_backend!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);
 for_each_backend!(thresholds_fire_in_due_order);
 for_each_backend!(idle_pending_and_resolved_tickets_move_on_by_themselves);
@@ -340,5 +394,165 @@ async fn two_schedulers_on_postgres_fire_each_threshold_once() {
             ["first_response.warning"]
         );
     }
+    env.finish().await;
+}
+
+const SCHEDULED: &str = r#"
+[[rule]]
+name = "morning digest"
+on = "schedule"
+schedule = "0 0 8 * * Mon-Fri"
+then = [{ digest = { to = "team" } }, { digest = { to = "managers" } }]
+
+[[rule]]
+name = "stale pending"
+on = "schedule"
+schedule = "0 0 * * * *"
+when = { status = "pending", idle.gt = "2d" }
+then = [{ add_tag = "stale" }]
+
+[[rule]]
+name = "weekly report"
+on = "schedule"
+schedule = "0 0 9 * * Mon"
+then = [{ report = { to = "managers", period = "7d", by = "agent" } }]
+"#;
+
+async fn scheduled_env(backend: Backend) -> (Env, tempfile::TempDir) {
+    let zone = "[rules]\ntime_zone = \"Europe/Warsaw\"\n";
+    Env::with_rules(
+        backend,
+        &format!("{PEOPLE}{zone}"),
+        &format!("{RULES}{SCHEDULED}"),
+    )
+    .await
+}
+
+/// Notifications about no single ticket (digests, reports): (event, recipient, body).
+async fn summaries(env: &Env) -> Vec<(String, String, String)> {
+    use sqlx::Row;
+    sqlx::query("SELECT event, recipient, body FROM outbox WHERE ticket_id IS NULL ORDER BY id")
+        .fetch_all(env.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+async fn scheduled_rules_run_once_per_slot(backend: Backend) {
+    let (env, _rules) = scheduled_env(backend).await;
+    // Friday 2026-11-20 11:00 in Warsaw.
+    let waiting = env.ingest(&mail("c1@firma.pl")).await.ticket.unwrap();
+    let busy = env.ingest(&mail("c2@firma.pl")).await.ticket.unwrap();
+    let s = scheduler(&env);
+    assert_eq!(
+        s.run_schedules().await.unwrap(),
+        0,
+        "no slot since the rules were first seen"
+    );
+    env.store
+        .change_status(
+            &waiting,
+            Status::Pending,
+            "ewa@example.com",
+            env.clock.now(),
+            &env.pipeline.policies,
+        )
+        .await
+        .unwrap();
+    // 12:00 Warsaw: the hourly rule runs once; a restarted scheduler does not repeat it.
+    env.clock.advance(3600);
+    assert_eq!(s.next_schedule(env.clock.now() - 1), Some(env.clock.now()));
+    assert_eq!(s.run_schedules().await.unwrap(), 1);
+    assert_eq!(s.run_schedules().await.unwrap(), 0);
+    assert_eq!(scheduler(&env).run_schedules().await.unwrap(), 0);
+    assert!(
+        env.show(&waiting).await.tags.is_empty(),
+        "pending for 1 h only"
+    );
+
+    // Down over the weekend; Monday 08:00 Warsaw (07:00 UTC): the hourly rule
+    // runs once for its latest slot, and the digest runs.
+    env.clock.advance(2 * 86_400 + 20 * 3600);
+    assert_eq!(
+        ticketd::clock::rfc3339(env.clock.now()),
+        "2026-11-23T07:00:00Z"
+    );
+    assert_eq!(s.run_schedules().await.unwrap(), 2);
+    let t = env.show(&waiting).await;
+    assert_eq!(t.tags, ["stale"]);
+    assert!(
+        t.history
+            .iter()
+            .any(|h| h.rule.as_deref() == Some("stale pending")),
+        "the change names its rule"
+    );
+    assert!(env.show(&busy).await.tags.is_empty());
+    let runs = env.store.schedule_runs("stale pending").await.unwrap();
+    let slots: Vec<i64> = runs
+        .iter()
+        .map(|r| r.0 - ticketd::clock::Timestamp::from(common::START))
+        .collect();
+    assert_eq!(slots, [3600, 3600 + 2 * 86_400 + 20 * 3600]);
+    assert_eq!(runs[1].1, 1, "one ticket matched");
+
+    let digests = summaries(&env).await;
+    let to: Vec<&str> = digests.iter().map(|d| d.1.as_str()).collect();
+    // The team's members get the team's digest; the managers all tickets.
+    assert_eq!(
+        to,
+        ["anna@example.com", "ewa@example.com", "anna@example.com"]
+    );
+    for (event, _, body) in &digests {
+        assert_eq!(event, "daily_digest");
+        assert!(body.contains(&waiting) && body.contains(&busy), "{body}");
+        assert!(
+            body.contains("ewa@example.com, opened 2 d 21 h ago"),
+            "{body}"
+        );
+    }
+
+    // Monday 09:00 Warsaw: the weekly report of the last 7 days, to the managers.
+    env.clock.advance(3600);
+    assert_eq!(s.run_schedules().await.unwrap(), 2);
+    let report = summaries(&env).await.pop().unwrap();
+    assert_eq!(
+        (report.0.as_str(), report.1.as_str()),
+        ("sla_report", "anna@example.com")
+    );
+    let total = report
+        .2
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .unwrap_or_default()
+        .to_string();
+    let cells: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(cells[..3], ["total", "2", "0"], "{}", report.2);
+    assert!(report.2.contains("ewa@example.com"), "{}", report.2);
+    env.finish().await;
+}
+
+for_each_backend!(scheduled_rules_run_once_per_slot);
+
+/// Two instances on one PostgreSQL database reach the same cron slot at
+/// once: the slot runs once, one digest per recipient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_schedulers_on_postgres_run_each_slot_once() {
+    let (env, _rules) = scheduled_env(Backend::Postgres).await;
+    env.ingest(&mail("d1@firma.pl")).await.ticket.unwrap();
+    let (a, b) = (scheduler(&env), scheduler(&env));
+    assert_eq!(
+        a.run_schedules().await.unwrap() + b.run_schedules().await.unwrap(),
+        0
+    );
+    env.clock.advance(2 * 86_400 + 21 * 3600);
+    let (ra, rb) = tokio::join!(a.run_schedules(), b.run_schedules());
+    assert_eq!(
+        ra.unwrap() + rb.unwrap(),
+        2,
+        "the hourly rule and the digest"
+    );
+    assert_eq!(summaries(&env).await.len(), 3);
     env.finish().await;
 }

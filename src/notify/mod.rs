@@ -152,6 +152,47 @@ impl Notifier {
         Ok(())
     }
 
+    /// A message about many tickets (`daily_digest`, `sla_report`) to an
+    /// agent or an address, rendered in the default language from `context`.
+    pub async fn summary(
+        &self,
+        tx: &mut Tx,
+        event: &str,
+        to: &str,
+        context: &Value,
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let lang = self.templates.language_for(None);
+        let (rendered, suppressed) = match self.templates.render(&lang, event, "email", context) {
+            Ok(r) => (r, None),
+            Err(e) => (
+                templates::Rendered::default(),
+                Some(format!("template error: {e}")),
+            ),
+        };
+        let suppressed = suppressed.or_else(|| {
+            self.is_ours(to)
+                .then(|| format!("{to} is one of our own addresses"))
+        });
+        let notification = NewNotification {
+            ticket_id: None,
+            event: event.into(),
+            channel: "email".into(),
+            recipient: to.to_string(),
+            automatic: true,
+            message_id: Some(new_message_id(event, &self.from_domain, now)),
+            in_reply_to: None,
+            references: Vec::new(),
+            reply_to: None,
+            subject: rendered.subject,
+            body: rendered.text,
+            html: rendered.html,
+            suppressed,
+        };
+        outbox::enqueue(tx, &notification, now).await?;
+        Ok(())
+    }
+
     /// Why an automatic reply to `to` must not go out now, if it must not.
     async fn loop_check(
         &self,
@@ -210,11 +251,7 @@ impl Notifier {
                 Ok(r) => (r, suppressed),
                 // A template that fails at render time fails this one notification, visibly.
                 Err(e) => (
-                    templates::Rendered {
-                        subject: String::new(),
-                        text: String::new(),
-                        html: None,
-                    },
+                    templates::Rendered::default(),
                     Some(format!("template error: {e}")),
                 ),
             };

@@ -25,6 +25,8 @@ pub const EVENTS: &[&str] = &[
     "auto_close",
     "ticket_escalated",
     "pending_reminder",
+    "daily_digest",
+    "sla_report",
 ];
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
@@ -52,6 +54,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "en" / "auto_close",
     "en" / "ticket_escalated",
     "en" / "pending_reminder",
+    "en" / "daily_digest",
+    "en" / "sla_report",
     "pl" / "ticket_created",
     "pl" / "agent_reply",
     "pl" / "ticket_assigned",
@@ -64,10 +68,12 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "pl" / "auto_close",
     "pl" / "ticket_escalated",
     "pl" / "pending_reminder",
+    "pl" / "daily_digest",
+    "pl" / "sla_report",
 );
 
 /// A rendered notification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     pub subject: String,
     pub text: String,
@@ -305,6 +311,27 @@ pub fn sample_context() -> Value {
         "team": { "name": "support" },
         "comment": { "author": "Anna Nowak", "body": "Proszę zrestartować drukarkę.", "internal": false },
         "sla": { "target": "resolution", "due": "2026-11-21T10:00:00Z", "remaining": "3 h 20 min", "breached": false },
+        "digest": {
+            "team": "billing",
+            "count": 2,
+            "more": 0,
+            "tickets": [
+                { "number": "TKT-2026-0042", "subject": "Drukarka nie działa", "status": "open",
+                  "priority": "high", "assignee": "anna@example.com", "team": "billing",
+                  "age": "2 d 3 h", "sla": "resolution due in 3 h 20 min" },
+                { "number": "TKT-2026-0043", "subject": "Faktura 11/2026", "status": "new",
+                  "priority": "medium", "assignee": null, "team": "billing",
+                  "age": "45 min", "sla": null },
+            ],
+        },
+        "report": {
+            "from": "2026-11-16T00:00:00Z",
+            "to": "2026-11-23T00:00:00Z",
+            "by": "team",
+            "table": "team     created  resolved  ...\nbilling       12        10  ...\n",
+            "lines": [],
+            "total": { "created": 12, "resolved": 10, "sla_compliance": "90.0 %" },
+        },
     })
 }
 

@@ -33,6 +33,28 @@ pub enum Action {
     Spam,
     /// A JSON POST, signed with the webhook's secret, through the outbox.
     Webhook(String),
+    /// Scheduled rules only: one message listing the matching tickets to
+    /// each recipient (`team`: each team its own tickets; `assignee`: each
+    /// agent theirs; `managers` or an address: all of them).
+    Digest {
+        template: String,
+        to: Recipient,
+    },
+    /// Scheduled rules only: the report of the last `period` seconds,
+    /// grouped `by`, to `to`.
+    Report {
+        template: String,
+        to: Recipient,
+        period: i64,
+        by: crate::report::GroupBy,
+    },
+}
+
+impl Action {
+    /// Digest and report summarize a scheduled run; the rest act on one ticket.
+    pub fn is_summary(&self) -> bool {
+        matches!(self, Action::Digest { .. } | Action::Report { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +136,18 @@ impl fmt::Display for Action {
             Action::Close => f.write_str("close"),
             Action::Spam => f.write_str("spam"),
             Action::Webhook(name) => write!(f, "webhook {name}"),
+            Action::Digest { template, to } => write!(f, "digest {template} to {to}"),
+            Action::Report {
+                template,
+                to,
+                period,
+                by,
+            } => write!(
+                f,
+                "report {template} to {to} over {} by {}",
+                crate::clock::span(*period),
+                by.as_str()
+            ),
         }
     }
 }

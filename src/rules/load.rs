@@ -59,10 +59,12 @@ impl Catalog {
 
 /// Reads the rule set the config names (`[rules] dir`); none without one.
 pub fn load_configured(config: &crate::config::Config) -> Result<RuleSet, Vec<RuleError>> {
-    match &config.rules.dir {
-        Some(dir) => load_dir(dir, &Catalog::of(config)),
-        None => Ok(RuleSet::default()),
-    }
+    let mut set = match &config.rules.dir {
+        Some(dir) => load_dir(dir, &Catalog::of(config))?,
+        None => RuleSet::default(),
+    };
+    set.max_depth = config.rules.max_depth;
+    Ok(set)
 }
 
 /// Reads `dir/*.toml` in file-name order. A missing directory is an empty set.
@@ -219,7 +221,8 @@ impl Reader<'_> {
         let errors_before = self.errors.len();
         let (mut on, mut when, mut then, mut stop, mut tests) =
             (Vec::new(), None, None, false, Vec::new());
-        let mut on_at = None;
+        let (mut on_at, mut schedule, mut then_at) = (None, None, at);
+        let mut schedule_key = None;
         for (key, value) in table.iter() {
             let k_at = key.span().start;
             match key.get_ref().as_ref() {
@@ -233,7 +236,23 @@ impl Reader<'_> {
                         when = self.condition(t);
                     }
                 }
-                "then" => then = Some(self.actions(value)),
+                "then" => {
+                    then_at = value.span().start;
+                    then = Some(self.actions(value));
+                }
+                "schedule" => {
+                    schedule_key = Some(k_at);
+                    match value.get_ref() {
+                        DeValue::String(text) => match super::schedule::Schedule::parse(text) {
+                            Ok(s) => schedule = Some(s),
+                            Err(message) => self.error(value.span().start, message),
+                        },
+                        _ => self.error(
+                            value.span().start,
+                            "`schedule` must be a cron string, e.g. \"0 0 8 * * Mon-Fri\"",
+                        ),
+                    }
+                }
                 "stop" => match value.get_ref() {
                     DeValue::Boolean(b) => stop = *b,
                     _ => self.error(value.span().start, "`stop` must be true or false"),
@@ -242,8 +261,8 @@ impl Reader<'_> {
                 other => self.error(
                     k_at,
                     format!(
-                        "unknown key `{other}` (a rule has name, on, when, then, stop and test; \
-                         conditions go under [rule.when])"
+                        "unknown key `{other}` (a rule has name, on, schedule, when, then, stop \
+                         and test; conditions go under [rule.when])"
                     ),
                 ),
             }
@@ -260,6 +279,7 @@ impl Reader<'_> {
         if then.is_empty() && structure_ok {
             self.error(at, "a rule needs `then`, a non-empty list of actions");
         }
+        self.check_schedule(&on, on_at.unwrap_or(at), schedule_key, &then, then_at);
         for t in &mut tests {
             if t.event.is_none() {
                 t.event = on.first().copied();
@@ -273,11 +293,44 @@ impl Reader<'_> {
             file: self.file.to_string(),
             line: self.line_of(at),
             on,
+            schedule,
             when: when.unwrap_or(Condition::All(Vec::new())),
             then,
             stop,
             tests,
         })
+    }
+
+    /// A `schedule` rule fires on nothing else and has a cron schedule;
+    /// only it may summarize (`digest`, `report`).
+    fn check_schedule(
+        &mut self,
+        on: &[Event],
+        on_at: usize,
+        schedule_at: Option<usize>,
+        then: &[Action],
+        then_at: usize,
+    ) {
+        let scheduled = on.contains(&Event::Schedule);
+        if scheduled && on.len() > 1 {
+            self.error(on_at, "a `schedule` rule fires on `schedule` alone");
+        }
+        match (scheduled, schedule_at) {
+            (true, None) => self.error(
+                on_at,
+                "a `schedule` rule needs `schedule = \"SEC MIN HOUR DAY MONTH WEEKDAY\"`",
+            ),
+            (false, Some(at)) => self.error(at, "`schedule` needs `on = \"schedule\"`"),
+            _ => {}
+        }
+        if !scheduled && let Some(a) = then.iter().find(|a| a.is_summary()) {
+            let name = a.to_string();
+            let name = name.split(' ').next().unwrap_or_default().to_string();
+            self.error(
+                then_at,
+                format!("`{name}` summarizes many tickets: only a `schedule` rule can use it"),
+            );
+        }
     }
 
     fn events(&mut self, value: &Value<'_>) -> Vec<Event> {
@@ -697,16 +750,97 @@ impl Reader<'_> {
                 };
                 Action::Escalate { to, template }
             }
+            "digest" | "report" => self.summary(name, value)?,
             other => {
                 self.error(
                     at,
                     format!(
                         "unknown action `{other}` (expected one of: set_category, set_priority, set_status, \
                          set_team, add_tag, remove_tag, assign, notify, auto_reply, note, escalate, close, \
-                         spam, webhook)"
+                         spam, webhook, digest, report)"
                     ),
                 );
                 return None;
+            }
+        })
+    }
+
+    /// `digest = { to = …, template = … }` or `report = { to = …, template
+    /// = …, period = "7d", by = "team" }`; only `to` is required.
+    fn summary(&mut self, name: &str, value: &Value<'_>) -> Option<Action> {
+        let v_at = value.span().start;
+        let digest = name == "digest";
+        let usage = if digest {
+            "digest: expected { to = \"team\" } (to, template)"
+        } else {
+            "report: expected { to = \"managers\" } (to, template, period, by)"
+        };
+        let t = self.table(value, usage)?;
+        let mut template = (
+            if digest { "daily_digest" } else { "sla_report" }.to_string(),
+            v_at,
+        );
+        let (mut to, mut period, mut by) = (None, 7 * 86_400, crate::report::GroupBy::Team);
+        let keys: &[&str] = if digest {
+            &["to", "template"]
+        } else {
+            &["to", "template", "period", "by"]
+        };
+        for (k, v) in t.iter() {
+            let (key, at) = (k.get_ref().as_ref(), v.span().start);
+            let DeValue::String(text) = v.get_ref() else {
+                self.error(at, format!("{name}: `{key}` must be a string"));
+                return None;
+            };
+            match key {
+                _ if !keys.contains(&key) => {
+                    self.error(
+                        k.span().start,
+                        format!("{name}: unknown key `{key}` ({})", keys.join(", ")),
+                    );
+                    return None;
+                }
+                "to" if text.as_ref() == "requester" => {
+                    self.error(at, format!("{name}: goes to agents, not to the requester"));
+                    return None;
+                }
+                "to" if !digest && matches!(text.as_ref(), "team" | "assignee") => {
+                    self.error(at, "report: goes to `managers` or an email address");
+                    return None;
+                }
+                "to" => to = Some(self.recipient((text.to_string(), at))?),
+                "template" => template = (text.to_string(), at),
+                "period" => {
+                    match super::condition::parse_duration(text) {
+                        Some(p) if p > 0 => period = p,
+                        _ => {
+                            self.error(at, format!("report: period {text:?} is not a duration (like \"1d\", \"7d\")"));
+                            return None;
+                        }
+                    }
+                }
+                _ => match text.parse() {
+                    Ok(b) => by = b,
+                    Err(message) => {
+                        self.error(at, format!("report: {message}"));
+                        return None;
+                    }
+                },
+            }
+        }
+        let Some(to) = to else {
+            self.error(v_at, format!("{name}: `to` is missing"));
+            return None;
+        };
+        let template = self.template(template)?;
+        Some(if digest {
+            Action::Digest { template, to }
+        } else {
+            Action::Report {
+                template,
+                to,
+                period,
+                by,
             }
         })
     }

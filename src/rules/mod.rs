@@ -10,6 +10,7 @@ pub mod action;
 pub mod condition;
 pub mod facts;
 pub mod load;
+pub mod schedule;
 
 pub use action::Action;
 pub use facts::Facts;
@@ -29,6 +30,9 @@ pub enum Event {
     SlaWarning,
     SlaBreached,
     TicketIdle,
+    /// A scheduled rule's cron slot: its conditions select among the open
+    /// tickets; `digest` and `report` summarize.
+    Schedule,
 }
 
 impl Event {
@@ -41,8 +45,9 @@ impl Event {
         "sla.warning",
         "sla.breached",
         "ticket.idle",
+        "schedule",
     ];
-    const ALL: [Event; 8] = [
+    const ALL: [Event; 9] = [
         Event::TicketCreated,
         Event::CommentAdded,
         Event::TicketUpdated,
@@ -51,6 +56,7 @@ impl Event {
         Event::SlaWarning,
         Event::SlaBreached,
         Event::TicketIdle,
+        Event::Schedule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,10 +70,6 @@ impl FromStr for Event {
     fn from_str(s: &str) -> Result<Event, String> {
         match Event::NAMES.iter().position(|n| *n == s) {
             Some(i) => Ok(Event::ALL[i]),
-            None if s == "schedule" => Err(
-                "the `schedule` event (cron rules) is not supported yet; it arrives with the SLA scheduler"
-                    .into(),
-            ),
             None => Err(format!(
                 "unknown event {s:?} (expected one of: {})",
                 Event::NAMES.join(", ")
@@ -88,6 +90,8 @@ pub struct Rule {
     pub file: String,
     pub line: usize,
     pub on: Vec<Event>,
+    /// When a `schedule` rule runs.
+    pub schedule: Option<schedule::Schedule>,
     pub when: Condition,
     pub then: Vec<Action>,
     pub stop: bool,
@@ -104,10 +108,23 @@ pub struct RuleTest {
     pub expect: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// How many levels of follow-up events rules may raise (`[rules] max_depth`).
+    pub max_depth: usize,
 }
+
+impl Default for RuleSet {
+    fn default() -> RuleSet {
+        RuleSet {
+            rules: Vec::new(),
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+pub const DEFAULT_MAX_DEPTH: usize = 10;
 
 /// The active rule set, swapped as a whole on reload.
 #[derive(Debug, Default)]
@@ -273,7 +290,12 @@ mod tests {
 
     fn catalog() -> Catalog {
         Catalog {
-            templates: vec!["ticket_assigned".into(), "ticket_escalated".into()],
+            templates: vec![
+                "ticket_assigned".into(),
+                "ticket_escalated".into(),
+                "daily_digest".into(),
+                "sla_report".into(),
+            ],
             teams: vec!["billing".into(), "it".into()],
             agents: vec!["ola@example.com".into()],
             categories: vec!["billing".into(), "technical".into(), "other".into()],
@@ -435,6 +457,48 @@ priority.contains = "x"
                 "rules/10-test.toml:5:10: rule \"x\": business_hours needs a [[calendar]] in the config (and [rules] calendar to pick one)"
             ]
         );
+    }
+
+    #[test]
+    fn scheduled_rules_need_a_cron_and_only_they_summarize() {
+        let set = load(
+            "[[rule]]\nname = \"digest\"\non = \"schedule\"\nschedule = \"0 0 8 * * Mon-Fri\"\n\
+             then = [{ digest = { to = \"team\" } }, { report = { to = \"managers\", by = \"agent\", period = \"1d\" } }]\n",
+        )
+        .unwrap();
+        let rule = &set.rules[0];
+        assert_eq!(rule.schedule.as_ref().unwrap().pattern, "0 0 8 * * Mon-Fri");
+        let shown: Vec<String> = rule.then.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "digest daily_digest to team",
+                "report sla_report to managers over 1 d 0 h by agent"
+            ]
+        );
+        let errors = load(
+            "[[rule]]\nname = \"a\"\non = \"schedule\"\nthen = [{ close = true }]\n\
+             [[rule]]\nname = \"b\"\non = \"ticket.created\"\nschedule = \"0 0 8 * * *\"\nthen = [{ digest = { to = \"team\" } }]\n\
+             [[rule]]\nname = \"c\"\non = [\"schedule\", \"ticket.idle\"]\nschedule = \"0 8 * * *\"\nthen = [{ report = { to = \"requester\" } }]\n\
+             [[rule]]\nname = \"d\"\non = \"schedule\"\nschedule = \"0 0 8 * * *\"\nthen = [{ report = { to = \"team\" } }]\n",
+        )
+        .unwrap_err();
+        let want = [
+            "rules/10-test.toml:3:1: rule \"a\": a `schedule` rule needs `schedule = \"SEC MIN HOUR DAY MONTH WEEKDAY\"`",
+            "rules/10-test.toml:8:1: rule \"b\": `schedule` needs `on = \"schedule\"`",
+            "rules/10-test.toml:9:8: rule \"b\": `digest` summarizes many tickets: only a `schedule` rule can use it",
+            "rules/10-test.toml:13:12: rule \"c\": schedule \"0 8 * * *\" has 5 fields",
+            "rules/10-test.toml:14:27: rule \"c\": report: goes to agents, not to the requester",
+            "rules/10-test.toml:12:1: rule \"c\": a `schedule` rule fires on `schedule` alone",
+            "rules/10-test.toml:19:27: rule \"d\": report: goes to `managers` or an email address",
+        ];
+        for w in want {
+            assert!(
+                errors.iter().any(|e| e.starts_with(w)),
+                "missing {w:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), want.len(), "{errors:#?}");
     }
 
     #[test]

@@ -31,9 +31,10 @@ pub struct TicketState {
     pub resolution_due: Option<Timestamp>,
 }
 
-pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
-    let Some(r) = sqlx::query(
-        "SELECT t.number, t.subject, t.status, t.priority, t.category, t.channel, t.language,
+/// The columns and joins of a [`TicketState`]; callers add the WHERE.
+macro_rules! state_select {
+    () => {
+        "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category, t.channel, t.language,
                 i.address AS requester, c.name AS requester_name, a.email AS assignee,
                 a.name AS assignee_name, tm.name AS team, o.name AS organization,
                 t.created_at, t.updated_at, t.first_response_due, t.resolution_due
@@ -42,23 +43,56 @@ pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
          LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
          LEFT JOIN agents a ON a.id = t.assignee_id
          LEFT JOIN teams tm ON tm.id = t.team_id
-         LEFT JOIN organizations o ON o.id = t.organization_id
-         WHERE t.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
+         LEFT JOIN organizations o ON o.id = t.organization_id"
+    };
+}
+
+pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
+    let Some(r) = sqlx::query(concat!(state_select!(), " WHERE t.id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
     else {
         return Ok(None);
     };
-    let tags = strings_of(
+    let mut state = state_of(&r)?;
+    state.tags = strings_of(
         tx,
         "SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag",
         id,
     )
     .await?;
-    Ok(Some(TicketState {
-        id,
+    Ok(Some(state))
+}
+
+/// Every ticket that is not resolved or closed, in number order: two
+/// queries, however many tickets (scheduled rules run over these).
+pub async fn open_ticket_states(tx: &mut Tx) -> Result<Vec<TicketState>> {
+    let rows = sqlx::query(concat!(
+        state_select!(),
+        " WHERE t.status IN ('new', 'open', 'pending') ORDER BY t.id"
+    ))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut states = rows.iter().map(state_of).collect::<Result<Vec<_>>>()?;
+    let tags = sqlx::query(
+        "SELECT g.ticket_id, g.tag FROM ticket_tags g JOIN tickets t ON t.id = g.ticket_id
+         WHERE t.status IN ('new', 'open', 'pending') ORDER BY g.ticket_id, g.tag",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in &tags {
+        let id: i64 = r.try_get(0)?;
+        if let Ok(i) = states.binary_search_by_key(&id, |s| s.id) {
+            states[i].tags.push(r.try_get(1)?);
+        }
+    }
+    Ok(states)
+}
+
+fn state_of(r: &sqlx::any::AnyRow) -> Result<TicketState> {
+    Ok(TicketState {
+        id: r.try_get("id")?,
         number: r.try_get("number")?,
         subject: r.try_get("subject")?,
         status: r.try_get("status")?,
@@ -74,12 +108,12 @@ pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
         assignee_name: r.try_get("assignee_name")?,
         team: r.try_get("team")?,
         organization: r.try_get("organization")?,
-        tags,
+        tags: Vec::new(),
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         first_response_due: r.try_get("first_response_due")?,
         resolution_due: r.try_get("resolution_due")?,
-    }))
+    })
 }
 
 /// Who made a change: an actor (`rules`, an agent's email …) and the rule.

@@ -8,6 +8,8 @@ pub mod directory;
 pub mod files;
 pub mod outbox;
 pub mod queries;
+pub mod reports;
+pub mod schedule;
 pub mod sla;
 pub mod tickets;
 

@@ -15,7 +15,7 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
     let Some(r) = sqlx::query(
         "SELECT t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
                 o.name AS organization,
-                t.first_response_at, t.sla_paused_at
+                t.first_response_at, t.sla_paused_at, t.resolved_at
          FROM tickets t
          LEFT JOIN teams tm ON tm.id = t.team_id
          LEFT JOIN organizations o ON o.id = t.organization_id
@@ -55,6 +55,20 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
         .bind(id)
         .execute(&mut **tx)
         .await?;
+    // Life-cycle timers fire once per period: activity after `idle`, a new
+    // pending period, a new resolution arm them again.
+    sqlx::query(
+        "DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NOT NULL AND (
+            (kind = 'idle' AND fired_at < $2)
+            OR (kind IN ('pending.reminder', 'pending.resolve') AND fired_at < $3)
+            OR (kind = 'auto_close' AND fired_at < $4))",
+    )
+    .bind(id)
+    .bind(clocked.updated_at)
+    .bind(clocked.paused_since)
+    .bind(r.try_get::<Option<Timestamp>, _>("resolved_at")?)
+    .execute(&mut **tx)
+    .await?;
     write_timers(tx, id, &timers).await
 }
 

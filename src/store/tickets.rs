@@ -371,13 +371,20 @@ pub async fn set_status(
         return Ok(());
     }
     let closed_at = (new == Status::Closed).then_some(now);
-    sqlx::query("UPDATE tickets SET status = $1, closed_at = $2, updated_at = $3 WHERE id = $4")
-        .bind(new.as_str())
-        .bind(closed_at)
-        .bind(now)
-        .bind(ticket_id)
-        .execute(&mut **tx)
-        .await?;
+    let resolved = matches!(new, Status::Resolved | Status::Closed);
+    // `resolved_at` keeps the first resolution through closing; reopening clears it.
+    sqlx::query(
+        "UPDATE tickets SET status = $1, closed_at = $2, updated_at = $3,
+            resolved_at = CASE WHEN $4 THEN COALESCE(resolved_at, $3) ELSE NULL END
+         WHERE id = $5",
+    )
+    .bind(new.as_str())
+    .bind(closed_at)
+    .bind(now)
+    .bind(resolved)
+    .bind(ticket_id)
+    .execute(&mut **tx)
+    .await?;
     super::sla::status_changed(tx, ticket_id, old, new, now).await?;
     history(
         tx,

@@ -1,8 +1,10 @@
-//! The SLA scheduler: sleeps until the next due timer (or until ingest says
-//! timers moved), then fires each due threshold exactly once: `sla.warning` /
-//! `sla.breached` into the rules, and the `sla_warning` / `sla_breached`
-//! notices to the assignee, the team and the managers, all in the transaction
-//! that marks the timer fired.
+//! The scheduler: sleeps until the next due timer or cron slot (or until
+//! ingest says timers moved), then fires each due threshold exactly once:
+//! `sla.warning` / `sla.breached` into the rules, and the `sla_warning` /
+//! `sla_breached` notices to the assignee, the team and the managers, all in
+//! the transaction that marks the timer fired. Scheduled rules: `cron.rs`.
+
+pub mod cron;
 
 use crate::apply::{self, Rules, subject_of};
 use crate::calendar::BusinessHours;
@@ -33,6 +35,9 @@ pub struct Scheduler {
     pub wake: Arc<Notify>,
     /// Rung after firing queued notifications.
     pub outbox_wake: Arc<Notify>,
+    /// The time zone of scheduled rules' cron patterns.
+    pub time_zone: chrono_tz::Tz,
+    pub seen: cron::Seen,
 }
 
 impl Scheduler {
@@ -49,9 +54,14 @@ impl Scheduler {
                 tracing::info!(fired, "SLA thresholds fired");
                 continue;
             }
-            let sleep = match self.store.next_timer_due().await {
-                Ok(Some(due)) => Duration::from_secs((due - self.clock.now()).max(0) as u64),
-                _ => MAX_SLEEP,
+            if let Err(e) = self.run_schedules().await {
+                tracing::warn!("scheduled rules: {e}");
+            }
+            let now = self.clock.now();
+            let timer = self.store.next_timer_due().await.ok().flatten();
+            let sleep = match timer.into_iter().chain(self.next_schedule(now)).min() {
+                Some(due) => Duration::from_secs((due - now).max(0) as u64),
+                None => MAX_SLEEP,
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
