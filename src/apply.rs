@@ -40,8 +40,6 @@ pub struct Applied {
     pub spam_by: Option<String>,
     /// Names of the rules that matched, in order.
     pub matched: Vec<String>,
-    /// The chain of rules whose follow-up events the loop guard stopped.
-    pub loop_stopped: Option<Vec<String>>,
 }
 
 pub struct Rules<'a> {
@@ -113,14 +111,16 @@ impl Rules<'_> {
     ) -> store::Result<()> {
         while let Some(Raised { event, chain }) = queue.pop() {
             if chain.len() > self.set.max_depth {
+                let rules = chain.join(" → ");
                 tracing::warn!(
                     ticket = id,
                     %event,
-                    rules = %chain.join(" → "),
+                    %rules,
                     "rule loop: follow-up events stopped after {} levels",
                     self.set.max_depth
                 );
-                applied.loop_stopped = Some(chain);
+                let why = format!("{event} not evaluated after {rules}");
+                t::history(tx, id, ACTOR, "rule_loop", None, Some(&why), None, self.now).await?;
                 continue;
             }
             if self.set.rules.iter().all(|r| !r.on.contains(&event)) {
@@ -131,21 +131,33 @@ impl Rules<'_> {
             };
             let mut facts = facts_of(&state, &message.facts, self.now);
             facts.business_hours = self.calendar.is_some_and(|c| c.is_open(self.now));
+            // One follow-up per event and pass (the next pass reads the
+            // ticket afresh), named by the rules that raised it.
+            let mut next: Vec<(Event, Vec<String>)> = Vec::new();
             for trace in self.set.evaluate(event, &facts) {
                 if !trace.matched {
                     continue;
                 }
                 applied.matched.push(trace.rule.clone());
                 for action in &trace.actions {
-                    let raised = self
+                    for raised in self
                         .act(tx, (event, &trace.rule), id, action, message, applied)
-                        .await?;
-                    queue.extend(raised.into_iter().map(|event| Raised {
-                        event,
-                        chain: chain.iter().cloned().chain([trace.rule.clone()]).collect(),
-                    }));
+                        .await?
+                    {
+                        match next.iter_mut().find(|(e, _)| *e == raised) {
+                            Some((_, by)) if !by.contains(&trace.rule) => {
+                                by.push(trace.rule.clone())
+                            }
+                            Some(_) => {}
+                            None => next.push((raised, vec![trace.rule.clone()])),
+                        }
+                    }
                 }
             }
+            queue.extend(next.into_iter().map(|(event, by)| Raised {
+                event,
+                chain: chain.iter().cloned().chain([by.join("+")]).collect(),
+            }));
         }
         Ok(())
     }

@@ -60,7 +60,7 @@ enum Command {
         /// RFC 3339 time, or a span ago (7d) [default: 7d before --to].
         #[arg(long)]
         from: Option<String>,
-        /// End (exclusive), in the same forms [default: now].
+        /// End (exclusive), in the same forms [default: now, inclusive].
         #[arg(long)]
         to: Option<String>,
         #[arg(long, value_enum, default_value = "team")]
@@ -315,7 +315,8 @@ async fn report_command(
     };
     let to = match to {
         Some(text) => bound("to", &text)?,
-        None => now,
+        // The window ends after the current second, so what just happened counts.
+        None => now + 1,
     };
     let from = match from {
         Some(text) => bound("from", &text)?,

@@ -490,3 +490,57 @@ fn rules_replay_compares_the_current_rules_with_what_happened() {
         "2 ticket(s), 1 treated differently by the current rules"
     );
 }
+
+#[test]
+fn report_counts_tickets_in_table_csv_and_json() {
+    let dir = setup();
+    for name in [
+        "gmail-new-ticket-pl-utf8.eml",
+        "thunderbird-de-new-ticket.eml",
+    ] {
+        let o = ticketd(dir.path(), &["ingest"], &common::fixture(name), &[]);
+        assert!(stdout(&o).ends_with(" created\n"), "{}", stdout(&o));
+    }
+    let csv = ticketd(
+        dir.path(),
+        &["report", "--by", "category", "--format", "csv"],
+        b"",
+        &[],
+    );
+    assert_eq!(csv.status.code(), Some(0));
+    let csv = stdout(&csv);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "category,created,resolved,avg_first_response_seconds,avg_resolution_seconds,sla_compliance_percent,breached"
+    );
+    assert_eq!(lines.last(), Some(&"total,2,0,,,,0"), "{csv}");
+
+    let json = ticketd(dir.path(), &["report", "--format", "json"], b"", &[]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["by"], "team");
+    assert_eq!(report["total"]["created"], 2);
+
+    let table = ticketd(
+        dir.path(),
+        &["report", "--from", "2020-01-01", "--to", "2020-02-01"],
+        b"",
+        &[],
+    );
+    let table = stdout(&table);
+    assert!(
+        table.starts_with("Tickets from 2020-01-01T00:00:00Z to 2020-02-01T00:00:00Z\n"),
+        "{table}"
+    );
+    let total: Vec<&str> = table.lines().last().unwrap().split_whitespace().collect();
+    assert_eq!(total[..3], ["total", "0", "0"], "{table}");
+
+    let bad = ticketd(dir.path(), &["report", "--from", "last tuesday"], b"", &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--from: \"last tuesday\" is not a date"),
+        "{err}"
+    );
+}

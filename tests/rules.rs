@@ -305,6 +305,57 @@ priority = "high"
 }
 for_each_backend!(escalation_raises_priority_and_tells_the_managers_once);
 
+/// Two rules that undo each other: follow-up events stop `max_depth` levels
+/// deep, and the history says which chain of rules was cut.
+async fn a_rule_loop_stops_at_max_depth_and_is_recorded(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "tag"
+on = "ticket.created"
+then = [{ add_tag = "seen" }]
+
+[[rule]]
+name = "up"
+on = "ticket.updated"
+then = [{ set_priority = "high" }]
+when = { priority = "medium" }
+
+[[rule]]
+name = "down"
+on = "ticket.updated"
+then = [{ set_priority = "medium" }]
+when = { priority = "high" }
+"#;
+    let (env, _rules) = env_with_rules_and(backend, rules, "[rules]\nmax_depth = 3\n").await;
+    let out = env
+        .ingest(&mail("jan@firma.pl", "loop@x", "Pętla", "!"))
+        .await;
+    let t = env.show(out.ticket.as_deref().unwrap()).await;
+    let changes: Vec<(&str, Option<&str>)> = t
+        .history
+        .iter()
+        .filter(|h| h.field == "priority")
+        .map(|h| (h.rule.as_deref().unwrap_or(""), h.new.as_deref()))
+        .collect();
+    // Each pass over ticket.updated runs both (the second sees the first's
+    // change); three passes, then the fourth level is cut.
+    let pass = [("up", Some("high")), ("down", Some("medium"))];
+    assert_eq!(changes, [pass, pass, pass].concat());
+    let cut: Vec<&str> = t
+        .history
+        .iter()
+        .filter(|h| h.field == "rule_loop")
+        .filter_map(|h| h.new.as_deref())
+        .collect();
+    assert_eq!(
+        cut,
+        ["ticket.updated not evaluated after tag → up+down → up+down → up+down"]
+    );
+    assert_eq!(t.priority, "medium");
+    env.finish().await;
+}
+for_each_backend!(a_rule_loop_stops_at_max_depth_and_is_recorded);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_rule_set_stops_the_pipeline_from_starting() {
     let dir = tempfile::tempdir().unwrap();
