@@ -82,18 +82,22 @@ impl Rules<'_> {
             matched: vec![rule.to_string()],
             ..Applied::default()
         };
-        let mut raised = Vec::new();
-        for action in actions {
-            for event in self
-                .act(tx, (event, rule), id, action, &message, &mut applied)
-                .await?
-            {
-                raised.push(Raised {
-                    event,
-                    chain: vec![rule.to_string()],
-                });
-            }
-        }
+        let raised = self
+            .act_all(
+                tx,
+                (event, rule),
+                (id, &mut None),
+                actions,
+                &message,
+                &mut applied,
+            )
+            .await?
+            .into_iter()
+            .map(|event| Raised {
+                event,
+                chain: vec![rule.to_string()],
+            })
+            .collect();
         self.follow(tx, raised, id, &message, &mut applied).await?;
         Ok(applied)
     }
@@ -130,27 +134,31 @@ impl Rules<'_> {
                 return Ok(());
             };
             let mut facts = facts_of(&state, &message.facts, self.now);
+            let mut current = Some(state);
             facts.business_hours = self.calendar.is_some_and(|c| c.is_open(self.now));
             // One follow-up per event and pass (the next pass reads the
             // ticket afresh), named by the rules that raised it.
             let mut next: Vec<(Event, Vec<String>)> = Vec::new();
-            for trace in self.set.evaluate(event, &facts) {
+            for trace in self.set.decide(event, &facts) {
                 if !trace.matched {
                     continue;
                 }
                 applied.matched.push(trace.rule.clone());
-                for action in &trace.actions {
-                    for raised in self
-                        .act(tx, (event, &trace.rule), id, action, message, applied)
-                        .await?
-                    {
-                        match next.iter_mut().find(|(e, _)| *e == raised) {
-                            Some((_, by)) if !by.contains(&trace.rule) => {
-                                by.push(trace.rule.clone())
-                            }
-                            Some(_) => {}
-                            None => next.push((raised, vec![trace.rule.clone()])),
-                        }
+                let raised = self
+                    .act_all(
+                        tx,
+                        (event, &trace.rule),
+                        (id, &mut current),
+                        &trace.actions,
+                        message,
+                        applied,
+                    )
+                    .await?;
+                for raised in raised {
+                    match next.iter_mut().find(|(e, _)| *e == raised) {
+                        Some((_, by)) if !by.contains(&trace.rule) => by.push(trace.rule.clone()),
+                        Some(_) => {}
+                        None => next.push((raised, vec![trace.rule.clone()])),
                     }
                 }
             }
@@ -162,12 +170,43 @@ impl Rules<'_> {
         Ok(())
     }
 
+    /// Carries out one rule's actions in order, each on the ticket as the
+    /// ones before left it: `state` is the ticket when known, read again
+    /// only after a change. Returns the events the actions raised.
+    async fn act_all(
+        &self,
+        tx: &mut Tx,
+        (event, rule): (Event, &str),
+        (id, state): (i64, &mut Option<TicketState>),
+        actions: &[Action],
+        message: &Message,
+        applied: &mut Applied,
+    ) -> store::Result<Vec<Event>> {
+        let mut raised = Vec::new();
+        for action in actions {
+            if state.is_none() {
+                *state = changes::ticket_state(tx, id).await?;
+            }
+            let Some(current) = state.as_ref() else {
+                break;
+            };
+            let events = self
+                .act(tx, (event, rule), current, action, message, applied)
+                .await?;
+            if !events.is_empty() || matches!(action, Action::Spam | Action::Assign(_)) {
+                *state = None;
+            }
+            raised.extend(events);
+        }
+        Ok(raised)
+    }
+
     /// Carries out one action; returns the events it raised.
     async fn act(
         &self,
         tx: &mut Tx,
         (event, rule): (Event, &str),
-        id: i64,
+        state: &TicketState,
         action: &Action,
         message: &Message,
         applied: &mut Applied,
@@ -177,9 +216,7 @@ impl Rules<'_> {
             rule: Some(rule),
             now: self.now,
         };
-        let Some(state) = changes::ticket_state(tx, id).await? else {
-            return Ok(Vec::new());
-        };
+        let id = state.id;
         let updated = |changed: bool| {
             if changed {
                 vec![Event::TicketUpdated]
@@ -200,11 +237,11 @@ impl Rules<'_> {
             Action::AddTag(tag) => updated(changes::set_tag(tx, id, tag, true, by).await?),
             Action::RemoveTag(tag) => updated(changes::set_tag(tx, id, tag, false, by).await?),
             Action::SetStatus(v) => match v.parse::<Status>() {
-                Ok(status) => self.set_status(tx, &state, status, by, message).await?,
+                Ok(status) => self.set_status(tx, state, status, by, message).await?,
                 Err(_) => Vec::new(),
             },
             Action::Close => {
-                self.set_status(tx, &state, Status::Closed, by, message)
+                self.set_status(tx, state, Status::Closed, by, message)
                     .await?
             }
             Action::Spam => {
@@ -214,7 +251,7 @@ impl Rules<'_> {
                 t::set_status(tx, id, old, Status::Closed, ACTOR, Some(rule), self.now).await?;
                 Vec::new()
             }
-            Action::Assign(who) => self.assign(tx, &state, who, by, message).await?,
+            Action::Assign(who) => self.assign(tx, state, who, by, message).await?,
             Action::Note(text) => {
                 t::add_comment(
                     tx,
@@ -246,13 +283,13 @@ impl Rules<'_> {
                 Vec::new()
             }
             Action::Notify { template, to } => {
-                let subject = subject_of(&state, message);
-                self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
+                let subject = subject_of(state, message);
+                self.notify_each(tx, state, &subject, template, std::slice::from_ref(to))
                     .await?;
                 Vec::new()
             }
             Action::AutoReply { template } => {
-                let subject = subject_of(&state, message);
+                let subject = subject_of(state, message);
                 let to = if message.facts.from.is_empty() {
                     state.requester.clone()
                 } else {
@@ -282,7 +319,7 @@ impl Rules<'_> {
             // Summaries of a scheduled run: the scheduler sends them once per run.
             Action::Digest { .. } | Action::Report { .. } => Vec::new(),
             Action::Webhook(name) => {
-                let payload = webhook_payload(&state, event, rule, message, self.now);
+                let payload = webhook_payload(state, event, rule, message, self.now);
                 let n = NewNotification {
                     ticket_id: Some(id),
                     event: event.as_str().into(),

@@ -103,6 +103,60 @@ pub struct Timer {
     pub due: Timestamp,
 }
 
+/// A timer row as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub kind: Kind,
+    pub due: Timestamp,
+    pub fired_at: Option<Timestamp>,
+}
+
+/// What a reschedule must write, given the timers wanted now and the rows
+/// stored: `None` when the rows already say it (the common case just before
+/// a timer fires), else the fired life-cycle kinds to arm again. Life-cycle
+/// timers fire once per period: activity after `idle`, a new pending period,
+/// a new resolution arm them again.
+pub fn plan(
+    wanted: &[Timer],
+    stored: &[Stored],
+    updated_at: Timestamp,
+    paused_since: Option<Timestamp>,
+    resolved_at: Option<Timestamp>,
+) -> Option<Vec<Kind>> {
+    let rearm: Vec<Kind> = stored
+        .iter()
+        .filter_map(|s| {
+            let fired = s.fired_at?;
+            let earlier = |period: Option<Timestamp>| period.is_some_and(|p| fired < p);
+            let again = match s.kind {
+                Kind::Idle => fired < updated_at,
+                Kind::PendingReminder | Kind::PendingResolve => earlier(paused_since),
+                Kind::AutoClose => earlier(resolved_at),
+                _ => false,
+            };
+            again.then_some(s.kind)
+        })
+        .collect();
+    let fired = |kind: Kind| {
+        stored
+            .iter()
+            .any(|s| s.kind == kind && s.fired_at.is_some() && !rearm.contains(&kind))
+    };
+    let mut want: Vec<(Kind, Timestamp)> = wanted
+        .iter()
+        .filter(|t| !fired(t.kind))
+        .map(|t| (t.kind, t.due))
+        .collect();
+    let mut have: Vec<(Kind, Timestamp)> = stored
+        .iter()
+        .filter(|s| s.fired_at.is_none())
+        .map(|s| (s.kind, s.due))
+        .collect();
+    want.sort();
+    have.sort();
+    (want != have || !rearm.is_empty()).then_some(rearm)
+}
+
 type PerPriority = BTreeMap<Priority, i64>;
 
 /// Days as seconds; 0 turns the timer off.
@@ -269,6 +323,54 @@ impl Policies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_writes_only_what_changed_and_arms_a_new_period() {
+        let t = |kind, due| Timer { kind, due };
+        let s = |kind, due, fired_at| Stored {
+            kind,
+            due,
+            fired_at,
+        };
+        let wanted = [t(Kind::ResolutionBreach, 500), t(Kind::Idle, 300)];
+        // Stored as wanted: nothing to write.
+        let same = [
+            s(Kind::ResolutionBreach, 500, None),
+            s(Kind::Idle, 300, None),
+        ];
+        assert_eq!(plan(&wanted, &same, 100, None, None), None);
+        // A due time moved: rewrite.
+        let moved = [
+            s(Kind::ResolutionBreach, 600, None),
+            s(Kind::Idle, 300, None),
+        ];
+        assert_eq!(plan(&wanted, &moved, 100, None, None), Some(vec![]));
+        // Idle fired at 250, nothing happened since: stays fired, nothing to write.
+        let idle_fired = [
+            s(Kind::ResolutionBreach, 500, None),
+            s(Kind::Idle, 250, Some(250)),
+        ];
+        assert_eq!(plan(&wanted, &idle_fired, 250, None, None), None);
+        // Activity after it fired: idle is armed again.
+        assert_eq!(
+            plan(&wanted, &idle_fired, 260, None, None),
+            Some(vec![Kind::Idle])
+        );
+        // A fired breach is never armed again.
+        let breached = [
+            s(Kind::ResolutionBreach, 500, Some(500)),
+            s(Kind::Idle, 300, None),
+        ];
+        assert_eq!(plan(&wanted, &breached, 900, Some(900), Some(900)), None);
+        // The reminder of an earlier pending period.
+        let reminded = [s(Kind::PendingReminder, 50, Some(50))];
+        let wanted = [t(Kind::PendingReminder, 400)];
+        assert_eq!(plan(&wanted, &reminded, 60, Some(40), None), None);
+        assert_eq!(
+            plan(&wanted, &reminded, 60, Some(100), None),
+            Some(vec![Kind::PendingReminder])
+        );
+    }
 
     fn policies(extra: &str) -> Policies {
         let config = Config::parse(&format!(

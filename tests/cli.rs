@@ -216,8 +216,8 @@ fn run_with_the_shipped_config_needs_no_server() {
     }
     // No SMTP server configured: the acknowledgement is written as an .eml
     // file, and so is the notice to the agent the shipped rules assigned.
-    let eml = outbox_mail(dir.path(), "To: jan.kowalski@firma.pl");
-    let assigned = outbox_mail(dir.path(), "To: ewa@example.com");
+    let eml = outbox_mail(dir.path(), "To: jan.kowalski@firma.pl", &log);
+    let assigned = outbox_mail(dir.path(), "To: ewa@example.com", &log);
     assert!(assigned.contains("TKT-2026-0001"), "{assigned}");
     assert!(eml.contains("To: jan.kowalski@firma.pl"), "{eml}");
     assert!(eml.contains("Subject: [TKT-2026-0001] "), "{eml}");
@@ -228,7 +228,7 @@ fn run_with_the_shipped_config_needs_no_server() {
     );
     signal(&child, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !log().contains("rules reloaded rules=10") {
+    while !log().contains("rules reloaded rules=13") {
         assert!(
             Instant::now() < deadline,
             "no reload on SIGHUP; daemon log:\n{}",
@@ -334,7 +334,7 @@ fn copy_shipped(dir: &Path) {
 }
 
 /// The first `.eml` in var/outbox containing `needle`, waiting up to 30 s.
-fn outbox_mail(dir: &Path, needle: &str) -> String {
+fn outbox_mail(dir: &Path, needle: &str, log: &dyn Fn() -> String) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let found = std::fs::read_dir(dir.join("var/outbox"))
@@ -349,7 +349,8 @@ fn outbox_mail(dir: &Path, needle: &str) -> String {
         }
         assert!(
             Instant::now() < deadline,
-            "no mail with {needle:?} in var/outbox"
+            "no mail with {needle:?} in var/outbox; daemon log:\n{}",
+            log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -4,6 +4,7 @@
 
 use super::facts::{Facts, Value};
 use regex::Regex;
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone)]
@@ -246,7 +247,7 @@ impl Condition {
     pub fn eval(&self, facts: &Facts) -> Verdict {
         match self {
             Condition::Test(t) => Verdict {
-                matched: t.eval(facts),
+                matched: t.holds(facts),
                 decided_by: t.to_string(),
             },
             Condition::All(list) => {
@@ -287,12 +288,28 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// Whether the condition holds, without saying why (the fast path the
+    /// pipeline takes; `eval` explains).
+    pub fn matches(&self, facts: &Facts) -> bool {
+        match self {
+            Condition::Test(t) => t.holds(facts),
+            Condition::All(list) => list.iter().all(|c| c.matches(facts)),
+            Condition::Any(list) => list.iter().any(|c| c.matches(facts)),
+            Condition::Not(inner) => !inner.matches(facts),
+        }
+    }
+}
+
 impl Test {
-    fn eval(&self, facts: &Facts) -> bool {
+    fn holds(&self, facts: &Facts) -> bool {
         let value = facts.get(&self.field);
         match (&self.op, &value) {
             (Op::Exists(want), v) => v.exists() == *want,
-            (op, Value::Texts(items)) => items.iter().any(|item| text_op(op, item, &self.field)),
+            (op, Value::Text(item, lowered)) => text_op(op, item, *lowered, &self.field),
+            (op, Value::Texts(items)) => items
+                .iter()
+                .any(|item| text_op(op, item, None, &self.field)),
             (Op::Equals(Operand::Number(n)), Value::Number(v)) => v == n,
             (Op::Gt(Operand::Number(n)), Value::Number(v)) => v > n,
             (Op::Lt(Operand::Number(n)), Value::Number(v)) => v < n,
@@ -302,13 +319,24 @@ impl Test {
     }
 }
 
-fn text_op(op: &Op, item: &str, field: &Field) -> bool {
-    let lower = || item.to_lowercase();
+/// `text` in lower case, copied only when it has upper-case letters.
+fn lower(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_uppercase) {
+        Cow::Owned(text.to_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// One text test; case-insensitive except `matches`. `lowered` is `item` in
+/// lower case when the facts keep one (subject, body).
+fn text_op(op: &Op, item: &str, lowered: Option<&str>, field: &Field) -> bool {
+    let haystack = || lowered.map_or_else(|| lower(item), Cow::Borrowed);
     match op {
-        Op::Equals(Operand::Text(s)) => item.to_lowercase() == s.to_lowercase(),
-        Op::Contains(s) => lower().contains(&s.to_lowercase()),
-        Op::StartsWith(s) => lower().starts_with(&s.to_lowercase()),
-        Op::EndsWith(s) => lower().ends_with(&s.to_lowercase()),
+        Op::Equals(Operand::Text(s)) => haystack() == lower(s),
+        Op::Contains(s) => haystack().contains(lower(s).as_ref()),
+        Op::StartsWith(s) => haystack().starts_with(lower(s).as_ref()),
+        Op::EndsWith(s) => haystack().ends_with(lower(s).as_ref()),
         Op::Matches(r) => r.is_match(item),
         Op::In(list) => list.iter().any(|s| s.eq_ignore_ascii_case(item)),
         Op::Gt(Operand::Text(s)) if *field == Field::Priority => rank(item) > rank(s),

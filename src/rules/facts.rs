@@ -33,11 +33,16 @@ pub struct Facts {
     pub idle_seconds: i64,
     /// Whether the event happens inside the rules' calendar's business hours.
     pub business_hours: bool,
+    /// Subject and body in lower case, made once per evaluation by the
+    /// first case-insensitive test that needs them (actions never change them).
+    pub lowered: std::sync::OnceLock<(String, String)>,
 }
 
 /// A field's value as conditions see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
+    /// One text, with its lower-case form when the facts keep one.
+    Text(&'a str, Option<&'a str>),
     Texts(Vec<&'a str>),
     Number(i64),
     Bool(bool),
@@ -46,6 +51,7 @@ pub enum Value<'a> {
 impl Value<'_> {
     pub fn exists(&self) -> bool {
         match self {
+            Value::Text(s, _) => !s.is_empty(),
             Value::Texts(items) => items.iter().any(|s| !s.is_empty()),
             Value::Number(_) => true,
             Value::Bool(b) => *b,
@@ -62,13 +68,18 @@ fn many(v: &[String]) -> Value<'_> {
 }
 
 impl Facts {
+    fn lowered(&self) -> &(String, String) {
+        self.lowered
+            .get_or_init(|| (self.subject.to_lowercase(), self.body.to_lowercase()))
+    }
+
     pub fn get(&self, field: &Field) -> Value<'_> {
         match field {
-            Field::Subject => Value::Texts(vec![&self.subject]),
-            Field::Body => Value::Texts(vec![&self.body]),
-            Field::From => Value::Texts(vec![&self.from]),
+            Field::Subject => Value::Text(&self.subject, Some(&self.lowered().0)),
+            Field::Body => Value::Text(&self.body, Some(&self.lowered().1)),
+            Field::From => Value::Text(&self.from, None),
             Field::FromDomain => {
-                Value::Texts(vec![self.from.rsplit_once('@').map_or("", |(_, d)| d)])
+                Value::Text(self.from.rsplit_once('@').map_or("", |(_, d)| d), None)
             }
             Field::To => many(&self.to),
             Field::Cc => many(&self.cc),
@@ -79,12 +90,12 @@ impl Facts {
                     .map(|(_, v)| v.as_str())
                     .collect(),
             ),
-            Field::Channel => Value::Texts(vec![&self.channel]),
-            Field::Mailbox => Value::Texts(vec![&self.mailbox]),
+            Field::Channel => Value::Text(&self.channel, None),
+            Field::Mailbox => Value::Text(&self.mailbox, None),
             Field::Language => opt(&self.language),
-            Field::Category => Value::Texts(vec![&self.category]),
-            Field::Priority => Value::Texts(vec![&self.priority]),
-            Field::Status => Value::Texts(vec![&self.status]),
+            Field::Category => Value::Text(&self.category, None),
+            Field::Priority => Value::Text(&self.priority, None),
+            Field::Status => Value::Text(&self.status, None),
             Field::Tags => many(&self.tags),
             Field::Assignee => opt(&self.assignee),
             Field::Team => opt(&self.team),

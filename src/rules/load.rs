@@ -505,9 +505,10 @@ impl Reader<'_> {
             }
         };
         Some(match name {
-            "contains" => Op::Contains(text(self)?),
-            "starts_with" => Op::StartsWith(text(self)?),
-            "ends_with" => Op::EndsWith(text(self)?),
+            // Lower case once here, so evaluation compares without copying.
+            "contains" => Op::Contains(text(self)?.to_lowercase()),
+            "starts_with" => Op::StartsWith(text(self)?.to_lowercase()),
+            "ends_with" => Op::EndsWith(text(self)?.to_lowercase()),
             "matches" => {
                 let pattern = text(self)?;
                 match regex::Regex::new(&pattern) {
@@ -685,7 +686,14 @@ impl Reader<'_> {
                 self.known(&catalog.teams, &v, "team", v_at)?;
                 Action::SetTeam(v)
             }
-            "add_tag" => Action::AddTag(string(self)?),
+            "add_tag" => {
+                let tag = string(self)?;
+                if tag.chars().any(char::is_control) {
+                    self.error(v_at, "add_tag: a tag cannot hold control characters");
+                    return None;
+                }
+                Action::AddTag(tag)
+            }
             "remove_tag" => Action::RemoveTag(string(self)?),
             "note" => Action::Note(string(self)?),
             "close" => flag(self).map(|_| Action::Close)?,

@@ -166,10 +166,27 @@ impl RuleSet {
     /// Every rule listening to `event`, in order, until one that matched
     /// stops the evaluation.
     pub fn evaluate(&self, event: Event, facts: &Facts) -> Vec<Trace> {
+        self.run(event, facts, true)
+    }
+
+    /// The same, without saying which test decided (`decided_by` stays
+    /// empty): the pipeline's fast path.
+    pub fn decide(&self, event: Event, facts: &Facts) -> Vec<Trace> {
+        self.run(event, facts, false)
+    }
+
+    fn run(&self, event: Event, facts: &Facts, explain: bool) -> Vec<Trace> {
         let mut facts = facts.clone();
         let mut traces = Vec::new();
         for rule in self.rules.iter().filter(|r| r.on.contains(&event)) {
-            let verdict = rule.when.eval(&facts);
+            let verdict = if explain {
+                rule.when.eval(&facts)
+            } else {
+                condition::Verdict {
+                    matched: rule.when.matches(&facts),
+                    decided_by: String::new(),
+                }
+            };
             let actions = if verdict.matched {
                 rule.then.clone()
             } else {

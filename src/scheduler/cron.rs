@@ -89,7 +89,7 @@ impl Scheduler {
             .filter(|state| {
                 let mut facts = facts_of(state, &Facts::default(), now);
                 facts.business_hours = open_hours;
-                rule.when.eval(&facts).matched
+                rule.when.matches(&facts)
             })
             .collect();
         let (summaries, actions): (Vec<&Action>, Vec<&Action>) =

@@ -1,7 +1,7 @@
 //! Changes that rules (and later agents) make to a ticket: fields, tags,
 //! assignment. Every change writes a history row naming the actor and rule.
 
-use super::tickets::{history, strings_of};
+use super::tickets::history;
 use super::{Result, Tx};
 use crate::clock::Timestamp;
 use sqlx::Row;
@@ -31,63 +31,71 @@ pub struct TicketState {
     pub resolution_due: Option<Timestamp>,
 }
 
-/// The columns and joins of a [`TicketState`]; callers add the WHERE.
+/// The columns and joins of a [`TicketState`] with its tags folded into one
+/// column, joined by U+001F (`$tags`: the dialect's aggregate; the rule
+/// loader refuses control characters in tags); callers add the WHERE.
 macro_rules! state_select {
-    () => {
-        "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category, t.channel, t.language,
-                i.address AS requester, c.name AS requester_name, a.email AS assignee,
-                a.name AS assignee_name, tm.name AS team, o.name AS organization,
-                t.created_at, t.updated_at, t.first_response_due, t.resolution_due
-         FROM tickets t
-         JOIN contacts c ON c.id = t.requester_id
-         LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
-         LEFT JOIN agents a ON a.id = t.assignee_id
-         LEFT JOIN teams tm ON tm.id = t.team_id
-         LEFT JOIN organizations o ON o.id = t.organization_id"
+    ($tags:literal) => {
+        concat!(
+            "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category, t.channel,
+                    t.language, i.address AS requester, c.name AS requester_name,
+                    a.email AS assignee, a.name AS assignee_name, tm.name AS team,
+                    o.name AS organization, t.created_at, t.updated_at, t.first_response_due,
+                    t.resolution_due, (SELECT ",
+            $tags,
+            " FROM ticket_tags g WHERE g.ticket_id = t.id) AS tags
+             FROM tickets t
+             JOIN contacts c ON c.id = t.requester_id
+             LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
+             LEFT JOIN agents a ON a.id = t.assignee_id
+             LEFT JOIN teams tm ON tm.id = t.team_id
+             LEFT JOIN organizations o ON o.id = t.organization_id"
+        )
     };
 }
 
 pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
-    let Some(r) = sqlx::query(concat!(state_select!(), " WHERE t.id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await?
-    else {
+    let sql = if is_sqlite(tx) {
+        concat!(
+            state_select!("group_concat(g.tag, char(31))"),
+            " WHERE t.id = $1"
+        )
+    } else {
+        concat!(
+            state_select!("string_agg(g.tag, chr(31))"),
+            " WHERE t.id = $1"
+        )
+    };
+    let Some(r) = sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await? else {
         return Ok(None);
     };
-    let mut state = state_of(&r)?;
-    state.tags = strings_of(
-        tx,
-        "SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag",
-        id,
-    )
-    .await?;
-    Ok(Some(state))
+    Ok(Some(state_of(&r)?))
+}
+
+fn is_sqlite(tx: &mut Tx) -> bool {
+    tx.backend_name() == "SQLite"
 }
 
 /// Every ticket that is not resolved or closed, in number order: two
 /// queries, however many tickets (scheduled rules run over these).
 pub async fn open_ticket_states(tx: &mut Tx) -> Result<Vec<TicketState>> {
-    let rows = sqlx::query(concat!(
-        state_select!(),
-        " WHERE t.status IN ('new', 'open', 'pending') ORDER BY t.id"
-    ))
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut states = rows.iter().map(state_of).collect::<Result<Vec<_>>>()?;
-    let tags = sqlx::query(
-        "SELECT g.ticket_id, g.tag FROM ticket_tags g JOIN tickets t ON t.id = g.ticket_id
-         WHERE t.status IN ('new', 'open', 'pending') ORDER BY g.ticket_id, g.tag",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    for r in &tags {
-        let id: i64 = r.try_get(0)?;
-        if let Ok(i) = states.binary_search_by_key(&id, |s| s.id) {
-            states[i].tags.push(r.try_get(1)?);
-        }
-    }
-    Ok(states)
+    let sql = if is_sqlite(tx) {
+        concat!(
+            state_select!("group_concat(g.tag, char(31))"),
+            " WHERE t.status IN ('new', 'open', 'pending') ORDER BY t.id"
+        )
+    } else {
+        concat!(
+            state_select!("string_agg(g.tag, chr(31))"),
+            " WHERE t.status IN ('new', 'open', 'pending') ORDER BY t.id"
+        )
+    };
+    sqlx::query(sql)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(state_of)
+        .collect()
 }
 
 fn state_of(r: &sqlx::any::AnyRow) -> Result<TicketState> {
@@ -108,7 +116,17 @@ fn state_of(r: &sqlx::any::AnyRow) -> Result<TicketState> {
         assignee_name: r.try_get("assignee_name")?,
         team: r.try_get("team")?,
         organization: r.try_get("organization")?,
-        tags: Vec::new(),
+        tags: {
+            let joined: Option<String> = r.try_get("tags")?;
+            let mut tags: Vec<String> = joined
+                .iter()
+                .flat_map(|j| j.split('\u{1f}'))
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect();
+            tags.sort();
+            tags
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         first_response_due: r.try_get("first_response_due")?,

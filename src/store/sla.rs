@@ -4,18 +4,20 @@
 
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
-use crate::sla::{Clocked, Kind, Policies, Timer};
+use crate::sla::{Clocked, Kind, Policies, Stored, Timer};
 use crate::ticket::{Priority, Status};
 use sqlx::Row;
 
 /// Recomputes a ticket's due times and timers from its current state:
 /// unfired timers move, fired ones stay fired, those no longer ahead (a first
-/// response happened, the ticket is pending or resolved) are dropped.
+/// response happened, the ticket is pending or resolved) are dropped. Writes
+/// nothing when the stored rows already match (see [`crate::sla::plan`]).
 pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()> {
     let Some(r) = sqlx::query(
         "SELECT t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
-                o.name AS organization,
-                t.first_response_at, t.sla_paused_at, t.resolved_at
+                o.name AS organization, t.first_response_at, t.sla_paused_at, t.resolved_at,
+                t.first_response_due, t.resolution_due,
+                (SELECT COUNT(*) FROM sla_pauses p WHERE p.ticket_id = t.id) AS pauses
          FROM tickets t
          LEFT JOIN teams tm ON tm.id = t.team_id
          LEFT JOIN organizations o ON o.id = t.organization_id
@@ -27,14 +29,18 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
     else {
         return Ok(());
     };
-    let pauses: Vec<(Timestamp, Timestamp)> =
-        sqlx::query("SELECT from_at, to_at FROM sla_pauses WHERE ticket_id = $1 ORDER BY from_at")
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|p| Ok((p.try_get(0)?, p.try_get(1)?)))
-            .collect::<Result<_>>()?;
+    let mut pauses: Vec<(Timestamp, Timestamp)> = Vec::new();
+    if r.try_get::<i64, _>("pauses")? > 0 {
+        pauses = sqlx::query(
+            "SELECT from_at, to_at FROM sla_pauses WHERE ticket_id = $1 ORDER BY from_at",
+        )
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|p| Ok((p.try_get(0)?, p.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    }
     let priority: String = r.try_get("priority")?;
     let status: String = r.try_get("status")?;
     let team: Option<String> = r.try_get("team")?;
@@ -51,25 +57,52 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
         paused_since: r.try_get("sla_paused_at")?,
     };
     let timers = policies.timers(&clocked);
+    let stored = stored_timers(tx, id).await?;
+    let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
+    let columns_match = r.try_get::<Option<Timestamp>, _>("first_response_due")?
+        == due(Kind::FirstResponseBreach)
+        && r.try_get::<Option<Timestamp>, _>("resolution_due")? == due(Kind::ResolutionBreach);
+    let resolved_at = r.try_get("resolved_at")?;
+    let rearm = match crate::sla::plan(
+        &timers,
+        &stored,
+        clocked.updated_at,
+        clocked.paused_since,
+        resolved_at,
+    ) {
+        Some(rearm) => rearm,
+        None if columns_match => return Ok(()),
+        None => Vec::new(),
+    };
     sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NULL")
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    // Life-cycle timers fire once per period: activity after `idle`, a new
-    // pending period, a new resolution arm them again.
-    sqlx::query(
-        "DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NOT NULL AND (
-            (kind = 'idle' AND fired_at < $2)
-            OR (kind IN ('pending.reminder', 'pending.resolve') AND fired_at < $3)
-            OR (kind = 'auto_close' AND fired_at < $4))",
-    )
-    .bind(id)
-    .bind(clocked.updated_at)
-    .bind(clocked.paused_since)
-    .bind(r.try_get::<Option<Timestamp>, _>("resolved_at")?)
-    .execute(&mut **tx)
-    .await?;
+    for kind in rearm {
+        sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND kind = $2")
+            .bind(id)
+            .bind(kind.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
     write_timers(tx, id, &timers).await
+}
+
+async fn stored_timers(tx: &mut Tx, id: i64) -> Result<Vec<Stored>> {
+    sqlx::query("SELECT kind, due_at, fired_at FROM sla_timers WHERE ticket_id = $1")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .filter_map(|r| {
+            let kind: String = r.try_get("kind").ok()?;
+            Some(Ok(Stored {
+                kind: Kind::parse(&kind)?,
+                due: r.try_get("due_at").ok()?,
+                fired_at: r.try_get("fired_at").ok()?,
+            }))
+        })
+        .collect()
 }
 
 /// Stores due times and timers computed by the caller: for a ticket just
