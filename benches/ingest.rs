@@ -13,6 +13,9 @@ use ticketd::clock::Clock;
 use ticketd::config::Config;
 use ticketd::ingest::{Inbound, OutcomeKind, Pipeline};
 
+#[path = "support/args.rs"]
+mod support;
+
 #[path = "support/messages.rs"]
 mod messages;
 use messages::message;
@@ -41,17 +44,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,7 +99,10 @@ fn main() -> anyhow::Result<()> {
             store.backend()
         );
         println!("outcomes: {counts:?}");
-        println!("peak RSS: {:.1} MB", peak_rss_kib() as f64 / 1024.0);
+        println!(
+            "peak RSS: {:.1} MB",
+            support::status_kib("VmHWM:") as f64 / 1024.0
+        );
         Ok(())
     })
 }

@@ -18,7 +18,7 @@ use ticketd::scheduler::Scheduler;
 
 #[path = "support/args.rs"]
 mod support;
-use support::arg;
+use support::{arg, status_kib};
 
 const START: i64 = 1_795_168_800; // 2026-11-20 10:00 UTC
 
@@ -47,17 +47,6 @@ name = "escalate on breach"
 on = "sla.breached"
 then = [{ escalate = true }, { add_tag = "breached" }]
 "#;
-
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn mail(n: usize) -> Vec<u8> {
     format!(
@@ -114,14 +103,7 @@ fn main() -> anyhow::Result<()> {
         .skip_while(|a| a != "--database-url")
         .nth(1);
     let dir = tempfile::tempdir()?;
-    let rules = if std::env::args().any(|a| a == "--no-breach-rule") {
-        &RULES[..RULES
-            .find("[[rule]]\nname = \"escalate")
-            .unwrap_or(RULES.len())]
-    } else {
-        RULES
-    };
-    std::fs::write(dir.path().join("10-bench.toml"), rules)?;
+    std::fs::write(dir.path().join("10-bench.toml"), RULES)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -158,14 +158,13 @@ impl Report {
         }
     }
 
-    const HEADER: [&'static str; 7] = [
+    const HEADER: [&'static str; 6] = [
         "created",
         "resolved",
         "avg first response",
         "avg resolution",
         "SLA compliance",
         "breached",
-        "",
     ];
 
     fn cells(line: &Line) -> [String; 6] {
@@ -185,7 +184,7 @@ impl Report {
     pub fn table(&self) -> String {
         let mut rows: Vec<Vec<String>> = vec![
             std::iter::once(self.by.to_string())
-                .chain(Report::HEADER[..6].iter().map(|h| h.to_string()))
+                .chain(Report::HEADER.iter().map(|h| h.to_string()))
                 .collect(),
         ];
         for line in self.lines.iter().chain(std::iter::once(&self.total)) {

@@ -19,3 +19,15 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
         .min(sorted.len() - 1);
     sorted[i].as_secs_f64() * 1000.0
 }
+
+/// A `/proc/self/status` figure in KiB (`VmRSS:`, `VmHWM:`), 0 when unknown.
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -9,25 +9,35 @@ use crate::apply::{Rules, facts_of};
 use crate::clock::{Timestamp, span};
 use crate::report::{GroupBy, Report};
 use crate::rules::action::Recipient;
-use crate::rules::{Action, Event, Facts, Rule};
+use crate::rules::{Action, Event, Facts, Rule, RuleSet};
 use crate::store::changes::{self, TicketState};
 use crate::store::{self, Tx, reports, schedule, sla};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A digest lists at most this many tickets (and says how many more).
 const DIGEST_LIMIT: usize = 100;
 
-/// When this instance first saw each scheduled rule: a rule that never ran
-/// waits for its first slot after that (no run for a slot before it existed).
+/// Per scheduled rule, the slot after which the next run is due: the last
+/// slot run (here or by another instance), or for a rule never run, when this
+/// instance first saw it (no run for a slot before the rule existed). Kept in
+/// memory, so finding due slots costs no query; read from the store once per
+/// rule.
 #[derive(Debug, Default)]
 pub struct Seen(Mutex<HashMap<String, Timestamp>>);
 
 impl Seen {
-    fn since(&self, rule: &str, now: Timestamp) -> Timestamp {
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *seen.entry(rule.to_string()).or_insert(now)
+    fn after(&self, rule: &str) -> Option<Timestamp> {
+        self.lock().get(rule).copied()
+    }
+
+    fn set(&self, rule: &str, after: Timestamp) {
+        self.lock().insert(rule.to_string(), after);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Timestamp>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -36,25 +46,32 @@ impl Scheduler {
     pub async fn run_schedules(&self) -> store::Result<usize> {
         let set = self.rules.current();
         let scheduled: Vec<&Rule> = set.rules.iter().filter(|r| r.schedule.is_some()).collect();
-        if scheduled.is_empty() {
-            return Ok(0);
-        }
         let now = self.clock.now();
-        let last = self.store.last_slots().await?;
+        if scheduled.iter().any(|r| self.seen.after(&r.name).is_none()) {
+            let last = self.store.last_slots().await?;
+            for rule in scheduled
+                .iter()
+                .filter(|r| self.seen.after(&r.name).is_none())
+            {
+                self.seen
+                    .set(&rule.name, last.get(&rule.name).copied().unwrap_or(now));
+            }
+        }
         let mut ran = 0;
         for rule in scheduled {
-            let Some(schedule) = &rule.schedule else {
+            let (Some(schedule), Some(after)) = (&rule.schedule, self.seen.after(&rule.name))
+            else {
                 continue;
             };
-            let since = self.seen.since(&rule.name, now);
-            let after = last.get(&rule.name).copied().unwrap_or(since);
             let Some(slot) = schedule.due(after, now, self.time_zone) else {
                 continue;
             };
-            if self.run_slot(rule, slot, now).await? {
+            if self.run_slot(&set, rule, slot, now).await? {
                 tracing::info!(rule = %rule.name, slot = %crate::clock::rfc3339(slot), "scheduled rule ran");
                 ran += 1;
             }
+            // Run here or claimed by another instance: either way done.
+            self.seen.set(&rule.name, slot);
         }
         Ok(ran)
     }
@@ -70,14 +87,20 @@ impl Scheduler {
     }
 
     /// One run of `rule` for `slot`; false when another run claimed it first.
-    async fn run_slot(&self, rule: &Rule, slot: Timestamp, now: Timestamp) -> store::Result<bool> {
+    async fn run_slot(
+        &self,
+        set: &Arc<RuleSet>,
+        rule: &Rule,
+        slot: Timestamp,
+        now: Timestamp,
+    ) -> store::Result<bool> {
         let mut tx = self.store.begin().await?;
         if !schedule::claim_slot(&mut tx, &rule.name, slot, now).await? {
             tx.rollback().await?;
             return Ok(false);
         }
         let rules = Rules {
-            set: self.rules.current(),
+            set: set.clone(),
             calendar: self.calendar.as_ref(),
             notifier: &self.notifier,
             now,

@@ -18,6 +18,15 @@ use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
+/// A true/false column: SQLite returns EXISTS as 0/1, PostgreSQL as a boolean.
+pub(crate) fn flag(r: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
+    use sqlx::Row;
+    Ok(match r.try_get::<bool, _>(column) {
+        Ok(b) => b,
+        Err(_) => r.try_get::<i64, _>(column)? != 0,
+    })
+}
+
 /// A transaction on the store.
 pub type Tx = Transaction<'static, Any>;
 

@@ -132,10 +132,7 @@ impl Store {
                 let first: Option<i64> = r.try_get("first_response_due")?;
                 let resolution: Option<i64> = r.try_get("resolution_due")?;
                 let next = first.into_iter().chain(resolution).min();
-                // SQLite says 0/1, PostgreSQL true/false.
-                let breached = r
-                    .try_get::<bool, _>("breached")
-                    .or_else(|_| r.try_get::<i64, _>("breached").map(|n| n != 0))?;
+                let breached = super::flag(r, "breached")?;
                 Ok(TicketSummary {
                     number: r.try_get("number")?,
                     subject: r.try_get("subject")?,

@@ -35,18 +35,10 @@ pub async fn report_rows(tx: &mut Tx, from: Timestamp, to: Timestamp) -> Result<
             created_at: r.try_get("created_at")?,
             first_response_at: r.try_get("first_response_at")?,
             resolved_at: r.try_get("resolved_at")?,
-            breached: truthy(r, "breached")?,
+            breached: super::flag(r, "breached")?,
         })
     })
     .collect()
-}
-
-/// SQLite returns EXISTS as an integer, PostgreSQL as a boolean.
-fn truthy(r: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
-    Ok(match r.try_get::<bool, _>(column) {
-        Ok(b) => b,
-        Err(_) => r.try_get::<i64, _>(column)? != 0,
-    })
 }
 
 impl Store {
