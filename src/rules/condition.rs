@@ -3,6 +3,7 @@
 //! test decided.
 
 use super::facts::{Facts, Value};
+use super::prefilter::{Prefilter, Scan};
 use regex::Regex;
 use std::borrow::Cow;
 use std::fmt;
@@ -68,11 +69,25 @@ pub enum Op {
     Contains(String),
     StartsWith(String),
     EndsWith(String),
-    Matches(Regex),
+    Matches(Pattern),
     In(Vec<String>),
     Gt(Operand),
     Lt(Operand),
     Exists(bool),
+}
+
+/// A `matches` regex and its slot in the rule set's [`Prefilter`] (none:
+/// it always runs).
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub regex: Regex,
+    pub slot: Option<usize>,
+}
+
+impl Pattern {
+    pub fn new(regex: Regex) -> Pattern {
+        Pattern { regex, slot: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +240,7 @@ impl fmt::Display for Test {
             Op::Contains(s) => write!(f, "{field} contains {s:?}"),
             Op::StartsWith(s) => write!(f, "{field} starts_with {s:?}"),
             Op::EndsWith(s) => write!(f, "{field} ends_with {s:?}"),
-            Op::Matches(r) => write!(f, "{field} matches {:?}", r.as_str()),
+            Op::Matches(p) => write!(f, "{field} matches {:?}", p.regex.as_str()),
             Op::In(list) => write!(f, "{field} in {list:?}"),
             Op::Gt(v) => write!(f, "{field} gt {v}"),
             Op::Lt(v) => write!(f, "{field} lt {v}"),
@@ -244,10 +259,11 @@ pub struct Verdict {
 }
 
 impl Condition {
-    pub fn eval(&self, facts: &Facts) -> Verdict {
+    /// Whether the condition holds and which test decided.
+    pub fn eval(&self, facts: &Facts, scan: &Scan) -> Verdict {
         match self {
             Condition::Test(t) => Verdict {
-                matched: t.holds(facts),
+                matched: t.holds(facts, scan),
                 decided_by: t.to_string(),
             },
             Condition::All(list) => {
@@ -256,7 +272,7 @@ impl Condition {
                     decided_by: "no conditions".into(),
                 };
                 for c in list {
-                    last = c.eval(facts);
+                    last = c.eval(facts, scan);
                     if !last.matched {
                         return last;
                     }
@@ -269,7 +285,7 @@ impl Condition {
                     decided_by: "no alternative of `any`".into(),
                 };
                 for c in list {
-                    let v = c.eval(facts);
+                    let v = c.eval(facts, scan);
                     if v.matched {
                         return v;
                     }
@@ -278,7 +294,7 @@ impl Condition {
                 last
             }
             Condition::Not(inner) => {
-                let v = inner.eval(facts);
+                let v = inner.eval(facts, scan);
                 Verdict {
                     matched: !v.matched,
                     decided_by: format!("not ({})", v.decided_by),
@@ -291,21 +307,43 @@ impl Condition {
 impl Condition {
     /// Whether the condition holds, without saying why (the fast path the
     /// pipeline takes; `eval` explains).
-    pub fn matches(&self, facts: &Facts) -> bool {
+    pub fn matches_in(&self, facts: &Facts, scan: &Scan) -> bool {
         match self {
-            Condition::Test(t) => t.holds(facts),
-            Condition::All(list) => list.iter().all(|c| c.matches(facts)),
-            Condition::Any(list) => list.iter().any(|c| c.matches(facts)),
-            Condition::Not(inner) => !inner.matches(facts),
+            Condition::Test(t) => t.holds(facts, scan),
+            Condition::All(list) => list.iter().all(|c| c.matches_in(facts, scan)),
+            Condition::Any(list) => list.iter().any(|c| c.matches_in(facts, scan)),
+            Condition::Not(inner) => !inner.matches_in(facts, scan),
+        }
+    }
+
+    /// The same for one condition on its own (every regex runs).
+    pub fn matches(&self, facts: &Facts) -> bool {
+        self.matches_in(facts, &Scan::new(&Prefilter::default()))
+    }
+
+    /// Calls `f` on every test, depth first.
+    pub fn visit_tests(&mut self, f: &mut impl FnMut(&mut Test)) {
+        match self {
+            Condition::Test(t) => f(t),
+            Condition::All(list) | Condition::Any(list) => {
+                list.iter_mut().for_each(|c| c.visit_tests(f))
+            }
+            Condition::Not(inner) => inner.visit_tests(f),
         }
     }
 }
 
 impl Test {
-    fn holds(&self, facts: &Facts) -> bool {
+    fn holds(&self, facts: &Facts, scan: &Scan) -> bool {
         let value = facts.get(&self.field);
         match (&self.op, &value) {
             (Op::Exists(want), v) => v.exists() == *want,
+            (
+                Op::Matches(Pattern {
+                    slot: Some(slot), ..
+                }),
+                Value::Text(item, _),
+            ) if !scan.may_match(&self.field, *slot, item) => false,
             (op, Value::Text(item, lowered)) => text_op(op, item, *lowered, &self.field),
             (op, Value::Texts(items)) => items
                 .iter()
@@ -331,18 +369,36 @@ fn lower(text: &str) -> Cow<'_, str> {
 /// One text test; case-insensitive except `matches`. `lowered` is `item` in
 /// lower case when the facts keep one (subject, body).
 fn text_op(op: &Op, item: &str, lowered: Option<&str>, field: &Field) -> bool {
+    if lowered.is_none()
+        && item.is_ascii()
+        && let Some(holds) = ascii_op(op, item.as_bytes())
+    {
+        return holds;
+    }
     let haystack = || lowered.map_or_else(|| lower(item), Cow::Borrowed);
     match op {
         Op::Equals(Operand::Text(s)) => haystack() == lower(s),
         Op::Contains(s) => haystack().contains(lower(s).as_ref()),
         Op::StartsWith(s) => haystack().starts_with(lower(s).as_ref()),
         Op::EndsWith(s) => haystack().ends_with(lower(s).as_ref()),
-        Op::Matches(r) => r.is_match(item),
+        Op::Matches(p) => p.regex.is_match(item),
         Op::In(list) => list.iter().any(|s| s.eq_ignore_ascii_case(item)),
         Op::Gt(Operand::Text(s)) if *field == Field::Priority => rank(item) > rank(s),
         Op::Lt(Operand::Text(s)) if *field == Field::Priority => rank(item) < rank(s),
         _ => false,
     }
+}
+
+/// A substring test of an ASCII `item` against a lower-case needle, without
+/// copying `item` (a needle with other characters cannot occur in it).
+fn ascii_op(op: &Op, item: &[u8]) -> Option<bool> {
+    let same = |part: &[u8], needle: &str| part.eq_ignore_ascii_case(needle.as_bytes());
+    Some(match op {
+        Op::Contains(s) => s.is_empty() || item.windows(s.len()).any(|w| same(w, s)),
+        Op::StartsWith(s) => item.len() >= s.len() && same(&item[..s.len()], s),
+        Op::EndsWith(s) => item.len() >= s.len() && same(&item[item.len() - s.len()..], s),
+        _ => return None,
+    })
 }
 
 fn rank(priority: &str) -> usize {
@@ -379,6 +435,10 @@ mod tests {
         Condition::Test(Test { field, op })
     }
 
+    fn verdict(c: &Condition, f: &Facts) -> Verdict {
+        c.eval(f, &Scan::new(&Prefilter::default()))
+    }
+
     fn facts() -> Facts {
         Facts {
             subject: "Faktura VAT za listopad".into(),
@@ -397,16 +457,19 @@ mod tests {
     fn text_tests_ignore_case_and_regexes_do_not() {
         let f = facts();
         let contains = test(Field::Subject, Op::Contains("FAKTURA".into()));
-        assert!(contains.eval(&f).matched);
-        let regex = test(Field::Subject, Op::Matches(Regex::new("faktura").unwrap()));
-        assert!(!regex.eval(&f).matched);
+        assert!(verdict(&contains, &f).matched);
+        let regex = test(
+            Field::Subject,
+            Op::Matches(Pattern::new(Regex::new("faktura").unwrap())),
+        );
+        assert!(!verdict(&regex, &f).matched);
         let from = test(
             Field::FromDomain,
             Op::Equals(Operand::Text("firma.pl".into())),
         );
-        assert!(from.eval(&f).matched);
+        assert!(verdict(&from, &f).matched);
         let pdf = test(Field::AttachmentNames, Op::EndsWith(".PDF".into()));
-        assert!(pdf.eval(&f).matched);
+        assert!(verdict(&pdf, &f).matched);
     }
 
     #[test]
@@ -417,7 +480,7 @@ mod tests {
             test(Field::Tags, Op::In(vec!["VIP".into(), "gold".into()])),
         ]);
         assert_eq!(
-            any.eval(&f),
+            verdict(&any, &f),
             Verdict {
                 matched: true,
                 decided_by: "tags in [\"VIP\", \"gold\"]".into()
@@ -428,14 +491,42 @@ mod tests {
             test(Field::Age, Op::Gt(Operand::Number(3 * 3600))),
         ]);
         assert_eq!(
-            all.eval(&f),
+            verdict(&all, &f),
             Verdict {
                 matched: false,
                 decided_by: "age gt 10800".into()
             }
         );
         let not = Condition::Not(Box::new(test(Field::Assignee, Op::Exists(true))));
-        assert!(not.eval(&f).matched);
+        assert!(verdict(&not, &f).matched);
+    }
+
+    #[test]
+    fn ascii_texts_compare_without_copies_as_other_texts_do() {
+        let ops = || {
+            [
+                Op::Contains("outlook 16".into()),
+                Op::Contains("łódź".into()),
+                Op::StartsWith("microsoft".into()),
+                Op::EndsWith(".0".into()),
+                Op::Contains(String::new()),
+            ]
+        };
+        for item in [
+            "Microsoft Outlook 16.0",
+            "MICROSOFT OUTLOOK 16.0",
+            "Łódź 16.0",
+            "",
+        ] {
+            for op in ops() {
+                let copied = text_op(&op, item, Some(&item.to_lowercase()), &Field::From);
+                assert_eq!(
+                    text_op(&op, item, None, &Field::From),
+                    copied,
+                    "{op:?} on {item:?}"
+                );
+            }
+        }
     }
 
     #[test]

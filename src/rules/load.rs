@@ -131,6 +131,7 @@ pub fn load_texts(
         }
     }
     if errors.is_empty() {
+        set.index();
         Ok(set)
     } else {
         Err(errors)
@@ -512,7 +513,7 @@ impl Reader<'_> {
             "matches" => {
                 let pattern = text(self)?;
                 match regex::Regex::new(&pattern) {
-                    Ok(r) => Op::Matches(r),
+                    Ok(r) => Op::Matches(super::condition::Pattern::new(r)),
                     Err(e) => {
                         let why = e.to_string();
                         let why = why.lines().last().unwrap_or("invalid").trim();

@@ -10,6 +10,7 @@ pub mod action;
 pub mod condition;
 pub mod facts;
 pub mod load;
+pub mod prefilter;
 pub mod schedule;
 
 pub use action::Action;
@@ -113,6 +114,8 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// How many levels of follow-up events rules may raise (`[rules] max_depth`).
     pub max_depth: usize,
+    /// The subject and body regexes' literals (built by [`RuleSet::index`]).
+    pub prefilter: prefilter::Prefilter,
 }
 
 impl Default for RuleSet {
@@ -120,6 +123,7 @@ impl Default for RuleSet {
         RuleSet {
             rules: Vec::new(),
             max_depth: DEFAULT_MAX_DEPTH,
+            prefilter: prefilter::Prefilter::default(),
         }
     }
 }
@@ -169,31 +173,41 @@ impl RuleSet {
         self.run(event, facts, true)
     }
 
-    /// The same, without saying which test decided (`decided_by` stays
-    /// empty): the pipeline's fast path.
+    /// Only the rules that matched, without saying which test decided
+    /// (`decided_by` stays empty): the pipeline's fast path.
     pub fn decide(&self, event: Event, facts: &Facts) -> Vec<Trace> {
         self.run(event, facts, false)
     }
 
+    /// Gives the regexes their prefilter slots; call once the rules are final.
+    pub fn index(&mut self) {
+        self.prefilter = prefilter::Prefilter::build(self.rules.iter_mut().map(|r| &mut r.when));
+    }
+
     fn run(&self, event: Event, facts: &Facts, explain: bool) -> Vec<Trace> {
-        let mut facts = facts.clone();
+        // Copied only once an action changes what later rules see.
+        let mut facts = std::borrow::Cow::Borrowed(facts);
+        let scan = prefilter::Scan::new(&self.prefilter);
         let mut traces = Vec::new();
         for rule in self.rules.iter().filter(|r| r.on.contains(&event)) {
             let verdict = if explain {
-                rule.when.eval(&facts)
+                rule.when.eval(&facts, &scan)
             } else {
                 condition::Verdict {
-                    matched: rule.when.matches(&facts),
+                    matched: rule.when.matches_in(&facts, &scan),
                     decided_by: String::new(),
                 }
             };
+            if !verdict.matched && !explain {
+                continue;
+            }
             let actions = if verdict.matched {
                 rule.then.clone()
             } else {
                 Vec::new()
             };
             for a in &actions {
-                facts.apply(a);
+                facts.to_mut().apply(a);
             }
             let stop = verdict.matched && rule.stop;
             traces.push(Trace {
