@@ -71,40 +71,47 @@ impl Scheduler {
         }
     }
 
-    /// Fires every timer due now; returns how many fired.
+    /// Fires every timer due now (at most [`BATCH`] per call); returns how
+    /// many fired.
     pub async fn fire_due(&self) -> store::Result<usize> {
         let now = self.clock.now();
-        let due = self.store.due_timers(now, BATCH).await?;
+        let mut due = self.store.due_timers(now, BATCH).await?;
+        // One timer per ticket and batch: the batch ends before a ticket's
+        // second timer, which waits until its clocks were recomputed. Events
+        // still fire in due order.
+        let mut tickets = std::collections::HashSet::new();
+        let distinct = due.iter().take_while(|t| tickets.insert(t.ticket_id)).count();
+        due.truncate(distinct);
         if due.is_empty() {
             return Ok(0);
         }
+        let ids: Vec<i64> = due.iter().map(|t| t.ticket_id).collect();
         let rules = Rules {
             set: self.rules.current(),
             calendar: self.calendar.as_ref(),
             notifier: &self.notifier,
             now,
         };
-        let mut fired = 0;
         let mut tx = self.store.begin().await?;
-        for timer in &due {
-            // The ticket may have changed since (status, priority, team by any
-            // path): recompute first; a timer that moved later does not fire.
-            sla::reschedule(&mut tx, timer.ticket_id, &self.policies).await?;
-            if !sla::fire(&mut tx, timer, now).await? {
-                continue;
-            }
-            fired += 1;
+        // Notices and history rows go in with a few multi-row inserts.
+        tx.defer_appends();
+        // The tickets may have changed since (status, priority, team by any
+        // path): recompute first; a timer that moved later does not fire.
+        sla::reschedule_all(&mut tx, &ids, &self.policies).await?;
+        let fired = sla::fire(&mut tx, &due, now).await?;
+        for timer in &fired {
             if timer.kind.is_sla() {
                 self.sla_threshold(&mut tx, &rules, timer).await?;
             } else {
                 self.life_cycle(&mut tx, &rules, timer).await?;
             }
-            // Rules may have escalated the priority: move the timers left.
-            sla::reschedule(&mut tx, timer.ticket_id, &self.policies).await?;
         }
+        // Rules may have escalated the priority: move the timers left.
+        let ids: Vec<i64> = fired.iter().map(|t| t.ticket_id).collect();
+        sla::reschedule_all(&mut tx, &ids, &self.policies).await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
-        Ok(fired)
+        Ok(fired.len())
     }
 }
 

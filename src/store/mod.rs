@@ -12,9 +12,12 @@ pub mod reports;
 pub mod schedule;
 pub mod sla;
 pub mod tickets;
+mod tx;
+
+pub use tx::Tx;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Connection, Executor, Transaction};
+use sqlx::{AnyPool, Connection, Executor};
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,9 +29,6 @@ pub(crate) fn flag(r: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
         Err(_) => r.try_get::<i64, _>(column)? != 0,
     })
 }
-
-/// A transaction on the store.
-pub type Tx = Transaction<'static, Any>;
 
 /// Store errors, split by what the caller must do about them.
 #[derive(Debug, thiserror::Error)]
@@ -162,15 +162,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Begins a write transaction. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so concurrent writers wait instead of failing.
-    pub async fn begin(&self) -> Result<Tx> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
     }
 
     pub async fn close(&self) {

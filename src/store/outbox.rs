@@ -1,9 +1,10 @@
 //! The outbox table: notifications waiting for delivery, and their fate.
 
+use super::tx::{placeholders, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 /// A notification ready to be written in the caller's transaction.
 #[derive(Debug, Clone, Default)]
@@ -46,40 +47,62 @@ pub struct Pending {
     pub created_at: Timestamp,
 }
 
-pub async fn enqueue(tx: &mut Tx, n: &NewNotification, now: Timestamp) -> Result<i64> {
-    let (status, error) = match &n.suppressed {
-        Some(reason) => ("suppressed", Some(reason.as_str())),
-        None => ("pending", None),
-    };
-    let id: i64 = sqlx::query(
-        "INSERT INTO outbox (ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
-             reply_to, subject, body, html, status, attempts, next_attempt_at, last_error, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $14) RETURNING id",
-    )
-    .bind(n.ticket_id)
-    .bind(&n.event)
-    .bind(&n.channel)
-    .bind(&n.recipient)
-    .bind(i64::from(n.automatic))
-    .bind(n.message_id.as_deref())
-    .bind(n.in_reply_to.as_deref())
-    .bind(n.references.join(" "))
-    .bind(n.reply_to.as_deref())
-    .bind(&n.subject)
-    .bind(&n.body)
-    .bind(n.html.as_deref())
-    .bind(status)
-    .bind(now)
-    .bind(error)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?;
-    Ok(id)
+pub async fn enqueue(tx: &mut Tx, n: &NewNotification, now: Timestamp) -> Result<()> {
+    match tx.held() {
+        Some(held) => held.outbox.push((n.clone(), now)),
+        None => write(tx, vec![(n.clone(), now)]).await?,
+    }
+    Ok(())
+}
+
+/// Writes notifications queued at the given times.
+pub(crate) async fn write(
+    conn: &mut AnyConnection,
+    rows: Vec<(NewNotification, Timestamp)>,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(rows_per_insert(17)).collect();
+        let sql = format!(
+            "INSERT INTO outbox (ticket_id, event, channel, recipient, automatic, message_id, in_reply_to,
+                 refs, reply_to, subject, body, html, status, attempts, next_attempt_at, last_error,
+                 created_at)
+             VALUES {}",
+            placeholders(chunk.len(), 17)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (n, now) in chunk {
+            let (status, error) = match n.suppressed {
+                Some(reason) => ("suppressed", Some(reason)),
+                None => ("pending", None),
+            };
+            query = query
+                .bind(n.ticket_id)
+                .bind(n.event)
+                .bind(n.channel)
+                .bind(n.recipient)
+                .bind(i64::from(n.automatic))
+                .bind(n.message_id)
+                .bind(n.in_reply_to)
+                .bind(n.references.join(" "))
+                .bind(n.reply_to)
+                .bind(n.subject)
+                .bind(n.body)
+                .bind(n.html)
+                .bind(status)
+                .bind(0_i64)
+                .bind(now)
+                .bind(error)
+                .bind(now);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// How many automatic messages went (or are going) to `recipient` since `since`.
 pub async fn automatic_count_since(tx: &mut Tx, recipient: &str, since: Timestamp) -> Result<i64> {
-    Ok(sqlx::query(
+    let stored: i64 = sqlx::query(
         "SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND automatic = 1 AND status IN ('pending', 'sent')
          AND created_at >= $2",
     )
@@ -87,13 +110,56 @@ pub async fn automatic_count_since(tx: &mut Tx, recipient: &str, since: Timestam
     .bind(since)
     .fetch_one(&mut **tx)
     .await?
-    .try_get(0)?)
+    .try_get(0)?;
+    let held = tx.held().map_or(0, |held| {
+        held.outbox
+            .iter()
+            .filter(|(n, at)| {
+                n.recipient == recipient && n.automatic && n.suppressed.is_none() && *at >= since
+            })
+            .count()
+    });
+    Ok(stored + held as i64)
 }
 
 /// The Message-IDs of a ticket's thread, oldest first (at most `limit`, the newest kept).
 pub async fn thread_message_ids(tx: &mut Tx, ticket_id: i64, limit: i64) -> Result<Vec<String>> {
-    let mut ids: Vec<String> = sqlx::query(
-        "SELECT message_id FROM message_ids WHERE ticket_id = $1 AND message_id NOT LIKE 'sha256:%'
+    let cached = tx
+        .held()
+        .and_then(|held| held.threads.get(&(ticket_id, limit)).cloned());
+    let mut ids = match cached {
+        Some(ids) => ids,
+        None => {
+            let ids = stored_thread(tx, ticket_id, limit).await?;
+            if let Some(held) = tx.held() {
+                held.threads.insert((ticket_id, limit), ids.clone());
+            }
+            ids
+        }
+    };
+    if let Some(held) = tx.held() {
+        ids.extend(
+            held.message_ids
+                .iter()
+                .filter(|m| m.ticket_id == ticket_id && !m.message_id.starts_with("sha256:"))
+                .map(|m| (m.at, m.message_id.clone())),
+        );
+        // Newest first, as the query orders them.
+        ids.sort_by(|a, b| b.cmp(a));
+        ids.truncate(usize::try_from(limit).unwrap_or(0));
+    }
+    Ok(ids.into_iter().rev().map(|(_, id)| id).collect())
+}
+
+/// The stored part: (time, Message-ID), newest first.
+async fn stored_thread(
+    tx: &mut Tx,
+    ticket_id: i64,
+    limit: i64,
+) -> Result<Vec<(Timestamp, String)>> {
+    sqlx::query(
+        "SELECT created_at, message_id FROM message_ids
+         WHERE ticket_id = $1 AND message_id NOT LIKE 'sha256:%'
          ORDER BY created_at DESC, message_id DESC LIMIT $2",
     )
     .bind(ticket_id)
@@ -101,10 +167,8 @@ pub async fn thread_message_ids(tx: &mut Tx, ticket_id: i64, limit: i64) -> Resu
     .fetch_all(&mut **tx)
     .await?
     .iter()
-    .map(|r| r.try_get(0))
-    .collect::<std::result::Result<_, _>>()?;
-    ids.reverse();
-    Ok(ids)
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
 }
 
 fn pending(r: &AnyRow) -> Result<Pending> {

@@ -2,137 +2,258 @@
 //! the timer rows the scheduler fires exactly once (a conditional UPDATE, so
 //! two instances cannot both fire one).
 
+use super::tx::{placeholders, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::sla::{Clocked, Kind, Policies, Stored, Timer};
 use crate::ticket::{Priority, Status};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// Recomputes a ticket's due times and timers from its current state:
 /// unfired timers move, fired ones stay fired, those no longer ahead (a first
 /// response happened, the ticket is pending or resolved) are dropped. Writes
 /// nothing when the stored rows already match (see [`crate::sla::plan`]).
 pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()> {
-    let Some(r) = sqlx::query(
-        "SELECT t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
+    reschedule_all(tx, &[id], policies).await
+}
+
+/// The same for many tickets, with a few statements for all of them.
+pub async fn reschedule_all(tx: &mut Tx, ids: &[i64], policies: &Policies) -> Result<()> {
+    for ids in ids.chunks(MAX_IDS) {
+        let clocks = clock_rows(tx, ids).await?;
+        let mut stored = stored_timers(tx, ids).await?;
+        let paused: Vec<i64> = clocks.iter().filter(|c| c.pauses).map(|c| c.id).collect();
+        let pauses = pause_rows(tx, &paused).await?;
+        let mut changes = Vec::new();
+        for c in &clocks {
+            let pauses: Vec<(Timestamp, Timestamp)> = pauses
+                .iter()
+                .filter(|p| p.0 == c.id)
+                .map(|p| (p.1, p.2))
+                .collect();
+            let clocked = Clocked {
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+                priority: c.priority.parse().unwrap_or(Priority::Medium),
+                status: c.status.parse().unwrap_or(Status::Open),
+                team: c.team.as_deref(),
+                organization: c.organization.as_deref(),
+                first_response_at: c.first_response_at,
+                pauses: &pauses,
+                paused_since: c.paused_since,
+            };
+            let timers = policies.timers(&clocked);
+            let stored = stored.remove(&c.id).unwrap_or_default();
+            let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
+            let columns_match = c.first_response_due == due(Kind::FirstResponseBreach)
+                && c.resolution_due == due(Kind::ResolutionBreach);
+            let plan = crate::sla::plan(
+                &timers,
+                &stored,
+                c.updated_at,
+                c.paused_since,
+                c.resolved_at,
+            );
+            match plan {
+                Some(rearm) => changes.push((c.id, timers, rearm)),
+                None if columns_match => {}
+                None => changes.push((c.id, timers, Vec::new())),
+            }
+        }
+        write_changes(tx, changes).await?;
+    }
+    Ok(())
+}
+
+/// Tickets per statement of a batch (one placeholder each).
+const MAX_IDS: usize = 900;
+
+/// What the clocks of one ticket depend on, and the due times stored on it.
+struct ClockRow {
+    id: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    priority: String,
+    status: String,
+    team: Option<String>,
+    organization: Option<String>,
+    first_response_at: Option<Timestamp>,
+    paused_since: Option<Timestamp>,
+    resolved_at: Option<Timestamp>,
+    first_response_due: Option<Timestamp>,
+    resolution_due: Option<Timestamp>,
+    /// Whether the ticket has finished pending intervals.
+    pauses: bool,
+}
+
+/// `$1, $2, …, $n`, the placeholders of an `IN` list.
+fn id_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn clock_rows(tx: &mut Tx, ids: &[i64]) -> Result<Vec<ClockRow>> {
+    let sql = format!(
+        "SELECT t.id, t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
                 o.name AS organization, t.first_response_at, t.sla_paused_at, t.resolved_at,
                 t.first_response_due, t.resolution_due,
-                (SELECT COUNT(*) FROM sla_pauses p WHERE p.ticket_id = t.id) AS pauses
+                EXISTS (SELECT 1 FROM sla_pauses p WHERE p.ticket_id = t.id) AS pauses
          FROM tickets t
          LEFT JOIN teams tm ON tm.id = t.team_id
          LEFT JOIN organizations o ON o.id = t.organization_id
-         WHERE t.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
-    else {
-        return Ok(());
-    };
-    let mut pauses: Vec<(Timestamp, Timestamp)> = Vec::new();
-    if r.try_get::<i64, _>("pauses")? > 0 {
-        pauses = sqlx::query(
-            "SELECT from_at, to_at FROM sla_pauses WHERE ticket_id = $1 ORDER BY from_at",
-        )
-        .bind(id)
+         WHERE t.id IN ({})",
+        id_list(ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|p| Ok((p.try_get(0)?, p.try_get(1)?)))
-        .collect::<Result<_>>()?;
-    }
-    let priority: String = r.try_get("priority")?;
-    let status: String = r.try_get("status")?;
-    let team: Option<String> = r.try_get("team")?;
-    let organization: Option<String> = r.try_get("organization")?;
-    let clocked = Clocked {
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        priority: priority.parse().unwrap_or(Priority::Medium),
-        status: status.parse().unwrap_or(Status::Open),
-        team: team.as_deref(),
-        organization: organization.as_deref(),
-        first_response_at: r.try_get("first_response_at")?,
-        pauses: &pauses,
-        paused_since: r.try_get("sla_paused_at")?,
-    };
-    let timers = policies.timers(&clocked);
-    let stored = stored_timers(tx, id).await?;
-    let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
-    let columns_match = r.try_get::<Option<Timestamp>, _>("first_response_due")?
-        == due(Kind::FirstResponseBreach)
-        && r.try_get::<Option<Timestamp>, _>("resolution_due")? == due(Kind::ResolutionBreach);
-    let resolved_at = r.try_get("resolved_at")?;
-    let rearm = match crate::sla::plan(
-        &timers,
-        &stored,
-        clocked.updated_at,
-        clocked.paused_since,
-        resolved_at,
-    ) {
-        Some(rearm) => rearm,
-        None if columns_match => return Ok(()),
-        None => Vec::new(),
-    };
-    sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND fired_at IS NULL")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    for kind in rearm {
-        sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND kind = $2")
-            .bind(id)
-            .bind(kind.as_str())
-            .execute(&mut **tx)
-            .await?;
-    }
-    write_timers(tx, id, &timers).await
-}
-
-async fn stored_timers(tx: &mut Tx, id: i64) -> Result<Vec<Stored>> {
-    sqlx::query("SELECT kind, due_at, fired_at FROM sla_timers WHERE ticket_id = $1")
-        .bind(id)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .filter_map(|r| {
-            let kind: String = r.try_get("kind").ok()?;
-            Some(Ok(Stored {
-                kind: Kind::parse(&kind)?,
-                due: r.try_get("due_at").ok()?,
-                fired_at: r.try_get("fired_at").ok()?,
-            }))
+        .map(|r| {
+            Ok(ClockRow {
+                id: r.try_get("id")?,
+                created_at: r.try_get("created_at")?,
+                updated_at: r.try_get("updated_at")?,
+                priority: r.try_get("priority")?,
+                status: r.try_get("status")?,
+                team: r.try_get("team")?,
+                organization: r.try_get("organization")?,
+                first_response_at: r.try_get("first_response_at")?,
+                paused_since: r.try_get("sla_paused_at")?,
+                resolved_at: r.try_get("resolved_at")?,
+                first_response_due: r.try_get("first_response_due")?,
+                resolution_due: r.try_get("resolution_due")?,
+                pauses: super::flag(r, "pauses")?,
+            })
         })
         .collect()
+}
+
+/// Finished pending intervals (ticket, from, to), in order.
+async fn pause_rows(tx: &mut Tx, ids: &[i64]) -> Result<Vec<(i64, Timestamp, Timestamp)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT ticket_id, from_at, to_at FROM sla_pauses WHERE ticket_id IN ({})
+         ORDER BY ticket_id, from_at",
+        id_list(ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|p| Ok((p.try_get(0)?, p.try_get(1)?, p.try_get(2)?)))
+        .collect()
+}
+
+async fn stored_timers(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Vec<Stored>>> {
+    let sql = format!(
+        "SELECT ticket_id, kind, due_at, fired_at FROM sla_timers WHERE ticket_id IN ({})",
+        id_list(ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let mut stored: HashMap<i64, Vec<Stored>> = HashMap::new();
+    for r in query.fetch_all(&mut **tx).await? {
+        let kind: String = r.try_get("kind")?;
+        let Some(kind) = Kind::parse(&kind) else {
+            continue;
+        };
+        stored
+            .entry(r.try_get("ticket_id")?)
+            .or_default()
+            .push(Stored {
+                kind,
+                due: r.try_get("due_at")?,
+                fired_at: r.try_get("fired_at")?,
+            });
+    }
+    Ok(stored)
+}
+
+/// Writes the new timers of the tickets whose rows differ: their unfired
+/// timers and the fired ones to arm again go, the wanted ones come.
+async fn write_changes(tx: &mut Tx, changes: Vec<(i64, Vec<Timer>, Vec<Kind>)>) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = changes.iter().map(|c| c.0).collect();
+    let sql = format!(
+        "DELETE FROM sla_timers WHERE fired_at IS NULL AND ticket_id IN ({})",
+        id_list(ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    query.execute(&mut **tx).await?;
+    for (id, _, rearm) in &changes {
+        for kind in rearm {
+            sqlx::query("DELETE FROM sla_timers WHERE ticket_id = $1 AND kind = $2")
+                .bind(*id)
+                .bind(kind.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let rows: Vec<(i64, &[Timer])> = changes.iter().map(|(id, t, _)| (*id, &t[..])).collect();
+    write_timers_of(tx, &rows).await
 }
 
 /// Stores due times and timers computed by the caller: for a ticket just
 /// created (nothing to delete), or after `reschedule` cleared the unfired ones.
 pub async fn write_timers(tx: &mut Tx, id: i64, timers: &[Timer]) -> Result<()> {
-    let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
-    sqlx::query("UPDATE tickets SET first_response_due = $1, resolution_due = $2 WHERE id = $3")
-        .bind(due(Kind::FirstResponseBreach))
-        .bind(due(Kind::ResolutionBreach))
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    if timers.is_empty() {
-        return Ok(());
+    write_timers_of(tx, &[(id, timers)]).await
+}
+
+/// The same for many tickets: one statement for the due times, one for the
+/// timers (fired timers stay fired: the insert skips them).
+async fn write_timers_of(tx: &mut Tx, tickets: &[(i64, &[Timer])]) -> Result<()> {
+    let due = |timers: &[Timer], kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
+    for chunk in tickets.chunks(rows_per_insert(3)) {
+        let sql = format!(
+            "UPDATE tickets SET first_response_due = v.column2, resolution_due = v.column3
+             FROM (VALUES {}) AS v WHERE tickets.id = v.column1",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, timers) in chunk {
+            query = query
+                .bind(*id)
+                .bind(due(timers, Kind::FirstResponseBreach))
+                .bind(due(timers, Kind::ResolutionBreach));
+        }
+        query.execute(&mut **tx).await?;
     }
-    // Fired timers stay fired: the insert skips them. The text is built from
-    // placeholders only.
-    let rows: Vec<String> = (0..timers.len())
-        .map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3))
+    let rows: Vec<(i64, &Timer)> = tickets
+        .iter()
+        .flat_map(|(id, timers)| timers.iter().map(|t| (*id, t)))
         .collect();
-    let sql = format!(
-        "INSERT INTO sla_timers (ticket_id, kind, due_at) VALUES {}
-         ON CONFLICT (ticket_id, kind) DO NOTHING",
-        rows.join(", ")
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
-    for t in timers {
-        query = query.bind(t.kind.as_str()).bind(t.due);
+    for chunk in rows.chunks(rows_per_insert(3)) {
+        let sql = format!(
+            "INSERT INTO sla_timers (ticket_id, kind, due_at) VALUES {}
+             ON CONFLICT (ticket_id, kind) DO NOTHING",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, t) in chunk {
+            query = query.bind(*id).bind(t.kind.as_str()).bind(t.due);
+        }
+        query.execute(&mut **tx).await?;
     }
-    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -189,19 +310,38 @@ pub struct DueTimer {
     pub due_at: Timestamp,
 }
 
-/// Claims a due timer: true for exactly one caller, ever.
-pub async fn fire(tx: &mut Tx, t: &DueTimer, now: Timestamp) -> Result<bool> {
-    Ok(sqlx::query(
-        "UPDATE sla_timers SET fired_at = $1
-         WHERE ticket_id = $2 AND kind = $3 AND fired_at IS NULL AND due_at <= $1",
-    )
-    .bind(now)
-    .bind(t.ticket_id)
-    .bind(t.kind.as_str())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1)
+/// Claims due timers: each is returned to exactly one caller, ever (with
+/// its due time now; a timer that moved later is not claimed).
+pub async fn fire(tx: &mut Tx, timers: &[DueTimer], now: Timestamp) -> Result<Vec<DueTimer>> {
+    let mut fired = Vec::new();
+    for chunk in timers.chunks(rows_per_insert(2)) {
+        let pairs: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+            .collect();
+        let sql = format!(
+            "UPDATE sla_timers SET fired_at = $1
+             WHERE fired_at IS NULL AND due_at <= $1 AND (ticket_id, kind) IN (VALUES {})
+             RETURNING ticket_id, kind, due_at",
+            pairs.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for t in chunk {
+            query = query.bind(t.ticket_id).bind(t.kind.as_str());
+        }
+        for r in query.fetch_all(&mut **tx).await? {
+            let kind: String = r.try_get("kind")?;
+            if let Some(kind) = Kind::parse(&kind) {
+                fired.push(DueTimer {
+                    ticket_id: r.try_get("ticket_id")?,
+                    kind,
+                    due_at: r.try_get("due_at")?,
+                });
+            }
+        }
+    }
+    // In due order, as they were asked for.
+    fired.sort_by_key(|t| (t.due_at, t.ticket_id));
+    Ok(fired)
 }
 
 impl Store {

@@ -3,11 +3,12 @@
 //! through [`set_status`] (and its siblings as they come), which also writes
 //! the history row.
 
+use super::tx::{placeholders, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
 use crate::thread::{LinkKind, TicketFacts};
 use crate::ticket::{Channel, Priority, Status, format_number};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 /// Takes the next ticket number for `year`. The sequence row is updated inside
 /// the caller's transaction, so numbers are unique and a rollback leaves no gap.
@@ -197,17 +198,52 @@ pub async fn record_message_id(
     direction: Direction,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO message_ids (message_id, ticket_id, comment_id, direction, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(message_id)
-    .bind(ticket_id)
-    .bind(comment_id)
-    .bind(direction.as_str())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let row = MessageIdRow {
+        message_id: message_id.to_string(),
+        ticket_id,
+        comment_id,
+        direction,
+        at: now,
+    };
+    match tx.held() {
+        Some(held) => held.message_ids.push(row),
+        None => write_message_ids(tx, vec![row]).await?,
+    }
+    Ok(())
+}
+
+/// A Message-ID of a ticket's thread.
+pub(crate) struct MessageIdRow {
+    pub message_id: String,
+    pub ticket_id: i64,
+    comment_id: Option<i64>,
+    direction: Direction,
+    pub at: Timestamp,
+}
+
+pub(crate) async fn write_message_ids(
+    conn: &mut AnyConnection,
+    rows: Vec<MessageIdRow>,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<MessageIdRow> = rows.by_ref().take(rows_per_insert(5)).collect();
+        let sql = format!(
+            "INSERT INTO message_ids (message_id, ticket_id, comment_id, direction, created_at)
+             VALUES {}",
+            placeholders(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(r.message_id)
+                .bind(r.ticket_id)
+                .bind(r.comment_id)
+                .bind(r.direction.as_str())
+                .bind(r.at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -410,19 +446,55 @@ pub async fn history(
     rule: Option<&str>,
     now: Timestamp,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO ticket_history (ticket_id, actor, field, old_value, new_value, rule, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(ticket_id)
-    .bind(actor)
-    .bind(field)
-    .bind(old)
-    .bind(new)
-    .bind(rule)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let row = HistoryRow {
+        ticket_id,
+        actor: actor.to_string(),
+        field: field.to_string(),
+        old: old.map(String::from),
+        new: new.map(String::from),
+        rule: rule.map(String::from),
+        at: now,
+    };
+    match tx.held() {
+        Some(held) => held.history.push(row),
+        None => write_history(tx, vec![row]).await?,
+    }
+    Ok(())
+}
+
+/// One change in a ticket's history.
+pub(crate) struct HistoryRow {
+    ticket_id: i64,
+    actor: String,
+    field: String,
+    old: Option<String>,
+    new: Option<String>,
+    rule: Option<String>,
+    at: Timestamp,
+}
+
+pub(crate) async fn write_history(conn: &mut AnyConnection, rows: Vec<HistoryRow>) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<HistoryRow> = rows.by_ref().take(rows_per_insert(7)).collect();
+        let sql = format!(
+            "INSERT INTO ticket_history (ticket_id, actor, field, old_value, new_value, rule, created_at)
+             VALUES {}",
+            placeholders(chunk.len(), 7)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(r.ticket_id)
+                .bind(r.actor)
+                .bind(r.field)
+                .bind(r.old)
+                .bind(r.new)
+                .bind(r.rule)
+                .bind(r.at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,114 @@
+//! A write transaction on the store. Three tables are only appended to:
+//! the ticket history, the outbox and the outbound Message-IDs. A transaction
+//! that writes many of those rows (the scheduler's batches) can hold them back
+//! with [`Tx::defer_appends`] and write them with multi-row inserts at
+//! commit. The reads that must see them in the same transaction (the thread's
+//! Message-IDs, the automatic-mail rate limit) merge the held rows in.
+
+use super::outbox::{self, NewNotification};
+use super::tickets::{self, HistoryRow, MessageIdRow};
+use super::{Result, Store};
+use crate::clock::Timestamp;
+use sqlx::{Any, AnyConnection, Transaction};
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    held: Option<Held>,
+}
+
+/// Rows held back until commit, and what was read of their tables.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub history: Vec<HistoryRow>,
+    pub outbox: Vec<(NewNotification, Timestamp)>,
+    pub message_ids: Vec<MessageIdRow>,
+    /// The stored Message-IDs of a ticket's thread, newest first, by
+    /// (ticket, limit): read once per transaction.
+    pub threads: HashMap<(i64, i64), Vec<(Timestamp, String)>>,
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Tx {
+    pub(super) fn new(inner: Transaction<'static, Any>) -> Tx {
+        Tx { inner, held: None }
+    }
+
+    /// From now on, history, outbox and outbound Message-ID rows are written
+    /// at commit.
+    pub fn defer_appends(&mut self) {
+        self.held.get_or_insert_with(Held::default);
+    }
+
+    pub(crate) fn held(&mut self) -> Option<&mut Held> {
+        self.held.as_mut()
+    }
+
+    pub async fn commit(mut self) -> Result<()> {
+        if let Some(held) = self.held.take() {
+            outbox::write(&mut self.inner, held.outbox).await?;
+            tickets::write_message_ids(&mut self.inner, held.message_ids).await?;
+            tickets::write_history(&mut self.inner, held.history).await?;
+        }
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        self.inner.rollback().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Begins a write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so concurrent writers wait instead of failing.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx::new(match self.backend {
+            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            super::Backend::Postgres => self.pool.begin().await?,
+        }))
+    }
+}
+
+/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` placeholders.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row insert of `columns` columns: at most 999 placeholders
+/// (SQLite's old limit; sqlx's SQLite binding also slows down
+/// quadratically with the number of placeholders).
+pub(crate) fn rows_per_insert(columns: usize) -> usize {
+    (999 / columns.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_after_each_other() {
+        assert_eq!(super::placeholders(1, 2), "($1, $2)");
+        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}
