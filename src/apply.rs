@@ -14,7 +14,8 @@ use crate::store::outbox::{self, NewNotification};
 use crate::store::tickets::{self as t, AuthorKind};
 use crate::store::{self, Tx};
 use crate::ticket::{Channel, Priority, Status};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 const ACTOR: &str = "rules";
 
@@ -47,6 +48,29 @@ pub struct Rules<'a> {
     pub calendar: Option<&'a crate::calendar::BusinessHours>,
     pub notifier: &'a Notifier,
     pub now: Timestamp,
+    /// The addresses of a team's members and managers, read once per
+    /// `Rules` (teams do not change inside its transaction).
+    people: Mutex<People>,
+}
+
+/// Addresses by (managers rather than members, team).
+type People = HashMap<(bool, Option<String>), Vec<String>>;
+
+impl<'a> Rules<'a> {
+    pub fn new(
+        set: Arc<RuleSet>,
+        calendar: Option<&'a crate::calendar::BusinessHours>,
+        notifier: &'a Notifier,
+        now: Timestamp,
+    ) -> Rules<'a> {
+        Rules {
+            set,
+            calendar,
+            notifier,
+            now,
+            people: Mutex::default(),
+        }
+    }
 }
 
 impl Rules<'_> {
@@ -193,7 +217,8 @@ impl Rules<'_> {
             let events = self
                 .act(tx, (event, rule), current, action, message, applied)
                 .await?;
-            if !events.is_empty() || matches!(action, Action::Spam | Action::Assign(_)) {
+            let changed = !events.is_empty() || matches!(action, Action::Spam | Action::Assign(_));
+            if changed && !state.as_mut().is_some_and(|s| mirror(s, action, self.now)) {
                 *state = None;
             }
             raised.extend(events);
@@ -302,15 +327,10 @@ impl Rules<'_> {
                 Vec::new()
             }
             Action::Escalate { to, template } => {
-                let names = Priority::NAMES;
-                let next = names
-                    .iter()
-                    .position(|p| *p == state.priority)
-                    .map_or("critical", |i| names[(i + 1).min(names.len() - 1)]);
+                let next = Priority::escalated(&state.priority);
                 changes::set_text(tx, id, "priority", &state.priority, next, by).await?;
-                let Some(state) = changes::ticket_state(tx, id).await? else {
-                    return Ok(Vec::new());
-                };
+                let mut state = state.clone();
+                mirror(&mut state, action, self.now);
                 let subject = subject_of(&state, message);
                 self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
                     .await?;
@@ -424,7 +444,7 @@ impl Rules<'_> {
     ) -> store::Result<()> {
         let mut addresses = Vec::new();
         for r in to {
-            addresses.extend(recipients(tx, state, r).await?);
+            addresses.extend(self.recipients(tx, state, r).await?);
         }
         addresses.sort();
         addresses.dedup();
@@ -435,28 +455,72 @@ impl Rules<'_> {
         }
         Ok(())
     }
-}
 
-/// The addresses a recipient stands for on this ticket.
-async fn recipients(
-    tx: &mut Tx,
-    state: &TicketState,
-    to: &Recipient,
-) -> store::Result<Vec<String>> {
-    Ok(match to {
-        Recipient::Requester => vec![state.requester.clone()],
-        Recipient::Assignee => state.assignee.iter().cloned().collect(),
-        Recipient::Team => match &state.team {
-            Some(team) => changes::team_members(tx, team)
+    /// The addresses a recipient stands for on this ticket.
+    async fn recipients(
+        &self,
+        tx: &mut Tx,
+        state: &TicketState,
+        to: &Recipient,
+    ) -> store::Result<Vec<String>> {
+        let managers = match to {
+            Recipient::Requester => return Ok(vec![state.requester.clone()]),
+            Recipient::Assignee => return Ok(state.assignee.iter().cloned().collect()),
+            Recipient::Address(a) => return Ok(vec![a.clone()]),
+            Recipient::Team if state.team.is_none() => return Ok(Vec::new()),
+            Recipient::Team => false,
+            Recipient::Managers => true,
+        };
+        let key = (managers, state.team.clone());
+        if let Some(known) = self.people().get(&key) {
+            return Ok(known.clone());
+        }
+        let found = match (managers, &state.team) {
+            (true, team) => changes::managers(tx, team.as_deref()).await?,
+            (false, Some(team)) => changes::team_members(tx, team)
                 .await?
                 .into_iter()
                 .map(|(_, email)| email)
                 .collect(),
-            None => Vec::new(),
-        },
-        Recipient::Managers => changes::managers(tx, state.team.as_deref()).await?,
-        Recipient::Address(a) => vec![a.clone()],
-    })
+            (false, None) => Vec::new(),
+        };
+        self.people().insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn people(&self) -> std::sync::MutexGuard<'_, People> {
+        self.people.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Makes `state` what the store holds after `action` changed a field or
+/// tag; false when it must be read again (status, assignment, spam).
+fn mirror(state: &mut TicketState, action: &Action, now: Timestamp) -> bool {
+    match action {
+        Action::SetCategory(v) => state.category = v.clone(),
+        Action::SetPriority(v) => state.priority = v.clone(),
+        Action::SetTeam(v) => state.team = Some(v.clone()),
+        Action::Escalate { .. } => {
+            let next = Priority::escalated(&state.priority);
+            if next == state.priority {
+                return true;
+            }
+            state.priority = next.into();
+        }
+        Action::AddTag(tag) => {
+            if let Err(at) = state.tags.binary_search(tag) {
+                state.tags.insert(at, tag.clone());
+            }
+            return true;
+        }
+        Action::RemoveTag(tag) => {
+            state.tags.retain(|t| t != tag);
+            return true;
+        }
+        _ => return false,
+    }
+    state.updated_at = now;
+    true
 }
 
 /// The JSON a webhook receives.

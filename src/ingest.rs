@@ -626,12 +626,12 @@ impl Pipeline {
     }
 
     fn rules(&self, now: i64) -> apply::Rules<'_> {
-        apply::Rules {
-            set: self.rules.current(),
-            calendar: self.calendar.as_ref(),
-            notifier: &self.notifier,
+        apply::Rules::new(
+            self.rules.current(),
+            self.calendar.as_ref(),
+            &self.notifier,
             now,
-        }
+        )
     }
 
     /// Looks up the ticket a mail belongs to, in threading order.

@@ -55,6 +55,18 @@ text_enum!(
     Channel { Email = "email", Telegram = "telegram", Discord = "discord" }
 );
 
+impl Priority {
+    /// The priority one step up from `name` (critical stays critical; an
+    /// unknown name becomes critical).
+    pub fn escalated(name: &str) -> &'static str {
+        let names = Priority::NAMES;
+        names
+            .iter()
+            .position(|p| *p == name)
+            .map_or("critical", |i| names[(i + 1).min(names.len() - 1)])
+    }
+}
+
 /// Formats a ticket number: `TKT-2026-0042`.
 pub fn format_number(prefix: &str, year: i32, seq: i64) -> String {
     format!("{prefix}-{year}-{seq:04}")
@@ -63,6 +75,14 @@ pub fn format_number(prefix: &str, year: i32, seq: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escalation_climbs_one_step_and_stops_at_critical() {
+        assert_eq!(Priority::escalated("low"), "medium");
+        assert_eq!(Priority::escalated("high"), "critical");
+        assert_eq!(Priority::escalated("critical"), "critical");
+        assert_eq!(Priority::escalated("?"), "critical");
+    }
 
     #[test]
     fn numbers_are_zero_padded_and_grow() {

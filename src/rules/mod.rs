@@ -304,10 +304,7 @@ impl Facts {
             Action::Assign(Assignee::Agent(a)) => self.assignee = Some(a.clone()),
             Action::Assign(Assignee::Team { team, .. }) => self.team = Some(team.clone()),
             Action::Escalate { .. } => {
-                let names = crate::ticket::Priority::NAMES;
-                if let Some(i) = names.iter().position(|p| *p == self.priority) {
-                    self.priority = names[(i + 1).min(names.len() - 1)].to_string();
-                }
+                self.priority = crate::ticket::Priority::escalated(&self.priority).to_string();
             }
             Action::Close | Action::Spam => self.status = "closed".into(),
             _ => {}

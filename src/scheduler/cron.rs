@@ -99,12 +99,7 @@ impl Scheduler {
             tx.rollback().await?;
             return Ok(false);
         }
-        let rules = Rules {
-            set: set.clone(),
-            calendar: self.calendar.as_ref(),
-            notifier: &self.notifier,
-            now,
-        };
+        let rules = Rules::new(set.clone(), self.calendar.as_ref(), &self.notifier, now);
         let open_hours = self.calendar.as_ref().is_some_and(|c| c.is_open(now));
         let matching: Vec<TicketState> = changes::open_ticket_states(&mut tx)
             .await?

@@ -80,18 +80,21 @@ impl Scheduler {
         // second timer, which waits until its clocks were recomputed. Events
         // still fire in due order.
         let mut tickets = std::collections::HashSet::new();
-        let distinct = due.iter().take_while(|t| tickets.insert(t.ticket_id)).count();
+        let distinct = due
+            .iter()
+            .take_while(|t| tickets.insert(t.ticket_id))
+            .count();
         due.truncate(distinct);
         if due.is_empty() {
             return Ok(0);
         }
         let ids: Vec<i64> = due.iter().map(|t| t.ticket_id).collect();
-        let rules = Rules {
-            set: self.rules.current(),
-            calendar: self.calendar.as_ref(),
-            notifier: &self.notifier,
+        let rules = Rules::new(
+            self.rules.current(),
+            self.calendar.as_ref(),
+            &self.notifier,
             now,
-        };
+        );
         let mut tx = self.store.begin().await?;
         // Notices and history rows go in with a few multi-row inserts.
         tx.defer_appends();
