@@ -35,12 +35,14 @@ pub struct Message {
 }
 
 /// What the caller must know after the rules ran.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Applied {
     /// The rule that dropped the ticket as spam (no acknowledgement then).
     pub spam_by: Option<String>,
     /// Names of the rules that matched, in order.
     pub matched: Vec<String>,
+    /// The ticket as the rules left it, when known without reading it again.
+    pub ticket: Option<TicketState>,
 }
 
 pub struct Rules<'a> {
@@ -186,6 +188,7 @@ impl Rules<'_> {
                     }
                 }
             }
+            applied.ticket = current;
             queue.extend(next.into_iter().map(|(event, by)| Raised {
                 event,
                 chain: chain.iter().cloned().chain([by.join("+")]).collect(),

@@ -134,9 +134,13 @@ impl Scheduler {
         } else {
             Event::SlaWarning
         };
-        rules.run(tx, event, timer.ticket_id, &message).await?;
-        let Some(state) = changes::ticket_state(tx, timer.ticket_id).await? else {
-            return Ok(());
+        let applied = rules.run(tx, event, timer.ticket_id, &message).await?;
+        let state = match applied.ticket {
+            Some(state) => state,
+            None => match changes::ticket_state(tx, timer.ticket_id).await? {
+                Some(state) => state,
+                None => return Ok(()),
+            },
         };
         let mut about = subject_of(&state, &message);
         about.sla = Some(SlaNotice {

@@ -191,8 +191,10 @@ async fn write_changes(tx: &mut Tx, changes: Vec<(i64, Vec<Timer>, Vec<Kind>)>) 
         return Ok(());
     }
     let ids: Vec<i64> = changes.iter().map(|c| c.0).collect();
+    // `+fired_at` keeps SQLite on the primary key: on `fired_at IS NULL`
+    // alone it would walk the due index over every unfired timer.
     let sql = format!(
-        "DELETE FROM sla_timers WHERE fired_at IS NULL AND ticket_id IN ({})",
+        "DELETE FROM sla_timers WHERE ticket_id IN ({}) AND +fired_at IS NULL",
         id_list(ids.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
