@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             store: store.clone(),
             mailer: Mailer::new(&config)?,
             webhooks: ticketd::notify::webhook::Webhooks::new(&config).unwrap(),
+            telegram: None,
             clock: Clock::System,
             max_age_seconds: 3600,
             concurrency: 32,

@@ -45,6 +45,7 @@ pub async fn run(
         store: store.clone(),
         mailer: Mailer::new(&config)?,
         webhooks: crate::notify::webhook::Webhooks::new(&config)?,
+        telegram: crate::notify::telegram::Telegram::new(&config)?,
         clock: pipeline.clock.clone(),
         max_age_seconds: config.notify.max_age_hours * 3600,
         concurrency: config.smtp.as_ref().map_or(1, |s| s.pool_size as usize),

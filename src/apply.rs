@@ -447,7 +447,14 @@ impl Rules<'_> {
     ) -> store::Result<()> {
         let mut addresses = Vec::new();
         for r in to {
-            addresses.extend(self.recipients(tx, state, r).await?);
+            match r {
+                Recipient::Telegram(chat) => {
+                    self.notifier
+                        .chat(tx, subject, template, *chat, self.now)
+                        .await?
+                }
+                email => addresses.extend(self.recipients(tx, state, email).await?),
+            }
         }
         addresses.sort();
         addresses.dedup();
@@ -470,6 +477,7 @@ impl Rules<'_> {
             Recipient::Requester => return Ok(vec![state.requester.clone()]),
             Recipient::Assignee => return Ok(state.assignee.iter().cloned().collect()),
             Recipient::Address(a) => return Ok(vec![a.clone()]),
+            Recipient::Telegram(_) => return Ok(Vec::new()),
             Recipient::Team if state.team.is_none() => return Ok(Vec::new()),
             Recipient::Team => false,
             Recipient::Managers => true,

@@ -46,6 +46,8 @@ pub struct Config {
     pub calendar: Vec<Calendar>,
     #[serde(default)]
     pub sla: Sla,
+    /// The Telegram bot; chat notifications need it.
+    pub telegram: Option<Telegram>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -619,6 +621,63 @@ impl Webhook {
     }
 }
 
+/// An HTTP endpoint we send to: `https://`, or plain `http://` to a
+/// loopback host only.
+fn check_url(what: &str, url: &str) -> Result<()> {
+    let host = url
+        .strip_prefix("https://")
+        .map(|rest| (true, rest))
+        .or_else(|| url.strip_prefix("http://").map(|rest| (false, rest)));
+    let Some((tls, rest)) = host else {
+        bail!("{what}: url must start with https:// (got {url:?})");
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    if !tls && !is_loopback(host.trim_matches(['[', ']'])) {
+        bail!("{what}: plain http:// is only allowed for a loopback host, not {host}");
+    }
+    Ok(())
+}
+
+/// The Telegram bot (`[telegram]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telegram {
+    /// The file holding the bot token (e.g. a systemd credential,
+    /// `/run/credentials/ticketd.service/telegram`).
+    pub token_file: PathBuf,
+    /// The Bot API server (a local Bot API server, or a test's).
+    #[serde(default = "default_telegram_api")]
+    pub api_url: String,
+}
+
+fn default_telegram_api() -> String {
+    "https://api.telegram.org".into()
+}
+
+impl Telegram {
+    /// The bot token from its file.
+    pub fn token(&self) -> Result<String> {
+        let text = std::fs::read_to_string(&self.token_file).with_context(|| {
+            format!(
+                "telegram: cannot read token_file {}",
+                self.token_file.display()
+            )
+        })?;
+        let token = text.trim();
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            bail!(
+                "telegram: token_file {} does not hold one bot token",
+                self.token_file.display()
+            );
+        }
+        Ok(token.to_string())
+    }
+}
+
 /// The path of the config file: `--config`, else `TICKETD_CONFIG`, else the default.
 pub fn path(cli: Option<&Path>) -> PathBuf {
     cli.map(Path::to_path_buf)
@@ -716,35 +775,16 @@ impl Config {
             if !hooks.insert(&hook.name) {
                 bail!("webhook name {:?} is used twice", hook.name);
             }
-            let host = hook
-                .url
-                .strip_prefix("https://")
-                .map(|rest| (true, rest))
-                .or_else(|| hook.url.strip_prefix("http://").map(|rest| (false, rest)));
-            let Some((tls, rest)) = host else {
-                bail!(
-                    "webhook {}: url must start with https:// (got {:?})",
-                    hook.name,
-                    hook.url
-                );
-            };
-            let authority = rest.split('/').next().unwrap_or("");
-            let host = match authority.rsplit_once(':') {
-                Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-                _ => authority,
-            };
-            if !tls && !is_loopback(host.trim_matches(['[', ']'])) {
-                bail!(
-                    "webhook {}: plain http:// is only allowed for a loopback host, not {host}",
-                    hook.name
-                );
-            }
+            check_url(&format!("webhook {}", hook.name), &hook.url)?;
             if hook.secret.is_none() && hook.secret_file.is_none() {
                 bail!(
                     "webhook {}: set secret or secret_file (requests are signed)",
                     hook.name
                 );
             }
+        }
+        if let Some(telegram) = &self.telegram {
+            check_url("telegram.api_url", &telegram.api_url)?;
         }
         for agent in &self.agent {
             for team in &agent.teams {

@@ -207,6 +207,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Check => {
             config.reply_token_key()?;
+            if let Some(telegram) = &config.telegram {
+                telegram.token()?;
+            }
             let dir = config.notify.templates_dir.as_deref();
             if let Err(errors) =
                 ticketd::notify::templates::Templates::load(dir, &config.notify.default_language)

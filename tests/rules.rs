@@ -553,6 +553,7 @@ then = [{ webhook = "crm" }]
         store: env.store.clone(),
         mailer: ticketd::notify::email::Mailer::new(&env.config).unwrap(),
         webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
+        telegram: None,
         clock: env.clock.clone(),
         max_age_seconds: 3600,
         concurrency: 2,

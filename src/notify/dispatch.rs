@@ -4,6 +4,7 @@
 //! server accepted it; a crash in between resends it with the same Message-ID.
 
 use super::email::{Mailer, SendError};
+use super::telegram::Telegram;
 use super::webhook::Webhooks;
 use crate::clock::Clock;
 use crate::store::Store;
@@ -20,6 +21,8 @@ pub struct Dispatcher {
     pub store: Store,
     pub mailer: Mailer,
     pub webhooks: Webhooks,
+    /// The Telegram bot, when one is configured.
+    pub telegram: Option<Telegram>,
     pub clock: Clock,
     pub max_age_seconds: i64,
     /// Messages in flight at once (the SMTP pool size).
@@ -65,8 +68,12 @@ impl Dispatcher {
         let count = due.len();
         let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)
             .map(|n| async move {
-                let result = match n.channel.as_str() {
-                    "webhook" => self.webhooks.send(&n).await,
+                let result = match (n.channel.as_str(), &self.telegram) {
+                    ("webhook", _) => self.webhooks.send(&n).await,
+                    ("telegram", Some(telegram)) => telegram.send(&n).await,
+                    ("telegram", None) => Err(SendError::Temporary(
+                        "no [telegram] bot is configured".into(),
+                    )),
                     _ => self.mailer.send(&n).await,
                 };
                 (n, result)
@@ -84,7 +91,17 @@ impl Dispatcher {
                     tracing::warn!(id = n.id, recipient = %n.recipient, "notification failed permanently: {e}");
                     self.store.mark_failed(&n, &e, now).await?;
                 }
+                Err(SendError::RetryAfter(wait))
+                    if now + wait - n.created_at < self.max_age_seconds =>
+                {
+                    let e = format!("rate limited: retry after {wait} s");
+                    retry.push((n.id, e, now + wait.max(1)));
+                }
                 Err(SendError::Temporary(e)) if now - n.created_at >= self.max_age_seconds => {
+                    let reason = format!("gave up after {} attempts: {e}", n.attempts + 1);
+                    self.store.mark_failed(&n, &reason, now).await?;
+                }
+                Err(e @ SendError::RetryAfter(_)) => {
                     let reason = format!("gave up after {} attempts: {e}", n.attempts + 1);
                     self.store.mark_failed(&n, &reason, now).await?;
                 }

@@ -21,6 +21,9 @@ pub enum SendError {
     /// A 5xx reply or a message that cannot be built: give up.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The receiver asked us to wait this many seconds (Telegram's 429).
+    #[error("rate limited: retry after {0} s")]
+    RetryAfter(i64),
 }
 
 pub enum Transport {

@@ -10,6 +10,7 @@
 pub mod dispatch;
 pub mod email;
 pub mod smtp;
+pub mod telegram;
 pub mod templates;
 pub mod webhook;
 
@@ -150,6 +151,42 @@ impl Notifier {
                 .await?;
         }
         Ok(())
+    }
+
+    /// `event` about the ticket to a Telegram chat (an agents' group), from
+    /// the chat variant of its template.
+    pub async fn chat(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        event: &str,
+        chat: i64,
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let lang = self.templates.language_for(s.language);
+        let (rendered, suppressed) =
+            match self
+                .templates
+                .render(&lang, event, "chat", &self.context(s, now))
+            {
+                Ok(r) => (r, None),
+                Err(e) => (
+                    templates::Rendered::default(),
+                    Some(format!("template error: {e}")),
+                ),
+            };
+        let notification = NewNotification {
+            ticket_id: Some(s.ticket_id),
+            event: event.into(),
+            channel: "telegram".into(),
+            recipient: chat.to_string(),
+            automatic: false,
+            subject: format!("[{}] {}", s.number, rendered.subject),
+            body: rendered.text,
+            suppressed,
+            ..NewNotification::default()
+        };
+        outbox::enqueue(tx, &notification, now).await
     }
 
     /// A message about many tickets (`daily_digest`, `sla_report`) to an

@@ -76,6 +76,8 @@ pub enum Recipient {
     Team,
     Managers,
     Address(String),
+    /// A Telegram chat (a group's or channel's id): `telegram:-1001234567890`.
+    Telegram(i64),
 }
 
 impl Recipient {
@@ -87,6 +89,9 @@ impl Recipient {
             "managers" => Recipient::Managers,
             a if a.contains('@') && !a.contains(char::is_whitespace) => {
                 Recipient::Address(a.to_string())
+            }
+            chat if chat.starts_with("telegram:") => {
+                Recipient::Telegram(chat["telegram:".len()..].parse().ok()?)
             }
             _ => return None,
         })
@@ -101,6 +106,7 @@ impl fmt::Display for Recipient {
             Recipient::Team => "team",
             Recipient::Managers => "managers",
             Recipient::Address(a) => a,
+            Recipient::Telegram(chat) => return write!(f, "telegram:{chat}"),
         })
     }
 }

@@ -20,6 +20,8 @@ pub struct Catalog {
     pub webhooks: Vec<String>,
     /// Whether a calendar exists for `business_hours`.
     pub calendar: bool,
+    /// Whether a Telegram bot is configured (chat recipients need one).
+    pub telegram: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,7 @@ impl Catalog {
             categories: config.tickets.categories.clone(),
             webhooks: config.webhook.iter().map(|w| w.name.clone()).collect(),
             calendar: config.rules_calendar().is_some(),
+            telegram: config.telegram.is_some(),
         }
     }
 }
@@ -813,6 +816,13 @@ impl Reader<'_> {
                     self.error(at, format!("{name}: goes to agents, not to the requester"));
                     return None;
                 }
+                "to" if text.starts_with("telegram:") => {
+                    self.error(
+                        at,
+                        format!("{name}: goes by email (team, assignee, managers or an address)"),
+                    );
+                    return None;
+                }
                 "to" if !digest && matches!(text.as_ref(), "team" | "assignee") => {
                     self.error(at, "report: goes to `managers` or an email address");
                     return None;
@@ -999,11 +1009,16 @@ impl Reader<'_> {
 
     fn recipient(&mut self, (text, at): (String, usize)) -> Option<Recipient> {
         let r = Recipient::parse(&text);
-        if r.is_none() {
-            self.error(
+        match &r {
+            None => self.error(
                 at,
-                format!("unknown recipient {text:?} (requester, assignee, team, managers or an email address)"),
-            );
+                format!("unknown recipient {text:?} (requester, assignee, team, managers, an email address or telegram:CHAT_ID)"),
+            ),
+            Some(Recipient::Telegram(_)) if !self.catalog.telegram => {
+                self.error(at, format!("{text} needs a [telegram] bot in the config"));
+                return None;
+            }
+            Some(_) => {}
         }
         r
     }

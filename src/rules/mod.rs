@@ -329,6 +329,7 @@ mod tests {
             categories: vec!["billing".into(), "technical".into(), "other".into()],
             webhooks: vec![],
             calendar: false,
+            telegram: true,
         }
     }
 

@@ -1,0 +1,136 @@
+//! A local Telegram Bot API server for tests: it speaks the wire protocol
+//! teloxide uses (`POST /bot<TOKEN>/<Method>` with a JSON body, method names
+//! in PascalCase, `{"ok":true,"result":…}` envelopes, 429 with
+//! `parameters.retry_after`) and records every call.
+#![allow(dead_code)]
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+pub const TOKEN: &str = "123456:TEST-token";
+
+/// How the server answers the next `SendMessage`.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Ok,
+    /// 429 Too Many Requests, retry after this many seconds.
+    TooMany(u32),
+}
+
+#[derive(Clone, Default)]
+struct State {
+    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    answers: Arc<Mutex<VecDeque<Answer>>>,
+}
+
+pub struct FakeTelegram {
+    pub url: String,
+    state: State,
+}
+
+impl FakeTelegram {
+    /// Starts on a free loopback port; `answers` script the first
+    /// `SendMessage` replies (then every one succeeds).
+    pub async fn start(answers: Vec<Answer>) -> FakeTelegram {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let state = State {
+            answers: Arc::new(Mutex::new(answers.into())),
+            ..State::default()
+        };
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, hyper::Error>(answer(&state, req).await) }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(socket);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        FakeTelegram { url, state }
+    }
+
+    /// The calls so far: (method, JSON parameters).
+    pub fn calls(&self) -> Vec<(String, Value)> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// `[telegram]` config pointing at this server, with the token in a file
+    /// under `dir`.
+    pub fn toml(&self, dir: &std::path::Path) -> String {
+        let file = dir.join("telegram-token");
+        std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+        format!(
+            "\n[telegram]\ntoken_file = \"{}\"\napi_url = \"{}\"\n",
+            file.display(),
+            self.url
+        )
+    }
+}
+
+async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+    let params: Value = body
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
+    let Some(method) = path
+        .strip_prefix(&format!("/bot{TOKEN}/"))
+        .map(str::to_string)
+    else {
+        return reply(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
+    };
+    state
+        .calls
+        .lock()
+        .unwrap()
+        .push((method.clone(), params.clone()));
+    match method.as_str() {
+        "SendMessage" => {
+            let next = state.answers.lock().unwrap().pop_front();
+            match next.unwrap_or(Answer::Ok) {
+                Answer::TooMany(seconds) => reply(json!({
+                    "ok": false,
+                    "error_code": 429,
+                    "description": format!("Too Many Requests: retry after {seconds}"),
+                    "parameters": {"retry_after": seconds},
+                })),
+                Answer::Ok => {
+                    let count = state.calls.lock().unwrap().len();
+                    reply(json!({"ok": true, "result": {
+                        "message_id": count,
+                        "date": 1_795_168_800,
+                        "chat": {"id": params["chat_id"], "type": "group", "title": "Agents"},
+                        "from": {"id": 1, "is_bot": true, "first_name": "ticketd"},
+                        "text": params["text"],
+                    }}))
+                }
+            }
+        }
+        _ => reply(
+            json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"}),
+        ),
+    }
+}
+
+fn reply(body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
