@@ -93,6 +93,10 @@ pub async fn run(
         let cancel = cancel.clone();
         tasks.spawn(async move { imap::run(&pipeline, &mb, cancel).await });
     }
+    if let Some(source) = crate::source::telegram::TelegramSource::new(&config)? {
+        let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
+        tasks.spawn(async move { source.run(&pipeline, cancel).await });
+    }
     tasks.close();
     tracing::info!(
         maildirs = config.maildir.len(),

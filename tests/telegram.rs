@@ -7,9 +7,11 @@ mod common;
 mod telegram;
 
 use common::Env;
+use serde_json::json;
 use std::sync::Arc;
-use telegram::{Answer, FakeTelegram};
+use telegram::{Answer, FakeTelegram, private_message};
 use ticketd::notify::dispatch::Dispatcher;
+use ticketd::source::telegram::TelegramSource;
 use ticketd::store::Backend;
 
 const RULES: &str = r#"
@@ -109,3 +111,78 @@ async fn a_chat_recipient_needs_a_configured_bot() {
         "{message}"
     );
 }
+
+async fn customers_open_a_ticket_and_comment_from_a_private_chat(backend: Backend) {
+    let server = FakeTelegram::start(vec![]).await;
+    let mut edit = private_message(
+        4,
+        10,
+        json!({"text": "Drukarka nie działa!", "edit_date": 1}),
+    );
+    edit["edited_message"] = edit["message"].take();
+    server.push_updates(vec![
+        private_message(1, 10, json!({"text": "Drukarka nie działa\nod rana"})),
+        private_message(2, 11, json!({"text": "Nadal nie działa"})),
+        private_message(3, 12, json!({"text": "👍"})),
+        edit,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_config(backend, &server.toml(dir.path())).await;
+    let source = TelegramSource::new(&env.config).unwrap().unwrap();
+    assert_eq!(source.poll_once(&env.pipeline, 0).await.unwrap(), 4);
+
+    // One ticket from the first message, the second a comment on it.
+    let numbers: Vec<String> = sqlx::query_scalar("SELECT number FROM tickets")
+        .fetch_all(env.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(numbers.len(), 1, "{numbers:?}");
+    let ticket = env.show(&numbers[0]).await;
+    assert_eq!(ticket.subject, "Drukarka nie działa");
+    assert!(ticket.comments.iter().all(|c| c.channel == "telegram"));
+    assert_eq!(ticket.requester.name, "Jan Kowalski");
+    let bodies: Vec<&str> = ticket.comments.iter().map(|c| c.body.as_str()).collect();
+    assert_eq!(bodies, ["Drukarka nie działa\nod rana", "Nadal nie działa"]);
+
+    // The next poll asks from offset 5; a server that sends everything again
+    // changes nothing (the saved offset and the dedupe key both hold).
+    assert_eq!(source.poll_once(&env.pipeline, 0).await.unwrap(), 0);
+    let offsets: Vec<i64> = server
+        .calls()
+        .iter()
+        .filter(|(m, _)| m == "GetUpdates")
+        .map(|(_, p)| p["offset"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(offsets, [0, 5]);
+    server.replay_everything();
+    let again = TelegramSource::new(&env.config).unwrap().unwrap();
+    assert_eq!(again.poll_once(&env.pipeline, 0).await.unwrap(), 0);
+    assert_eq!(env.show(&numbers[0]).await.comments.len(), 2);
+
+    // Every update is journaled with its outcome.
+    let journal: Vec<(String, String)> =
+        sqlx::query_as("SELECT source_key, outcome FROM ingest_journal ORDER BY id")
+            .fetch_all(env.store.pool())
+            .await
+            .unwrap();
+    let outcomes: Vec<&str> = journal.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["created", "comment", "rejected", "rejected"],
+        "{journal:?}"
+    );
+
+    // The customer gets the ticket number, and an answer to the thumbs-up.
+    dispatcher(&env).deliver_due().await.unwrap();
+    let sent: Vec<String> = server
+        .calls()
+        .iter()
+        .filter(|(m, p)| m == "SendMessage" && p["chat_id"] == 42)
+        .map(|(_, p)| p["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].contains(&numbers[0]), "{sent:?}");
+    assert!(sent[1].contains("słowami"), "{sent:?}");
+    env.finish().await;
+}
+for_each_backend!(customers_open_a_ticket_and_comment_from_a_private_chat);

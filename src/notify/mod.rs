@@ -128,6 +128,10 @@ impl Notifier {
         auto_generated: Option<&str>,
         now: Timestamp,
     ) -> store::Result<()> {
+        // A chat contact is reached in its private chat (its user id).
+        if let Some(chat) = to.strip_prefix("telegram:").and_then(|id| id.parse().ok()) {
+            return self.chat(tx, s, event, chat, now).await;
+        }
         let suppressed = match auto_generated {
             Some(why) => Some(format!("the message is auto-generated ({why})")),
             None => self.loop_check(tx, to, now).await?,
@@ -182,6 +186,40 @@ impl Notifier {
             recipient: chat.to_string(),
             automatic: false,
             subject: format!("[{}] {}", s.number, rendered.subject),
+            body: rendered.text,
+            suppressed,
+            ..NewNotification::default()
+        };
+        outbox::enqueue(tx, &notification, now).await
+    }
+
+    /// The `chat_answer` template (`kind`: greeting, no_words,
+    /// unknown_command) to a chat whose message was not taken, in the
+    /// sender's language when we have it.
+    pub async fn chat_answer(
+        &self,
+        tx: &mut Tx,
+        kind: &str,
+        (chat, language): (i64, Option<&str>),
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let lang = self.templates.language_for(language);
+        let context = serde_json::json!({ "kind": kind });
+        let (rendered, suppressed) =
+            match self
+                .templates
+                .render(&lang, "chat_answer", "chat", &context)
+            {
+                Ok(r) => (r, None),
+                Err(e) => (
+                    templates::Rendered::default(),
+                    Some(format!("template error: {e}")),
+                ),
+            };
+        let notification = NewNotification {
+            event: "chat_answer".into(),
+            channel: "telegram".into(),
+            recipient: chat.to_string(),
             body: rendered.text,
             suppressed,
             ..NewNotification::default()

@@ -27,6 +27,7 @@ pub const EVENTS: &[&str] = &[
     "pending_reminder",
     "daily_digest",
     "sla_report",
+    "chat_answer",
 ];
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
@@ -56,6 +57,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "en" / "pending_reminder",
     "en" / "daily_digest",
     "en" / "sla_report",
+    "en" / "chat_answer",
     "pl" / "ticket_created",
     "pl" / "agent_reply",
     "pl" / "ticket_assigned",
@@ -70,6 +72,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "pl" / "pending_reminder",
     "pl" / "daily_digest",
     "pl" / "sla_report",
+    "pl" / "chat_answer",
 );
 
 /// A rendered notification.
@@ -297,6 +300,7 @@ fn render_error(file: &str, e: &handlebars::RenderError) -> TemplateError {
 /// Every variable a template may use, with sample values (docs/templates.md).
 pub fn sample_context() -> Value {
     json!({
+        "kind": "greeting",
         "ticket": {
             "number": "TKT-2026-0042",
             "subject": "Drukarka nie działa",

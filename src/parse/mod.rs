@@ -2,6 +2,7 @@
 //! on input; mail that cannot be a message at all comes back as [`NotMail`].
 
 pub mod autogen;
+pub mod chat;
 pub mod html;
 pub mod quotes;
 pub mod subject;

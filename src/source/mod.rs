@@ -4,6 +4,7 @@
 pub mod imap;
 pub mod maildir;
 pub mod pipe;
+pub mod telegram;
 
 use crate::ingest::Inbound;
 use std::io::Read;

@@ -31,14 +31,19 @@ pub struct TicketState {
     pub resolution_due: Option<Timestamp>,
 }
 
-/// The columns and joins of a [`TicketState`] with its tags folded into one
+/// The columns and joins of a [`TicketState`] (the requester is reached on
+/// the ticket's channel: an email address, or `telegram:USER_ID`) with its
+/// tags folded into one
 /// column, joined by U+001F (`$tags`: the dialect's aggregate; the rule
 /// loader refuses control characters in tags); callers add the WHERE.
 macro_rules! state_select {
     ($tags:literal) => {
         concat!(
             "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category, t.channel,
-                    t.language, i.address AS requester, c.name AS requester_name,
+                    t.language,
+                    CASE WHEN i.kind = 'email' THEN i.address ELSE i.kind || ':' || i.address END
+                        AS requester,
+                    c.name AS requester_name,
                     a.email AS assignee, a.name AS assignee_name, tm.name AS team,
                     o.name AS organization, t.created_at, t.updated_at, t.first_response_due,
                     t.resolution_due, (SELECT ",
@@ -46,7 +51,8 @@ macro_rules! state_select {
             " FROM ticket_tags g WHERE g.ticket_id = t.id) AS tags
              FROM tickets t
              JOIN contacts c ON c.id = t.requester_id
-             LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
+             LEFT JOIN contact_identities i ON i.contact_id = t.requester_id
+                  AND i.kind = CASE WHEN t.channel = 'email' THEN 'email' ELSE t.channel END
              LEFT JOIN agents a ON a.id = t.assignee_id
              LEFT JOIN teams tm ON tm.id = t.team_id
              LEFT JOIN organizations o ON o.id = t.organization_id"

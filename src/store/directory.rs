@@ -88,11 +88,12 @@ pub struct Contact {
     pub organization_id: Option<i64>,
 }
 
-/// Finds the contact with this email address, or creates one (matching the
-/// organization by the address's domain).
-pub async fn contact_for_email(
+/// Finds the contact with this identity (`email` and an address,
+/// `telegram` and a user id), or creates one; a new email contact joins the
+/// organization of its address's domain.
+pub async fn contact_for(
     tx: &mut Tx,
-    email: &str,
+    (kind, address): (&'static str, &str),
     name: &str,
     language: Option<&str>,
     now: Timestamp,
@@ -100,9 +101,10 @@ pub async fn contact_for_email(
     let found = sqlx::query(
         "SELECT c.id, c.organization_id FROM contact_identities i
          JOIN contacts c ON c.id = i.contact_id
-         WHERE i.kind = 'email' AND i.address = $1",
+         WHERE i.kind = $1 AND i.address = $2",
     )
-    .bind(email)
+    .bind(kind)
+    .bind(address)
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = found {
@@ -111,14 +113,17 @@ pub async fn contact_for_email(
             organization_id: row.try_get(1)?,
         });
     }
-    let domain = email.rsplit('@').next().unwrap_or("");
-    let organization_id: Option<i64> =
-        sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
-            .bind(domain)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
+    let organization_id: Option<i64> = match (kind, address.rsplit_once('@')) {
+        ("email", Some((_, domain))) => {
+            sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
+                .bind(domain)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+        }
+        _ => None,
+    };
     let id: i64 = sqlx::query(
         "INSERT INTO contacts (name, organization_id, language, created_at)
          VALUES ($1, $2, $3, $4) RETURNING id",
@@ -130,13 +135,12 @@ pub async fn contact_for_email(
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
-    sqlx::query(
-        "INSERT INTO contact_identities (kind, address, contact_id) VALUES ('email', $1, $2)",
-    )
-    .bind(email)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO contact_identities (kind, address, contact_id) VALUES ($1, $2, $3)")
+        .bind(kind)
+        .bind(address)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(Contact {
         id,
         organization_id,

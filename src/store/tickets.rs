@@ -280,6 +280,33 @@ pub async fn ticket_id_by_number(tx: &mut Tx, number: &str) -> Result<Option<i64
     Ok(row.map(|r| r.try_get(0)).transpose()?)
 }
 
+/// The contact's newest unresolved ticket (new, open or pending) opened on
+/// `channel`: id, number and status.
+pub async fn open_ticket_of(
+    tx: &mut Tx,
+    contact_id: i64,
+    channel: Channel,
+) -> Result<Option<(i64, String, Status)>> {
+    let row = sqlx::query(
+        "SELECT id, number, status FROM tickets
+         WHERE requester_id = $1 AND channel = $2 AND status IN ('new', 'open', 'pending')
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(contact_id)
+    .bind(channel.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        let status: String = r.try_get(2)?;
+        Ok((
+            r.try_get(0)?,
+            r.try_get(1)?,
+            status.parse().unwrap_or(Status::Open),
+        ))
+    })
+    .transpose()
+}
+
 pub async fn ticket_number(tx: &mut Tx, id: i64) -> Result<Option<String>> {
     let row = sqlx::query("SELECT number FROM tickets WHERE id = $1")
         .bind(id)

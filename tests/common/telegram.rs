@@ -25,11 +25,30 @@ pub enum Answer {
 struct State {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
     answers: Arc<Mutex<VecDeque<Answer>>>,
+    /// Updates `GetUpdates` hands out (those at or after its `offset`).
+    updates: Arc<Mutex<Vec<Value>>>,
+    /// Hand out every update, ignoring `offset` (a misbehaving server).
+    replay: Arc<Mutex<bool>>,
 }
 
 pub struct FakeTelegram {
     pub url: String,
     state: State,
+}
+
+/// A private message from customer 42 (Jan Kowalski, Polish).
+pub fn private_message(update_id: i64, message_id: i64, content: Value) -> Value {
+    let mut message = json!({
+        "message_id": message_id,
+        "date": 1_795_168_800,
+        "chat": {"id": 42, "type": "private", "first_name": "Jan"},
+        "from": {"id": 42, "is_bot": false, "first_name": "Jan", "last_name": "Kowalski",
+                 "language_code": "pl"},
+    });
+    for (k, v) in content.as_object().unwrap() {
+        message[k] = v.clone();
+    }
+    json!({"update_id": update_id, "message": message})
 }
 
 impl FakeTelegram {
@@ -62,6 +81,16 @@ impl FakeTelegram {
             }
         });
         FakeTelegram { url, state }
+    }
+
+    /// Queues updates for `GetUpdates`.
+    pub fn push_updates(&self, updates: Vec<Value>) {
+        self.state.updates.lock().unwrap().extend(updates);
+    }
+
+    /// From now on `GetUpdates` ignores its offset and sends everything.
+    pub fn replay_everything(&self) {
+        *self.state.replay.lock().unwrap() = true;
     }
 
     /// The calls so far: (method, JSON parameters).
@@ -121,6 +150,19 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
                     }}))
                 }
             }
+        }
+        "GetUpdates" => {
+            let offset = params["offset"].as_i64().unwrap_or(0);
+            let replay = *state.replay.lock().unwrap();
+            let updates: Vec<Value> = state
+                .updates
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|u| replay || u["update_id"].as_i64().unwrap_or(0) >= offset)
+                .cloned()
+                .collect();
+            reply(json!({"ok": true, "result": updates}))
         }
         _ => reply(
             json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"}),

@@ -2,6 +2,8 @@
 //! in one transaction. Sources call [`Pipeline::ingest`] and acknowledge their
 //! messages only after it returns `Ok` (the commit is durable by then).
 
+mod chat;
+
 use crate::apply;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -691,9 +693,9 @@ impl Pipeline {
             email: String::new(),
             name: String::new(),
         });
-        let contact = directory::contact_for_email(
+        let contact = directory::contact_for(
             tx,
-            &from.email,
+            ("email", &from.email),
             &from.name,
             mail.language.as_deref(),
             now,

@@ -1,0 +1,247 @@
+//! Chat intake: one update from a chat source in one transaction. A
+//! customer's message opens a ticket, or becomes a comment on that
+//! customer's open ticket from the same channel; a message that is not taken
+//! gets its answer; every update is journaled, and the source's position is
+//! saved with it, so the source acknowledges only what is durable.
+
+use super::{Outcome, OutcomeKind, Pipeline, outcome};
+use crate::apply;
+use crate::parse::chat::{ChatMessage, Intake, Refusal, subject_of};
+use crate::rules::Event;
+use crate::store::checkpoints::{self, Checkpoint};
+use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry};
+use crate::store::{self, Tx, changes, directory};
+use crate::ticket::{Channel, Status};
+use sha2::{Digest, Sha256};
+
+impl Pipeline {
+    /// Takes update `update_id` of chat source `source` (e.g. `telegram`);
+    /// the source's next position (`update_id + 1`) is saved in the same
+    /// transaction.
+    pub async fn ingest_chat(
+        &self,
+        source: &str,
+        update_id: i64,
+        intake: &Intake,
+    ) -> store::Result<Outcome> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let key = format!("{source}:update:{update_id}");
+        let result = match intake {
+            Intake::Message(m) => self.store_chat(&mut tx, source, m, now).await?,
+            Intake::Refused {
+                chat,
+                refusal,
+                language,
+            } => {
+                let reason = match refusal {
+                    Refusal::Greeting => "a greeting",
+                    Refusal::NoWords => "no words to make a ticket of",
+                    Refusal::UnknownCommand => "a command customers cannot use",
+                };
+                self.notifier
+                    .chat_answer(
+                        &mut tx,
+                        refusal_kind(*refusal),
+                        (*chat, language.as_deref()),
+                        now,
+                    )
+                    .await?;
+                self.journal_chat(
+                    &mut tx,
+                    (source, &key),
+                    "",
+                    (OutcomeKind::Rejected, reason),
+                    now,
+                )
+                .await?;
+                outcome(OutcomeKind::Rejected, None, Some(reason.into()))
+            }
+            Intake::Ignored(reason) => {
+                self.journal_chat(
+                    &mut tx,
+                    (source, &key),
+                    "",
+                    (OutcomeKind::Rejected, reason),
+                    now,
+                )
+                .await?;
+                outcome(OutcomeKind::Rejected, None, Some(reason.clone()))
+            }
+        };
+        let next = Checkpoint {
+            validity: 0,
+            position: update_id + 1,
+        };
+        checkpoints::save(&mut tx, source, next, now).await?;
+        tx.commit().await?;
+        self.outbox_wake.notify_one();
+        self.sla_wake.notify_one();
+        tracing::debug!(source, update_id, "{result}");
+        Ok(result)
+    }
+
+    async fn store_chat(
+        &self,
+        tx: &mut Tx,
+        source: &str,
+        m: &ChatMessage,
+        now: i64,
+    ) -> store::Result<Outcome> {
+        if let Some(known) = t::known_message(tx, &m.key).await? {
+            let reason = "message already ingested";
+            self.journal_chat(
+                tx,
+                (source, &m.key),
+                &m.text,
+                (OutcomeKind::Duplicate, reason),
+                now,
+            )
+            .await?;
+            let number = t::ticket_number(tx, known.ticket_id).await?;
+            return Ok(outcome(OutcomeKind::Duplicate, number, Some(reason.into())));
+        }
+        let user = m.user.to_string();
+        let contact =
+            directory::contact_for(tx, ("telegram", &user), &m.name, m.language.as_deref(), now)
+                .await?;
+        let author = format!("telegram:{user}");
+        let open = t::open_ticket_of(tx, contact.id, Channel::Telegram).await?;
+        let (kind, ticket_id, number, event) = match open {
+            Some((ticket_id, number, status)) => {
+                if status == Status::Pending {
+                    t::set_status(tx, ticket_id, status, Status::Open, &author, None, now).await?;
+                }
+                (OutcomeKind::Comment, ticket_id, number, Event::CommentAdded)
+            }
+            None => {
+                let year = crate::clock::year_of(now);
+                let number = t::next_number(tx, &self.number_prefix, year).await?;
+                let ticket_id = t::create_ticket(
+                    tx,
+                    &t::NewTicket {
+                        number: &number,
+                        subject: &subject_of(&m.text),
+                        priority: self.default_priority,
+                        requester_id: contact.id,
+                        organization_id: contact.organization_id,
+                        channel: Channel::Telegram,
+                        language: m.language.as_deref(),
+                        auto_generated: false,
+                        team: None,
+                        actor: &author,
+                        now,
+                    },
+                )
+                .await?;
+                (
+                    OutcomeKind::Created,
+                    ticket_id,
+                    number,
+                    Event::TicketCreated,
+                )
+            }
+        };
+        let comment_id = t::add_comment(
+            tx,
+            &t::NewComment {
+                ticket_id,
+                author: &author,
+                author_kind: AuthorKind::Requester,
+                body: &m.text,
+                stripped: "",
+                internal: false,
+                channel: Channel::Telegram,
+                auto_generated: false,
+                message_id: Some(&m.key),
+                now,
+            },
+        )
+        .await?;
+        t::record_message_id(tx, &m.key, ticket_id, Some(comment_id), Direction::In, now).await?;
+        let message = chat_facts(source, m);
+        let applied = self.rules(now).run(tx, event, ticket_id, &message).await?;
+        store::sla::reschedule(tx, ticket_id, &self.policies).await?;
+        if applied.spam_by.is_none()
+            && let Some(state) = changes::ticket_state(tx, ticket_id).await?
+        {
+            let about = apply::subject_of(&state, &message);
+            if kind == OutcomeKind::Created {
+                self.notifier
+                    .chat(tx, &about, "ticket_created", m.chat, now)
+                    .await?;
+            } else if let Some(assignee) = &state.assignee {
+                self.notifier
+                    .automatic(tx, &about, "requester_comment", assignee, None, now)
+                    .await?;
+            }
+        }
+        let hash = hex::encode(Sha256::digest(m.text.as_bytes()));
+        let mut entry = journal_entry((source, &m.key), &hash, now);
+        entry.outcome = kind.as_str();
+        entry.ticket_id = Some(ticket_id);
+        entry.comment_id = Some(comment_id);
+        t::journal(tx, &entry).await?;
+        Ok(outcome(kind, Some(number), None))
+    }
+
+    async fn journal_chat(
+        &self,
+        tx: &mut Tx,
+        (source, key): (&str, &str),
+        text: &str,
+        (kind, reason): (OutcomeKind, &str),
+        now: i64,
+    ) -> store::Result<()> {
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        let mut entry = journal_entry((source, key), &hash, now);
+        entry.outcome = kind.as_str();
+        entry.reason = Some(reason);
+        t::journal(tx, &entry).await
+    }
+}
+
+fn journal_entry<'a>(
+    (source, key): (&'a str, &'a str),
+    hash: &'a str,
+    now: i64,
+) -> JournalEntry<'a> {
+    JournalEntry {
+        source,
+        source_key: key,
+        message_id: None,
+        content_hash: hash,
+        outcome: "",
+        reason: None,
+        ticket_id: None,
+        comment_id: None,
+        now,
+    }
+}
+
+/// What the `chat_answer` template says to a refused message.
+fn refusal_kind(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Greeting => "greeting",
+        Refusal::NoWords => "no_words",
+        Refusal::UnknownCommand => "unknown_command",
+    }
+}
+
+/// What rules see of a chat message.
+fn chat_facts(source: &str, m: &ChatMessage) -> apply::Message {
+    let facts = crate::rules::Facts {
+        subject: subject_of(&m.text),
+        body: m.text.clone(),
+        from: format!("telegram:{}", m.user),
+        channel: Channel::Telegram.as_str().into(),
+        mailbox: source.into(),
+        language: m.language.clone(),
+        author: Some(AuthorKind::Requester.as_str().into()),
+        ..crate::rules::Facts::default()
+    };
+    apply::Message {
+        facts,
+        message_id: None,
+    }
+}
