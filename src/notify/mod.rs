@@ -167,18 +167,7 @@ impl Notifier {
         chat: i64,
         now: Timestamp,
     ) -> store::Result<()> {
-        let lang = self.templates.language_for(s.language);
-        let (rendered, suppressed) =
-            match self
-                .templates
-                .render(&lang, event, "chat", &self.context(s, now))
-            {
-                Ok(r) => (r, None),
-                Err(e) => (
-                    templates::Rendered::default(),
-                    Some(format!("template error: {e}")),
-                ),
-            };
+        let (rendered, suppressed) = self.render(s.language, event, "chat", &self.context(s, now));
         let notification = NewNotification {
             ticket_id: Some(s.ticket_id),
             event: event.into(),
@@ -203,19 +192,8 @@ impl Notifier {
         (chat, language): (i64, Option<&str>),
         now: Timestamp,
     ) -> store::Result<()> {
-        let lang = self.templates.language_for(language);
         let context = serde_json::json!({ "kind": kind });
-        let (rendered, suppressed) =
-            match self
-                .templates
-                .render(&lang, "chat_answer", "chat", &context)
-            {
-                Ok(r) => (r, None),
-                Err(e) => (
-                    templates::Rendered::default(),
-                    Some(format!("template error: {e}")),
-                ),
-            };
+        let (rendered, suppressed) = self.render(language, "chat_answer", "chat", &context);
         let notification = NewNotification {
             event: "chat_answer".into(),
             channel: "telegram".into(),
@@ -237,14 +215,7 @@ impl Notifier {
         context: &Value,
         now: Timestamp,
     ) -> store::Result<()> {
-        let lang = self.templates.language_for(None);
-        let (rendered, suppressed) = match self.templates.render(&lang, event, "email", context) {
-            Ok(r) => (r, None),
-            Err(e) => (
-                templates::Rendered::default(),
-                Some(format!("template error: {e}")),
-            ),
-        };
+        let (rendered, suppressed) = self.render(None, event, "email", context);
         let suppressed = suppressed.or_else(|| {
             self.is_ours(to)
                 .then(|| format!("{to} is one of our own addresses"))
@@ -299,6 +270,26 @@ impl Notifier {
         Ok(None)
     }
 
+    /// `event`'s template for `channel` in the contact's language (else the
+    /// default); a template that fails at render time fails this one
+    /// notification, visibly: the error is the reason it is suppressed.
+    fn render(
+        &self,
+        language: Option<&str>,
+        event: &str,
+        channel: &str,
+        context: &Value,
+    ) -> (templates::Rendered, Option<String>) {
+        let lang = self.templates.language_for(language);
+        match self.templates.render(&lang, event, channel, context) {
+            Ok(r) => (r, None),
+            Err(e) => (
+                templates::Rendered::default(),
+                Some(format!("template error: {e}")),
+            ),
+        }
+    }
+
     fn is_ours(&self, address: &str) -> bool {
         let address = address.to_ascii_lowercase();
         let (local, domain) = address.split_once('@').unwrap_or((&address, ""));
@@ -317,19 +308,8 @@ impl Notifier {
         suppressed: Option<String>,
         now: Timestamp,
     ) -> store::Result<()> {
-        let lang = self.templates.language_for(s.language);
-        let (rendered, suppressed) =
-            match self
-                .templates
-                .render(&lang, event, "email", &self.context(s, now))
-            {
-                Ok(r) => (r, suppressed),
-                // A template that fails at render time fails this one notification, visibly.
-                Err(e) => (
-                    templates::Rendered::default(),
-                    Some(format!("template error: {e}")),
-                ),
-            };
+        let (rendered, error) = self.render(s.language, event, "email", &self.context(s, now));
+        let suppressed = error.or(suppressed);
         let message_id = new_message_id(s.number, &self.from_domain, now);
         let mut references = outbox::thread_message_ids(tx, s.ticket_id, 20).await?;
         if let Some(id) = s.in_reply_to

@@ -30,10 +30,8 @@ impl Telegram {
         let Some(telegram) = &config.telegram else {
             return Ok(None);
         };
-        let url = reqwest::Url::parse(&telegram.api_url)
-            .with_context(|| format!("telegram.api_url {:?}", telegram.api_url))?;
         Ok(Some(Telegram {
-            bot: Bot::new(telegram.token()?).set_api_url(url),
+            bot: bot(telegram)?,
             pace: std::sync::Mutex::default(),
         }))
     }
@@ -57,6 +55,13 @@ impl Telegram {
         }
         Ok(())
     }
+}
+
+/// The configured bot: its token from the token file, its Bot API server.
+pub fn bot(telegram: &crate::config::Telegram) -> Result<Bot> {
+    let url = reqwest::Url::parse(&telegram.api_url)
+        .with_context(|| format!("telegram.api_url {:?}", telegram.api_url))?;
+    Ok(Bot::new(telegram.token()?).set_api_url(url))
 }
 
 fn send_error(e: RequestError) -> SendError {

@@ -29,10 +29,8 @@ impl TelegramSource {
         let Some(telegram) = &config.telegram else {
             return Ok(None);
         };
-        let url = reqwest::Url::parse(&telegram.api_url)
-            .with_context(|| format!("telegram.api_url {:?}", telegram.api_url))?;
         Ok(Some(TelegramSource {
-            bot: Bot::new(telegram.token()?).set_api_url(url),
+            bot: crate::notify::telegram::bot(telegram)?,
         }))
     }
 
