@@ -19,6 +19,15 @@ use std::sync::{Arc, Mutex};
 
 const ACTOR: &str = "rules";
 
+/// Where actions come from: the event, the rule (none for an agent's
+/// command) and the actor recorded in the history.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    event: Event,
+    rule: Option<&'a str>,
+    actor: &'a str,
+}
+
 /// An event raised by the actions of a chain of rules.
 struct Raised {
     event: Event,
@@ -103,25 +112,53 @@ impl Rules<'_> {
         actions: &[Action],
         id: i64,
     ) -> store::Result<Applied> {
+        let origin = Origin {
+            event,
+            rule: Some(rule),
+            actor: ACTOR,
+        };
+        self.carry_out(tx, origin, actions, id).await
+    }
+
+    /// Carries out a change an agent asked for (a chat command) on ticket
+    /// `id`, recorded as `actor`'s, then the follow-up events it raises:
+    /// the same path as the rules' own changes.
+    pub async fn run_command(
+        &self,
+        tx: &mut Tx,
+        actor: &str,
+        action: &Action,
+        id: i64,
+    ) -> store::Result<Applied> {
+        let origin = Origin {
+            event: Event::TicketUpdated,
+            rule: None,
+            actor,
+        };
+        self.carry_out(tx, origin, std::slice::from_ref(action), id)
+            .await
+    }
+
+    async fn carry_out(
+        &self,
+        tx: &mut Tx,
+        origin: Origin<'_>,
+        actions: &[Action],
+        id: i64,
+    ) -> store::Result<Applied> {
         let message = Message::default();
+        let by = origin.rule.unwrap_or(origin.actor).to_string();
         let mut applied = Applied {
-            matched: vec![rule.to_string()],
+            matched: origin.rule.map(String::from).into_iter().collect(),
             ..Applied::default()
         };
         let raised = self
-            .act_all(
-                tx,
-                (event, rule),
-                (id, &mut None),
-                actions,
-                &message,
-                &mut applied,
-            )
+            .act_all(tx, origin, (id, &mut None), actions, &message, &mut applied)
             .await?
             .into_iter()
             .map(|event| Raised {
                 event,
-                chain: vec![rule.to_string()],
+                chain: vec![by.clone()],
             })
             .collect();
         self.follow(tx, raised, id, &message, &mut applied).await?;
@@ -170,10 +207,15 @@ impl Rules<'_> {
                     continue;
                 }
                 applied.matched.push(trace.rule.clone());
+                let origin = Origin {
+                    event,
+                    rule: Some(&trace.rule),
+                    actor: ACTOR,
+                };
                 let raised = self
                     .act_all(
                         tx,
-                        (event, &trace.rule),
+                        origin,
                         (id, &mut current),
                         &trace.actions,
                         message,
@@ -203,7 +245,7 @@ impl Rules<'_> {
     async fn act_all(
         &self,
         tx: &mut Tx,
-        (event, rule): (Event, &str),
+        origin: Origin<'_>,
         (id, state): (i64, &mut Option<TicketState>),
         actions: &[Action],
         message: &Message,
@@ -218,7 +260,7 @@ impl Rules<'_> {
                 break;
             };
             let events = self
-                .act(tx, (event, rule), current, action, message, applied)
+                .act(tx, origin, current, action, message, applied)
                 .await?;
             let changed = !events.is_empty() || matches!(action, Action::Spam | Action::Assign(_));
             if changed && !state.as_mut().is_some_and(|s| mirror(s, action, self.now)) {
@@ -233,17 +275,20 @@ impl Rules<'_> {
     async fn act(
         &self,
         tx: &mut Tx,
-        (event, rule): (Event, &str),
+        origin: Origin<'_>,
         state: &TicketState,
         action: &Action,
         message: &Message,
         applied: &mut Applied,
     ) -> store::Result<Vec<Event>> {
+        let Origin { event, rule, actor } = origin;
         let by = By {
-            actor: ACTOR,
-            rule: Some(rule),
+            actor,
+            rule,
             now: self.now,
         };
+        // Who did it, for the spam mark and the webhook payload.
+        let who = rule.unwrap_or(actor);
         let id = state.id;
         let updated = |changed: bool| {
             if changed {
@@ -273,10 +318,10 @@ impl Rules<'_> {
                     .await?
             }
             Action::Spam => {
-                applied.spam_by = Some(rule.to_string());
+                applied.spam_by = Some(who.to_string());
                 changes::set_tag(tx, id, "spam", true, by).await?;
                 let old = state.status.parse().unwrap_or(Status::New);
-                t::set_status(tx, id, old, Status::Closed, ACTOR, Some(rule), self.now).await?;
+                t::set_status(tx, id, old, Status::Closed, actor, rule, self.now).await?;
                 Vec::new()
             }
             Action::Assign(who) => self.assign(tx, state, who, by, message).await?,
@@ -304,7 +349,7 @@ impl Rules<'_> {
                     "note",
                     None,
                     Some(text),
-                    Some(rule),
+                    rule,
                     self.now,
                 )
                 .await?;
@@ -342,7 +387,7 @@ impl Rules<'_> {
             // Summaries of a scheduled run: the scheduler sends them once per run.
             Action::Digest { .. } | Action::Report { .. } => Vec::new(),
             Action::Webhook(name) => {
-                let payload = webhook_payload(state, event, rule, message, self.now);
+                let payload = webhook_payload(state, event, who, message, self.now);
                 let n = NewNotification {
                     ticket_id: Some(id),
                     event: event.as_str().into(),
@@ -353,7 +398,7 @@ impl Rules<'_> {
                     in_reply_to: None,
                     references: Vec::new(),
                     reply_to: None,
-                    subject: rule.to_string(),
+                    subject: who.to_string(),
                     body: payload.to_string(),
                     html: None,
                     suppressed: None,

@@ -465,6 +465,9 @@ pub struct Agent {
     pub role: Role,
     #[serde(default)]
     pub teams: Vec<String>,
+    /// The agent's Telegram user id: their messages in the agents' chat
+    /// count as theirs.
+    pub telegram: Option<i64>,
 }
 
 fn default_role() -> Role {
@@ -652,6 +655,9 @@ pub struct Telegram {
     /// The Bot API server (a local Bot API server, or a test's).
     #[serde(default = "default_telegram_api")]
     pub api_url: String,
+    /// The agents' group: it gets new tickets and customers' comments, and
+    /// agents answer and give commands there.
+    pub agent_chat: Option<i64>,
 }
 
 fn default_telegram_api() -> String {
@@ -785,8 +791,17 @@ impl Config {
         }
         if let Some(telegram) = &self.telegram {
             check_url("telegram.api_url", &telegram.api_url)?;
+            if telegram.agent_chat.is_some_and(|chat| chat > 0) {
+                bail!("telegram.agent_chat must be a group (a negative chat id)");
+            }
         }
+        let mut telegram_ids = std::collections::HashSet::new();
         for agent in &self.agent {
+            if let Some(id) = agent.telegram
+                && !telegram_ids.insert(id)
+            {
+                bail!("agent {}: telegram id {id} is used by another agent", agent.email);
+            }
             for team in &agent.teams {
                 if !self.team.iter().any(|t| &t.name == team) {
                     bail!("agent {} names unknown team {team:?}", agent.email);

@@ -6,12 +6,13 @@
 
 use super::{Outcome, OutcomeKind, Pipeline, outcome};
 use crate::apply;
-use crate::parse::chat::{ChatMessage, Intake, Refusal, subject_of};
-use crate::rules::Event;
+use crate::parse::chat::{Ask, ChatMessage, Intake, Refusal, subject_of};
+use crate::rules::{Action, Event};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry};
-use crate::store::{self, Tx, changes, directory};
+use crate::store::{self, Tx, changes, desk, directory};
 use crate::ticket::{Channel, Status};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 impl Pipeline {
@@ -29,6 +30,17 @@ impl Pipeline {
         let key = format!("{source}:update:{update_id}");
         let result = match intake {
             Intake::Message(m) => self.store_chat(&mut tx, source, m, now).await?,
+            Intake::Agent(m) => self.agent_message(&mut tx, source, m, now).await?,
+            Intake::Asked {
+                chat,
+                user,
+                language,
+                ask,
+            } => {
+                let asked = (*chat, *user, language.as_deref());
+                self.customer_asked(&mut tx, (source, &key), asked, *ask, now)
+                    .await?
+            }
             Intake::Refused {
                 chat,
                 refusal,
@@ -42,31 +54,17 @@ impl Pipeline {
                 self.notifier
                     .chat_answer(
                         &mut tx,
-                        refusal_kind(*refusal),
+                        (refusal_kind(*refusal), Value::Null),
                         (*chat, language.as_deref()),
                         now,
                     )
                     .await?;
-                self.journal_chat(
-                    &mut tx,
-                    (source, &key),
-                    "",
-                    (OutcomeKind::Rejected, reason),
-                    now,
-                )
-                .await?;
-                outcome(OutcomeKind::Rejected, None, Some(reason.into()))
+                self.chat_rejected(&mut tx, (source, &key), "", reason.into(), now)
+                    .await?
             }
             Intake::Ignored(reason) => {
-                self.journal_chat(
-                    &mut tx,
-                    (source, &key),
-                    "",
-                    (OutcomeKind::Rejected, reason),
-                    now,
-                )
-                .await?;
-                outcome(OutcomeKind::Rejected, None, Some(reason.clone()))
+                self.chat_rejected(&mut tx, (source, &key), "", reason.clone(), now)
+                    .await?
             }
         };
         let next = Checkpoint {
@@ -90,14 +88,11 @@ impl Pipeline {
     ) -> store::Result<Outcome> {
         if let Some(known) = t::known_message(tx, &m.key).await? {
             let reason = "message already ingested";
-            self.journal_chat(
-                tx,
-                (source, &m.key),
-                &m.text,
-                (OutcomeKind::Duplicate, reason),
-                now,
-            )
-            .await?;
+            let hash = hash(&m.text);
+            let mut entry = journal_entry((source, &m.key), &hash, now);
+            entry.outcome = OutcomeKind::Duplicate.as_str();
+            entry.reason = Some(reason);
+            t::journal(tx, &entry).await?;
             let number = t::ticket_number(tx, known.ticket_id).await?;
             return Ok(outcome(OutcomeKind::Duplicate, number, Some(reason.into())));
         }
@@ -166,6 +161,12 @@ impl Pipeline {
             && let Some(state) = changes::ticket_state(tx, ticket_id).await?
         {
             let about = apply::subject_of(&state, &message);
+            let to_agents = if kind == OutcomeKind::Created {
+                "new_ticket"
+            } else {
+                "requester_comment"
+            };
+            self.notifier.to_agents(tx, &about, to_agents, now).await?;
             if kind == OutcomeKind::Created {
                 self.notifier
                     .chat(tx, &about, "ticket_created", m.chat, now)
@@ -176,7 +177,7 @@ impl Pipeline {
                     .await?;
             }
         }
-        let hash = hex::encode(Sha256::digest(m.text.as_bytes()));
+        let hash = hash(&m.text);
         let mut entry = journal_entry((source, &m.key), &hash, now);
         entry.outcome = kind.as_str();
         entry.ticket_id = Some(ticket_id);
@@ -185,23 +186,87 @@ impl Pipeline {
         Ok(outcome(kind, Some(number), None))
     }
 
-    async fn journal_chat(
+    /// Journals a chat message that was not taken, and why.
+    pub(super) async fn chat_rejected(
         &self,
         tx: &mut Tx,
-        (source, key): (&str, &str),
+        journal: (&str, &str),
         text: &str,
-        (kind, reason): (OutcomeKind, &str),
+        reason: String,
         now: i64,
-    ) -> store::Result<()> {
-        let hash = hex::encode(Sha256::digest(text.as_bytes()));
-        let mut entry = journal_entry((source, key), &hash, now);
-        entry.outcome = kind.as_str();
-        entry.reason = Some(reason);
-        t::journal(tx, &entry).await
+    ) -> store::Result<Outcome> {
+        let hash = hash(text);
+        let mut entry = journal_entry(journal, &hash, now);
+        entry.outcome = OutcomeKind::Rejected.as_str();
+        entry.reason = Some(&reason);
+        t::journal(tx, &entry).await?;
+        Ok(outcome(OutcomeKind::Rejected, None, Some(reason)))
+    }
+
+    /// A customer's `/status` (their unresolved tickets) or `/close` (the
+    /// open ticket of this chat, closed on the rules' path as if an agent
+    /// did it, so the customer gets the status notice).
+    async fn customer_asked(
+        &self,
+        tx: &mut Tx,
+        journal: (&str, &str),
+        (chat, user, language): (i64, i64, Option<&str>),
+        ask: Ask,
+        now: i64,
+    ) -> store::Result<Outcome> {
+        let user_id = user.to_string();
+        let tickets = desk::unresolved_of(tx, ("telegram", &user_id)).await?;
+        let listed = |lines: &[desk::Line]| {
+            Value::Array(
+                lines
+                    .iter()
+                    .map(|l| json!({"number": l.number, "status": l.status, "subject": l.subject}))
+                    .collect(),
+            )
+        };
+        let open = tickets
+            .iter()
+            .find(|l| l.channel == Channel::Telegram.as_str());
+        let (kind, ticket, what) = match (ask, open) {
+            (Ask::Status, _) if !tickets.is_empty() => {
+                ("status", None, format!("/status: {} tickets", tickets.len()))
+            }
+            (Ask::Close, Some(line)) => {
+                let actor = format!("telegram:{user}");
+                self.rules(now)
+                    .run_command(tx, &actor, &Action::Close, line.id)
+                    .await?;
+                store::sla::reschedule(tx, line.id, &self.policies).await?;
+                ("", Some(line), format!("/close: {} closed", line.number))
+            }
+            _ => ("nothing_open", None, "nothing open".to_string()),
+        };
+        // A closed ticket's own notice answers /close.
+        if !kind.is_empty() {
+            self.notifier
+                .chat_answer(tx, (kind, listed(&tickets)), (chat, language), now)
+                .await?;
+        }
+        let hash = hash("");
+        let mut entry = journal_entry(journal, &hash, now);
+        entry.outcome = OutcomeKind::Command.as_str();
+        entry.reason = Some(&what);
+        entry.ticket_id = ticket.map(|l| l.id);
+        t::journal(tx, &entry).await?;
+        Ok(outcome(
+            OutcomeKind::Command,
+            ticket.map(|l| l.number.clone()),
+            Some(what),
+        ))
     }
 }
 
-fn journal_entry<'a>(
+/// The journal's content hash of a chat text.
+pub(super) fn hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+pub(super) fn journal_entry<'a>(
     (source, key): (&'a str, &'a str),
     hash: &'a str,
     now: i64,

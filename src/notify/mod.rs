@@ -61,6 +61,8 @@ pub struct Notifier {
     ticket_url: String,
     per_hour: i64,
     per_day: i64,
+    /// The agents' Telegram group.
+    agent_chat: Option<i64>,
 }
 
 impl Notifier {
@@ -92,6 +94,7 @@ impl Notifier {
             ticket_url: config.notify.ticket_url.clone(),
             per_hour: config.notify.auto_reply_per_hour,
             per_day: config.notify.auto_reply_per_day,
+            agent_chat: config.telegram.as_ref().and_then(|t| t.agent_chat),
         })
     }
 
@@ -139,7 +142,9 @@ impl Notifier {
         self.enqueue(tx, s, event, to, true, suppressed, now).await
     }
 
-    /// Mails an agent's public comment to the requester and the thread's participants.
+    /// Sends an agent's public comment to the requester and the thread's
+    /// participants, each on their channel: mail, or a chat
+    /// (`telegram:USER_ID`).
     pub async fn agent_reply(
         &self,
         tx: &mut Tx,
@@ -148,17 +153,61 @@ impl Notifier {
         now: Timestamp,
     ) -> store::Result<()> {
         for to in recipients {
-            if self.is_ours(to) || to.eq_ignore_ascii_case(s.comment_author) {
+            if to.is_empty() || self.is_ours(to) || to.eq_ignore_ascii_case(s.comment_author) {
                 continue;
             }
-            self.enqueue(tx, s, "agent_reply", to, false, None, now)
-                .await?;
+            match to.strip_prefix("telegram:").and_then(|id| id.parse().ok()) {
+                Some(chat) => self.chat(tx, s, "agent_reply", chat, now).await?,
+                None => {
+                    self.enqueue(tx, s, "agent_reply", to, false, None, now)
+                        .await?
+                }
+            }
         }
         Ok(())
     }
 
-    /// `event` about the ticket to a Telegram chat (an agents' group), from
-    /// the chat variant of its template.
+    /// The agents' Telegram group, when one is configured.
+    pub fn agent_chat(&self) -> Option<i64> {
+        self.agent_chat
+    }
+
+    /// `event` about the ticket to the agents' chat, when there is one.
+    pub async fn to_agents(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        event: &str,
+        now: Timestamp,
+    ) -> store::Result<()> {
+        match self.agent_chat {
+            Some(chat) => self.chat(tx, s, event, chat, now).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A plain answer to a chat (the bot's answers to agents' commands).
+    pub async fn chat_text(
+        &self,
+        tx: &mut Tx,
+        (chat, ticket_id): (i64, Option<i64>),
+        text: &str,
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let notification = NewNotification {
+            ticket_id,
+            event: "chat_answer".into(),
+            channel: "telegram".into(),
+            recipient: chat.to_string(),
+            body: text.to_string(),
+            ..NewNotification::default()
+        };
+        outbox::enqueue(tx, &notification, now).await
+    }
+
+    /// `event` about the ticket to a Telegram chat, from the chat variant of
+    /// its template. The text always names the ticket, so an agent's reply
+    /// to it in the agents' chat finds the ticket.
     pub async fn chat(
         &self,
         tx: &mut Tx,
@@ -175,24 +224,30 @@ impl Notifier {
             recipient: chat.to_string(),
             automatic: false,
             subject: format!("[{}] {}", s.number, rendered.subject),
-            body: rendered.text,
+            body: if rendered.text.contains(s.number) {
+                rendered.text
+            } else {
+                format!("{} · {}", s.number, rendered.text)
+            },
             suppressed,
             ..NewNotification::default()
         };
         outbox::enqueue(tx, &notification, now).await
     }
 
-    /// The `chat_answer` template (`kind`: greeting, no_words,
-    /// unknown_command) to a chat whose message was not taken, in the
-    /// sender's language when we have it.
+    /// The `chat_answer` template to a customer's chat, in the sender's
+    /// language when we have it. `kind`: greeting, no_words,
+    /// unknown_command (a message not taken), status, closed,
+    /// nothing_open (answers to `/status` and `/close`); `tickets`: the
+    /// tickets the answer lists (`number`, `status`, `subject`).
     pub async fn chat_answer(
         &self,
         tx: &mut Tx,
-        kind: &str,
+        (kind, tickets): (&str, Value),
         (chat, language): (i64, Option<&str>),
         now: Timestamp,
     ) -> store::Result<()> {
-        let context = serde_json::json!({ "kind": kind });
+        let context = serde_json::json!({ "kind": kind, "tickets": tickets });
         let (rendered, suppressed) = self.render(language, "chat_answer", "chat", &context);
         let notification = NewNotification {
             event: "chat_answer".into(),

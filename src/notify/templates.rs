@@ -28,6 +28,7 @@ pub const EVENTS: &[&str] = &[
     "daily_digest",
     "sla_report",
     "chat_answer",
+    "new_ticket",
 ];
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
@@ -58,6 +59,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "en" / "daily_digest",
     "en" / "sla_report",
     "en" / "chat_answer",
+    "en" / "new_ticket",
     "pl" / "ticket_created",
     "pl" / "agent_reply",
     "pl" / "ticket_assigned",
@@ -73,6 +75,7 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "pl" / "daily_digest",
     "pl" / "sla_report",
     "pl" / "chat_answer",
+    "pl" / "new_ticket",
 );
 
 /// A rendered notification.
@@ -301,6 +304,7 @@ fn render_error(file: &str, e: &handlebars::RenderError) -> TemplateError {
 pub fn sample_context() -> Value {
     json!({
         "kind": "greeting",
+        "tickets": [{ "number": "TKT-2026-0042", "status": "open", "subject": "Drukarka nie działa" }],
         "ticket": {
             "number": "TKT-2026-0042",
             "subject": "Drukarka nie działa",

@@ -1,8 +1,9 @@
 //! Chat updates as the pipeline takes them: what a customer wrote to the bot
-//! in a private chat, or why it is not taken and whether the sender is told.
-//! Pure: a teloxide `Update` in, an [`Intake`] out.
+//! in a private chat, what someone wrote in the agents' chat, or why it is
+//! not taken and whether the sender is told. Pure: a teloxide `Update` in,
+//! an [`Intake`] out.
 
-use teloxide::types::{Update, UpdateKind};
+use teloxide::types::{Message, Update, UpdateKind, User};
 
 /// A customer's message to the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +30,43 @@ pub enum Refusal {
     UnknownCommand,
 }
 
+/// A message in the agents' chat (the sender is not known to be an agent
+/// yet: the pipeline checks the id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentMessage {
+    pub chat: i64,
+    /// The author's Telegram user id.
+    pub user: i64,
+    pub text: String,
+    /// The text of the bot's message this replies to (a ticket's
+    /// notification names the ticket).
+    pub replied: Option<String>,
+    /// `telegram:CHAT:MESSAGE_ID`, as for customers.
+    pub key: String,
+}
+
+/// What a customer asks about their tickets by command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// `/status`: their unresolved tickets.
+    Status,
+    /// `/close`: close the open ticket of this chat.
+    Close,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intake {
     /// A new ticket or a comment on the customer's open one.
     Message(ChatMessage),
+    /// A customer's `/status` or `/close`.
+    Asked {
+        chat: i64,
+        user: i64,
+        language: Option<String>,
+        ask: Ask,
+    },
+    /// A message in the agents' chat: a reply to a ticket or a command.
+    Agent(AgentMessage),
     /// Not taken; the sender in `chat` gets an answer (in their language).
     Refused {
         chat: i64,
@@ -47,7 +81,8 @@ pub enum Intake {
 /// caption 1,024).
 const MAX_TEXT: usize = 16 * 1024;
 
-pub fn telegram(update: &Update) -> Intake {
+/// `agent_chat`: the configured agents' group, whose messages are agents'.
+pub fn telegram(update: &Update, agent_chat: Option<i64>) -> Intake {
     let message = match &update.kind {
         UpdateKind::Message(m) => m,
         UpdateKind::EditedMessage(m) => {
@@ -59,6 +94,9 @@ pub fn telegram(update: &Update) -> Intake {
         _ => return Intake::Ignored("not a message".into()),
     };
     let chat = message.chat.id.0;
+    if Some(chat) == agent_chat {
+        return agent_message(message);
+    }
     if !message.chat.is_private() {
         return Intake::Ignored(format!(
             "message in chat {chat}, which is not a private chat"
@@ -76,6 +114,19 @@ pub fn telegram(update: &Update) -> Intake {
         let name = command.split_whitespace().next().unwrap_or("");
         let refusal = match name.split('@').next().unwrap_or("") {
             "start" | "help" => Refusal::Greeting,
+            "status" | "close" => {
+                let ask = if name.starts_with("status") {
+                    Ask::Status
+                } else {
+                    Ask::Close
+                };
+                return Intake::Asked {
+                    chat,
+                    user: user_id(user),
+                    language: user.language_code.clone(),
+                    ask,
+                };
+            }
             _ => Refusal::UnknownCommand,
         };
         return Intake::Refused {
@@ -91,22 +142,49 @@ pub fn telegram(update: &Update) -> Intake {
             language: user.language_code.clone(),
         };
     }
-    let mut text = text.to_string();
-    if text.len() > MAX_TEXT {
-        let mut end = MAX_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
     Intake::Message(ChatMessage {
         chat,
-        user: i64::try_from(user.id.0).unwrap_or(i64::MAX),
+        user: user_id(user),
         name: user.full_name(),
         language: user.language_code.clone(),
-        text,
+        text: bounded(text),
         key: format!("telegram:{chat}:{}", message.id.0),
     })
+}
+
+/// A message in the agents' chat; people only, text or caption.
+fn agent_message(message: &Message) -> Intake {
+    let chat = message.chat.id.0;
+    let Some(user) = message.from.as_ref().filter(|u| !u.is_bot) else {
+        return Intake::Ignored(format!("message in the agents' chat {chat} not from a person"));
+    };
+    let text = message.text().or_else(|| message.caption()).unwrap_or("");
+    // Only a reply to the bot's own message names a ticket.
+    let replied = message
+        .reply_to_message()
+        .filter(|r| r.from.as_ref().is_some_and(|u| u.is_bot))
+        .and_then(|r| r.text().or_else(|| r.caption()))
+        .map(str::to_string);
+    Intake::Agent(AgentMessage {
+        chat,
+        user: user_id(user),
+        text: bounded(text.trim()),
+        replied,
+        key: format!("telegram:{chat}:{}", message.id.0),
+    })
+}
+
+fn user_id(user: &User) -> i64 {
+    i64::try_from(user.id.0).unwrap_or(i64::MAX)
+}
+
+/// The text, cut at [`MAX_TEXT`] bytes (at a character boundary).
+fn bounded(text: &str) -> String {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// A ticket subject from a chat message: its first line, at most 80
@@ -138,6 +216,12 @@ mod tests {
         serde_json::from_str(&update.to_string()).unwrap()
     }
 
+    const AGENTS: i64 = -100;
+
+    fn telegram_(update: &Update) -> Intake {
+        telegram(update, Some(AGENTS))
+    }
+
     fn update(message: serde_json::Value) -> Update {
         parse(json!({"update_id": 7, "message": message}))
     }
@@ -158,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_private_text_is_a_customer_message() {
-        let got = telegram(&update(private(
+        let got = telegram_(&update(private(
             json!({"text": "  Drukarka nie działa\nod rana "}),
         )));
         assert_eq!(
@@ -176,7 +260,7 @@ mod tests {
 
     #[test]
     fn stickers_emoji_and_commands_get_an_answer_and_groups_and_edits_none() {
-        let refused = |m| match telegram(&update(m)) {
+        let refused = |m| match telegram_(&update(m)) {
             Intake::Refused {
                 chat: 42,
                 refusal,
@@ -203,15 +287,71 @@ mod tests {
             Some(Refusal::UnknownCommand)
         );
         let mut group = private(json!({"text": "hello"}));
-        group["chat"] = json!({"id": -100, "type": "group", "title": "Agents"});
-        assert!(matches!(telegram(&update(group)), Intake::Ignored(_)));
+        group["chat"] = json!({"id": -200, "type": "group", "title": "Elsewhere"});
+        assert!(matches!(telegram_(&update(group)), Intake::Ignored(_)));
         let edit = parse(
             json!({"update_id": 8, "edited_message": private(json!({"text": "x", "edit_date": 1}))}),
         );
-        assert!(matches!(telegram(&edit), Intake::Ignored(_)));
+        assert!(matches!(telegram_(&edit), Intake::Ignored(_)));
         let mut bot = private(json!({"text": "hi"}));
         bot["from"]["is_bot"] = json!(true);
-        assert!(matches!(telegram(&update(bot)), Intake::Ignored(_)));
+        assert!(matches!(telegram_(&update(bot)), Intake::Ignored(_)));
+    }
+
+    #[test]
+    fn customers_ask_for_status_and_close() {
+        for (text, ask) in [("/status", Ask::Status), ("/close@ticketd_bot", Ask::Close)] {
+            assert_eq!(
+                telegram_(&update(private(json!({ "text": text })))),
+                Intake::Asked {
+                    chat: 42,
+                    user: 42,
+                    language: Some("pl".into()),
+                    ask
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn the_agents_chat_gives_agent_messages_with_the_bot_message_they_answer() {
+        let mut m = private(json!({"text": " /priority high ", "message_id": 11}));
+        m["chat"] = json!({"id": AGENTS, "type": "supergroup", "title": "Agents"});
+        m["from"]["id"] = json!(7);
+        m["reply_to_message"] = json!({
+            "message_id": 5, "date": 1_795_168_000,
+            "chat": {"id": AGENTS, "type": "supergroup", "title": "Agents"},
+            "from": {"id": 1, "is_bot": true, "first_name": "ticketd"},
+            "text": "TKT-2026-0001 · Jan: Drukarka",
+        });
+        assert_eq!(
+            telegram_(&update(m.clone())),
+            Intake::Agent(AgentMessage {
+                chat: AGENTS,
+                user: 7,
+                text: "/priority high".into(),
+                replied: Some("TKT-2026-0001 · Jan: Drukarka".into()),
+                key: format!("telegram:{AGENTS}:11"),
+            })
+        );
+        // A reply to a person's message names no ticket.
+        m["reply_to_message"]["from"] = json!({"id": 8, "is_bot": false, "first_name": "Ola"});
+        assert!(matches!(
+            telegram_(&update(m.clone())),
+            Intake::Agent(AgentMessage { replied: None, .. })
+        ));
+        // Another bot in the agents' chat is not an agent.
+        m["from"]["is_bot"] = json!(true);
+        assert!(matches!(telegram_(&update(m)), Intake::Ignored(_)));
+    }
+
+    #[test]
+    fn huge_texts_are_cut_at_a_character_boundary() {
+        let text = "ż".repeat(MAX_TEXT);
+        let Intake::Message(m) = telegram_(&update(private(json!({ "text": text })))) else {
+            panic!("not a message");
+        };
+        assert!(m.text.len() <= MAX_TEXT && m.text.len() > MAX_TEXT - 2);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod autogen;
 pub mod chat;
+pub mod command;
 pub mod html;
 pub mod quotes;
 pub mod subject;

@@ -61,6 +61,11 @@ impl NumberPattern {
             caps.get(2)?.as_str()
         ))
     }
+
+    /// A number in this pattern, for usage texts.
+    pub fn example(&self) -> String {
+        format!("{}-2026-0001", self.prefix)
+    }
 }
 
 #[cfg(test)]

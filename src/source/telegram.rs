@@ -22,6 +22,8 @@ const BACKOFF: Duration = Duration::from_secs(5);
 
 pub struct TelegramSource {
     bot: Bot,
+    /// The agents' group.
+    agent_chat: Option<i64>,
 }
 
 impl TelegramSource {
@@ -31,6 +33,7 @@ impl TelegramSource {
         };
         Ok(Some(TelegramSource {
             bot: crate::notify::telegram::bot(telegram)?,
+            agent_chat: telegram.agent_chat,
         }))
     }
 
@@ -56,7 +59,7 @@ impl TelegramSource {
                 continue;
             }
             let outcome = pipeline
-                .ingest_chat(SOURCE, id, &chat::telegram(update))
+                .ingest_chat(SOURCE, id, &chat::telegram(update, self.agent_chat))
                 .await?;
             tracing::info!(update = id, "telegram: {outcome}");
             taken += 1;
