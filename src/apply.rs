@@ -342,17 +342,7 @@ impl Rules<'_> {
                     },
                 )
                 .await?;
-                t::history(
-                    tx,
-                    id,
-                    ACTOR,
-                    "note",
-                    None,
-                    Some(text),
-                    rule,
-                    self.now,
-                )
-                .await?;
+                t::history(tx, id, ACTOR, "note", None, Some(text), rule, self.now).await?;
                 Vec::new()
             }
             Action::Notify { template, to } => {

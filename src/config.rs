@@ -800,7 +800,10 @@ impl Config {
             if let Some(id) = agent.telegram
                 && !telegram_ids.insert(id)
             {
-                bail!("agent {}: telegram id {id} is used by another agent", agent.email);
+                bail!(
+                    "agent {}: telegram id {id} is used by another agent",
+                    agent.email
+                );
             }
             for team in &agent.teams {
                 if !self.team.iter().any(|t| &t.name == team) {

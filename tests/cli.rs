@@ -197,15 +197,17 @@ fn run_with_the_shipped_config_needs_no_server() {
     let log = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
     let inbox = dir.path().join("var/inbox");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !inbox.join("new").exists() {
+    while !inbox.join("tmp").exists() {
         assert!(Instant::now() < deadline, "maildir not created");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Delivered as an MTA does: written in tmp/, then renamed into new/.
     std::fs::write(
-        inbox.join("new/1.x.host"),
+        inbox.join("tmp/1.x.host"),
         common::fixture("gmail-new-ticket-pl-utf8.eml"),
     )
     .unwrap();
+    std::fs::rename(inbox.join("tmp/1.x.host"), inbox.join("new/1.x.host")).unwrap();
     while !inbox.join("cur/1.x.host:2,S").exists() {
         assert!(
             Instant::now() < deadline,

@@ -115,7 +115,9 @@ impl Pipeline {
         why: String,
         now: i64,
     ) -> store::Result<Outcome> {
-        self.notifier.chat_text(tx, (m.chat, None), &why, now).await?;
+        self.notifier
+            .chat_text(tx, (m.chat, None), &why, now)
+            .await?;
         self.chat_rejected(tx, journal, &m.text, why, now).await
     }
 

@@ -9,27 +9,32 @@ use crate::apply;
 use crate::parse::chat::{Ask, ChatMessage, Intake, Refusal, subject_of};
 use crate::rules::{Action, Event};
 use crate::store::checkpoints::{self, Checkpoint};
-use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry};
+use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
 use crate::store::{self, Tx, changes, desk, directory};
 use crate::ticket::{Channel, Status};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 impl Pipeline {
-    /// Takes update `update_id` of chat source `source` (e.g. `telegram`);
-    /// the source's next position (`update_id + 1`) is saved in the same
+    /// Takes update `update_id` of chat source `source` (e.g. `telegram`)
+    /// with the message's attachments (already stored by the source); the
+    /// source's next position (`update_id + 1`) is saved in the same
     /// transaction.
     pub async fn ingest_chat(
         &self,
         source: &str,
         update_id: i64,
         intake: &Intake,
+        attachments: &[StoredAttachment],
     ) -> store::Result<Outcome> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let key = format!("{source}:update:{update_id}");
         let result = match intake {
-            Intake::Message(m) => self.store_chat(&mut tx, source, m, now).await?,
+            Intake::Message(m) => {
+                self.store_chat(&mut tx, source, (m, attachments), now)
+                    .await?
+            }
             Intake::Agent(m) => self.agent_message(&mut tx, source, m, now).await?,
             Intake::Asked {
                 chat,
@@ -83,7 +88,7 @@ impl Pipeline {
         &self,
         tx: &mut Tx,
         source: &str,
-        m: &ChatMessage,
+        (m, attachments): (&ChatMessage, &[StoredAttachment]),
         now: i64,
     ) -> store::Result<Outcome> {
         if let Some(known) = t::known_message(tx, &m.key).await? {
@@ -154,6 +159,9 @@ impl Pipeline {
         )
         .await?;
         t::record_message_id(tx, &m.key, ticket_id, Some(comment_id), Direction::In, now).await?;
+        for a in attachments {
+            t::add_attachment(tx, ticket_id, comment_id, a, now).await?;
+        }
         let message = chat_facts(source, m);
         let applied = self.rules(now).run(tx, event, ticket_id, &message).await?;
         store::sla::reschedule(tx, ticket_id, &self.policies).await?;
@@ -228,9 +236,11 @@ impl Pipeline {
             .iter()
             .find(|l| l.channel == Channel::Telegram.as_str());
         let (kind, ticket, what) = match (ask, open) {
-            (Ask::Status, _) if !tickets.is_empty() => {
-                ("status", None, format!("/status: {} tickets", tickets.len()))
-            }
+            (Ask::Status, _) if !tickets.is_empty() => (
+                "status",
+                None,
+                format!("/status: {} tickets", tickets.len()),
+            ),
             (Ask::Close, Some(line)) => {
                 let actor = format!("telegram:{user}");
                 self.rules(now)
@@ -303,6 +313,7 @@ fn chat_facts(source: &str, m: &ChatMessage) -> apply::Message {
         mailbox: source.into(),
         language: m.language.clone(),
         author: Some(AuthorKind::Requester.as_str().into()),
+        attachment_names: m.files.iter().map(|f| f.name.clone()).collect(),
         ..crate::rules::Facts::default()
     };
     apply::Message {

@@ -345,7 +345,7 @@ impl Pipeline {
                 }
                 let attachments = std::mem::take(&mut mail.attachments)
                     .into_iter()
-                    .map(|a| self.store_attachment(a))
+                    .map(|a| self.keep_attachment(a))
                     .collect::<std::io::Result<Vec<_>>>()?;
                 Ok(Prepared::Mail {
                     mail: Box::new(mail),
@@ -362,7 +362,14 @@ impl Pipeline {
         }
     }
 
-    fn store_attachment(&self, a: parse::Attachment) -> std::io::Result<StoredAttachment> {
+    /// The size over which attachments are recorded but not stored.
+    pub fn max_attachment_bytes(&self) -> u64 {
+        self.max_attachment_bytes
+    }
+
+    /// Stores an attachment's content (over the limit: only its hash), before
+    /// the transaction that records it.
+    pub fn keep_attachment(&self, a: parse::Attachment) -> std::io::Result<StoredAttachment> {
         let size = a.data.len() as u64;
         let (sha256, stored) = if size > self.max_attachment_bytes {
             use sha2::Digest;

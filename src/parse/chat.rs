@@ -3,7 +3,7 @@
 //! not taken and whether the sender is told. Pure: a teloxide `Update` in,
 //! an [`Intake`] out.
 
-use teloxide::types::{Message, Update, UpdateKind, User};
+use teloxide::types::{FileMeta, Message, Update, UpdateKind, User};
 
 /// A customer's message to the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,20 @@ pub struct ChatMessage {
     pub text: String,
     /// Unique per message: `telegram:CHAT:MESSAGE_ID` (the dedupe key).
     pub key: String,
+    /// Photos and files sent with it, to fetch and store as attachments.
+    pub files: Vec<ChatFile>,
+}
+
+/// A photo or file in a chat message: what the source fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatFile {
+    /// Telegram's `file_id` (for `getFile`).
+    pub file_id: String,
+    /// A safe file name.
+    pub name: String,
+    pub content_type: String,
+    /// The size Telegram announces (0 when unknown).
+    pub size: u64,
 }
 
 /// Why a message is not taken; the sender is told.
@@ -135,28 +149,92 @@ pub fn telegram(update: &Update, agent_chat: Option<i64>) -> Intake {
             language: user.language_code.clone(),
         };
     }
-    if !text.chars().any(char::is_alphanumeric) {
+    let files = files_of(message);
+    if !text.chars().any(char::is_alphanumeric) && files.is_empty() {
         return Intake::Refused {
             chat,
             refusal: Refusal::NoWords,
             language: user.language_code.clone(),
         };
     }
+    // A file without a caption still makes a ticket: its names are the text.
+    let text = match text.chars().any(char::is_alphanumeric) {
+        true => bounded(text),
+        false => files
+            .iter()
+            .map(|f| format!("[{}]", f.name))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
     Intake::Message(ChatMessage {
         chat,
         user: user_id(user),
         name: user.full_name(),
         language: user.language_code.clone(),
-        text: bounded(text),
+        text,
         key: format!("telegram:{chat}:{}", message.id.0),
+        files,
     })
+}
+
+/// The photo (its largest size), document, video, audio or voice note of
+/// a message.
+fn files_of(message: &Message) -> Vec<ChatFile> {
+    let id = message.id.0;
+    let file = |meta: &FileMeta, name: String, content_type: &str| ChatFile {
+        file_id: meta.id.to_string(),
+        name: crate::parse::sanitize_file_name(&name),
+        content_type: content_type.to_string(),
+        size: u64::from(meta.size),
+    };
+    let named = |name: &Option<String>, fallback: String| name.clone().unwrap_or(fallback);
+    let mut files = Vec::new();
+    if let Some(photo) = message.photo().and_then(|sizes| sizes.last()) {
+        files.push(file(&photo.file, format!("photo-{id}.jpg"), "image/jpeg"));
+    }
+    if let Some(d) = message.document() {
+        let name = named(&d.file_name, format!("file-{id}"));
+        files.push(file(
+            &d.file,
+            name,
+            &mime(d.mime_type.as_ref(), "application/octet-stream"),
+        ));
+    }
+    if let Some(v) = message.video() {
+        let name = named(&v.file_name, format!("video-{id}.mp4"));
+        files.push(file(
+            &v.file,
+            name,
+            &mime(v.mime_type.as_ref(), "video/mp4"),
+        ));
+    }
+    if let Some(a) = message.audio() {
+        let name = named(&a.file_name, format!("audio-{id}"));
+        files.push(file(
+            &a.file,
+            name,
+            &mime(a.mime_type.as_ref(), "audio/mpeg"),
+        ));
+    }
+    if let Some(v) = message.voice() {
+        let content_type = mime(v.mime_type.as_ref(), "audio/ogg");
+        files.push(file(&v.file, format!("voice-{id}.ogg"), &content_type));
+    }
+    files
+}
+
+/// A MIME type's text, or the fallback.
+fn mime(m: Option<&impl ToString>, fallback: &str) -> String {
+    m.map_or(fallback.to_string(), ToString::to_string)
 }
 
 /// A message in the agents' chat; people only, text or caption.
 fn agent_message(message: &Message) -> Intake {
     let chat = message.chat.id.0;
     let Some(user) = message.from.as_ref().filter(|u| !u.is_bot) else {
-        return Intake::Ignored(format!("message in the agents' chat {chat} not from a person"));
+        return Intake::Ignored(format!(
+            "message in the agents' chat {chat} not from a person"
+        ));
     };
     let text = message.text().or_else(|| message.caption()).unwrap_or("");
     // Only a reply to the bot's own message names a ticket.
@@ -254,6 +332,7 @@ mod tests {
                 language: Some("pl".into()),
                 text: "Drukarka nie działa\nod rana".into(),
                 key: "telegram:42:10".into(),
+                files: Vec::new(),
             })
         );
     }
@@ -296,6 +375,38 @@ mod tests {
         let mut bot = private(json!({"text": "hi"}));
         bot["from"]["is_bot"] = json!(true);
         assert!(matches!(telegram_(&update(bot)), Intake::Ignored(_)));
+    }
+
+    #[test]
+    fn photos_and_files_come_with_their_names_and_sizes() {
+        let photo = json!({"photo": [
+            {"file_id": "small", "file_unique_id": "s", "file_size": 100, "width": 90, "height": 90},
+            {"file_id": "big", "file_unique_id": "b", "file_size": 9000, "width": 800, "height": 800},
+        ]});
+        let Intake::Message(m) = telegram_(&update(private(photo))) else {
+            panic!("a photo without a caption is a message");
+        };
+        assert_eq!(m.text, "[photo-10.jpg]");
+        assert_eq!(
+            m.files,
+            [ChatFile {
+                file_id: "big".into(),
+                name: "photo-10.jpg".into(),
+                content_type: "image/jpeg".into(),
+                size: 9000,
+            }]
+        );
+        let document = json!({"caption": "Faktura w załączniku", "document": {
+            "file_id": "doc", "file_unique_id": "d", "file_size": 1234,
+            "file_name": "../faktura 11.pdf", "mime_type": "application/pdf"}});
+        let Intake::Message(m) = telegram_(&update(private(document))) else {
+            panic!("a document is a message");
+        };
+        assert_eq!(m.text, "Faktura w załączniku");
+        assert_eq!(
+            (m.files[0].name.as_str(), m.files[0].content_type.as_str()),
+            ("faktura 11.pdf", "application/pdf")
+        );
     }
 
     #[test]

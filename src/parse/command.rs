@@ -98,9 +98,7 @@ pub fn parse(
         "status" => match args.parse() {
             Ok(s) => Command::Status(s),
             Err(_) => {
-                return Err(
-                    "usage: /status [NUMBER] new|open|pending|resolved|closed".into(),
-                );
+                return Err("usage: /status [NUMBER] new|open|pending|resolved|closed".into());
             }
         },
         "note" | "reply" if args.is_empty() => {
@@ -203,7 +201,10 @@ mod tests {
 
     #[test]
     fn commands_take_the_ticket_from_the_reply_or_their_first_argument() {
-        assert_eq!(order("/take", NOTICE), about(Command::Take, "TKT-2026-0007"));
+        assert_eq!(
+            order("/take", NOTICE),
+            about(Command::Take, "TKT-2026-0007")
+        );
         assert_eq!(
             order("/priority@ticketd_bot TKT-2026-0009 high", NOTICE),
             about(Command::Priority(Priority::High), "TKT-2026-0009")
@@ -224,7 +225,10 @@ mod tests {
             order("/reply TKT-2026-0009 Dzień dobry", None),
             about(Command::Reply("Dzień dobry".into()), "TKT-2026-0009")
         );
-        assert_eq!(order("/show TKT-2026-0009", None), about(Command::Show, "TKT-2026-0009"));
+        assert_eq!(
+            order("/show TKT-2026-0009", None),
+            about(Command::Show, "TKT-2026-0009")
+        );
         assert_eq!(
             order("/tickets breached", NOTICE),
             Ok(Some(Order {
@@ -239,7 +243,11 @@ mod tests {
         let err = |text: &str, replied| order(text, replied).unwrap_err();
         assert!(err("/priority urgent", NOTICE).starts_with("usage: /priority"));
         assert!(err("/status", NOTICE).starts_with("usage: /status"));
-        assert!(err("/take", None).contains("which ticket?"), "{}", err("/take", None));
+        assert!(
+            err("/take", None).contains("which ticket?"),
+            "{}",
+            err("/take", None)
+        );
         assert!(err("/take now", NOTICE).starts_with("usage: /take"));
         assert!(err("/assign", NOTICE).starts_with("usage: /assign"));
         assert!(err("/assign a b", NOTICE).starts_with("usage: /assign"));

@@ -6,11 +6,17 @@
 
 use crate::config::Config;
 use crate::ingest::Pipeline;
-use crate::parse::chat;
+use crate::parse::Attachment;
+use crate::parse::chat::{self, ChatFile};
+use crate::store::tickets::StoredAttachment;
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use std::time::Duration;
+use teloxide::RequestError;
+use teloxide::net::Download;
 use teloxide::payloads::GetUpdatesSetters;
 use teloxide::prelude::{Bot, Requester};
+use teloxide::types::FileId;
 use tokio_util::sync::CancellationToken;
 
 /// The source name in the journal and the checkpoints.
@@ -58,13 +64,75 @@ impl TelegramSource {
             if id < offset {
                 continue;
             }
+            let intake = chat::telegram(update, self.agent_chat);
+            let attachments = match &intake {
+                chat::Intake::Message(m) => self.fetch(pipeline, &m.files).await?,
+                _ => Vec::new(),
+            };
             let outcome = pipeline
-                .ingest_chat(SOURCE, id, &chat::telegram(update, self.agent_chat))
+                .ingest_chat(SOURCE, id, &intake, &attachments)
                 .await?;
             tracing::info!(update = id, "telegram: {outcome}");
             taken += 1;
         }
         Ok(taken)
+    }
+
+    /// Fetches a message's photos and files and stores them (before the
+    /// transaction, like a mail's attachments). A file over the size limit,
+    /// or one Telegram refuses to hand out (over its own 20 MB), is recorded
+    /// but not stored; a network failure fails the poll, to be retried.
+    async fn fetch(
+        &self,
+        pipeline: &Pipeline,
+        files: &[ChatFile],
+    ) -> Result<Vec<StoredAttachment>> {
+        let limit = pipeline.max_attachment_bytes();
+        let mut attachments = Vec::with_capacity(files.len());
+        for f in files {
+            let recorded = |size: u64| StoredAttachment {
+                name: f.name.clone(),
+                content_type: f.content_type.clone(),
+                size: i64::try_from(size).unwrap_or(i64::MAX),
+                sha256: String::new(),
+                stored: false,
+            };
+            if f.size > limit {
+                attachments.push(recorded(f.size));
+                continue;
+            }
+            let file = match self.bot.get_file(FileId(f.file_id.clone())).await {
+                Ok(file) => file,
+                Err(RequestError::Api(e)) => {
+                    tracing::warn!(file = %f.name, "telegram refused the file: {e}");
+                    attachments.push(recorded(f.size));
+                    continue;
+                }
+                Err(e) => return Err(e).context("telegram getFile"),
+            };
+            let mut data = Vec::new();
+            let mut stream = self.bot.download_file_stream(&file.path);
+            let mut over = false;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("telegram file download")?;
+                if (data.len() + chunk.len()) as u64 > limit {
+                    over = true;
+                    break;
+                }
+                data.extend_from_slice(&chunk);
+            }
+            if over {
+                attachments.push(recorded(u64::from(file.meta.size).max(limit + 1)));
+                continue;
+            }
+            let attachment = Attachment {
+                name: f.name.clone(),
+                content_type: f.content_type.clone(),
+                data,
+            };
+            attachments.push(pipeline.keep_attachment(attachment)?);
+        }
+        Ok(attachments)
     }
 
     /// Polls until `shutdown`; a failure is logged and retried after a pause

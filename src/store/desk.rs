@@ -96,13 +96,7 @@ pub async fn latest_comments(
     .await?;
     let mut comments = rows
         .iter()
-        .map(|r| {
-            Ok((
-                r.try_get(0)?,
-                super::flag(r, "internal")?,
-                r.try_get(2)?,
-            ))
-        })
+        .map(|r| Ok((r.try_get(0)?, super::flag(r, "internal")?, r.try_get(2)?)))
         .collect::<Result<Vec<_>>>()?;
     comments.reverse();
     Ok(comments)

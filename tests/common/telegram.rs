@@ -29,6 +29,8 @@ struct State {
     updates: Arc<Mutex<Vec<Value>>>,
     /// Hand out every update, ignoring `offset` (a misbehaving server).
     replay: Arc<Mutex<bool>>,
+    /// Files `GetFile` knows, by file id, and serves under `/file/`.
+    files: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
 }
 
 pub struct FakeTelegram {
@@ -47,6 +49,38 @@ pub fn private_message(update_id: i64, message_id: i64, content: Value) -> Value
     });
     for (k, v) in content.as_object().unwrap() {
         message[k] = v.clone();
+    }
+    json!({"update_id": update_id, "message": message})
+}
+
+/// The agents' group in the tests.
+pub const AGENT_CHAT: i64 = -100_500;
+
+/// A message from user `from` in the agents' group, replying to the bot's
+/// message `replied` when given.
+pub fn agent_message(
+    update_id: i64,
+    message_id: i64,
+    from: i64,
+    text: &str,
+    replied: Option<&str>,
+) -> Value {
+    let chat = json!({"id": AGENT_CHAT, "type": "supergroup", "title": "Agents"});
+    let mut message = json!({
+        "message_id": message_id,
+        "date": 1_795_168_800,
+        "chat": chat,
+        "from": {"id": from, "is_bot": false, "first_name": format!("user {from}")},
+        "text": text,
+    });
+    if let Some(replied) = replied {
+        message["reply_to_message"] = json!({
+            "message_id": message_id - 1000,
+            "date": 1_795_168_000,
+            "chat": chat,
+            "from": {"id": 1, "is_bot": true, "first_name": "ticketd"},
+            "text": replied,
+        });
     }
     json!({"update_id": update_id, "message": message})
 }
@@ -88,6 +122,13 @@ impl FakeTelegram {
         self.state.updates.lock().unwrap().extend(updates);
     }
 
+    /// A file customers can send (`GetFile` and the download find it); other
+    /// file ids get Telegram's "file is too big".
+    pub fn add_file(&self, file_id: &str, content: &[u8]) {
+        let mut files = self.state.files.lock().unwrap();
+        files.insert(file_id.to_string(), content.to_vec());
+    }
+
     /// From now on `GetUpdates` ignores its offset and sends everything.
     pub fn replay_everything(&self) {
         *self.state.replay.lock().unwrap() = true;
@@ -113,6 +154,22 @@ impl FakeTelegram {
 
 async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    // Downloads: teloxide sends the file path as one segment ("/" as %2F).
+    let file = path
+        .trim_start_matches('/')
+        .strip_prefix(&format!("file/bot{TOKEN}/"))
+        .map(|p| p.replace("%2F", "/"));
+    if let Some(file) = file {
+        let id = file.strip_prefix("documents/").unwrap_or("");
+        let content = state.files.lock().unwrap().get(id).cloned();
+        return match content {
+            Some(bytes) => Response::new(Full::new(Bytes::from(bytes))),
+            None => Response::builder()
+                .status(404)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        };
+    }
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     let params: Value = body
         .ok()
@@ -151,6 +208,18 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 }
             }
         }
+        "GetFile" => {
+            let id = params["file_id"].as_str().unwrap_or("").to_string();
+            let size = state.files.lock().unwrap().get(&id).map(Vec::len);
+            match size {
+                Some(size) => reply(json!({"ok": true, "result": {
+                    "file_id": id, "file_unique_id": format!("u-{id}"), "file_size": size,
+                    "file_path": format!("documents/{id}"),
+                }})),
+                None => reply(json!({"ok": false, "error_code": 400,
+                                     "description": "Bad Request: file is too big"})),
+            }
+        }
         "GetUpdates" => {
             let offset = params["offset"].as_i64().unwrap_or(0);
             let replay = *state.replay.lock().unwrap();
@@ -160,6 +229,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
                 .unwrap()
                 .iter()
                 .filter(|u| replay || u["update_id"].as_i64().unwrap_or(0) >= offset)
+                .take(params["limit"].as_u64().unwrap_or(100) as usize)
                 .cloned()
                 .collect();
             reply(json!({"ok": true, "result": updates}))
