@@ -10,32 +10,118 @@ use crate::parse::chat::{Ask, ChatMessage, Intake, Refusal, subject_of};
 use crate::rules::{Action, Event};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
-use crate::store::{self, Tx, changes, desk, directory};
+use crate::store::{self, Tx, changes, desk, directory, files};
 use crate::ticket::{Channel, Status};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+/// One update of a chat source, ready for the transaction.
+pub struct ChatUpdate {
+    /// The source's id of the update (Telegram's `update_id`).
+    pub id: i64,
+    pub intake: Intake,
+    /// The message's files, already stored by the source.
+    pub attachments: Vec<StoredAttachment>,
+}
+
 impl Pipeline {
-    /// Takes update `update_id` of chat source `source` (e.g. `telegram`)
-    /// with the message's attachments (already stored by the source); the
-    /// source's next position (`update_id + 1`) is saved in the same
-    /// transaction.
+    /// Takes a chat source's updates (`source`: e.g. `telegram`) in one
+    /// transaction, which also saves the source's next position (the last
+    /// id + 1); returns one outcome per update. When the batch fails on
+    /// anything but an unavailable store, each update is taken in its own
+    /// transaction, so one bad update cannot hold back the rest.
     pub async fn ingest_chat(
         &self,
         source: &str,
-        update_id: i64,
-        intake: &Intake,
-        attachments: &[StoredAttachment],
+        updates: &[ChatUpdate],
+    ) -> store::Result<Vec<Outcome>> {
+        match self.chat_batch(source, updates).await {
+            Err(store::Error::Unavailable(e)) => Err(store::Error::Unavailable(e)),
+            Err(e) if updates.len() > 1 => {
+                tracing::warn!(error = %e, "chat batch failed; taking its updates one by one");
+                let mut outcomes = Vec::with_capacity(updates.len());
+                for u in updates {
+                    match self.chat_batch(source, std::slice::from_ref(u)).await {
+                        Ok(one) => outcomes.extend(one),
+                        Err(store::Error::Unavailable(e)) => {
+                            return Err(store::Error::Unavailable(e));
+                        }
+                        Err(e) => outcomes.push(self.chat_poison(source, u, &e).await?),
+                    }
+                }
+                Ok(outcomes)
+            }
+            other => other,
+        }
+    }
+
+    /// An update the store refuses even alone: what it holds is kept in the
+    /// quarantine folder and journaled, and the source moves past it, so it
+    /// cannot block the ones after it.
+    async fn chat_poison(
+        &self,
+        source: &str,
+        update: &ChatUpdate,
+        error: &store::Error,
     ) -> store::Result<Outcome> {
+        let kept = format!("{:#?}", update.intake);
+        let sha256 = files::put(&self.quarantine_dir, kept.as_bytes())
+            .map_err(|e| store::Error::Unavailable(format!("cannot write quarantine: {e}")))?;
+        let reason = format!("the store rejected it: {error}");
+        let now = self.clock.now();
+        let key = format!("{source}:update:{}", update.id);
+        let mut tx = self.store.begin().await?;
+        super::journal_quarantined(&mut tx, source, &key, &sha256, &reason, now).await?;
+        let next = Checkpoint {
+            validity: 0,
+            position: update.id + 1,
+        };
+        checkpoints::save(&mut tx, source, next, now).await?;
+        tx.commit().await?;
+        tracing::warn!(source, update = update.id, "update quarantined: {reason}");
+        Ok(outcome(OutcomeKind::Quarantined, None, Some(reason)))
+    }
+
+    async fn chat_batch(
+        &self,
+        source: &str,
+        updates: &[ChatUpdate],
+    ) -> store::Result<Vec<Outcome>> {
+        let Some(last) = updates.last() else {
+            return Ok(Vec::new());
+        };
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let key = format!("{source}:update:{update_id}");
+        let mut outcomes = Vec::with_capacity(updates.len());
+        for u in updates {
+            let outcome = self.take_update(&mut tx, source, u, now).await?;
+            tracing::debug!(source, update = u.id, "{outcome}");
+            outcomes.push(outcome);
+        }
+        let next = Checkpoint {
+            validity: 0,
+            position: last.id + 1,
+        };
+        checkpoints::save(&mut tx, source, next, now).await?;
+        tx.commit().await?;
+        self.outbox_wake.notify_one();
+        self.sla_wake.notify_one();
+        Ok(outcomes)
+    }
+
+    async fn take_update(
+        &self,
+        tx: &mut Tx,
+        source: &str,
+        update: &ChatUpdate,
+        now: i64,
+    ) -> store::Result<Outcome> {
+        let key = format!("{source}:update:{}", update.id);
+        let attachments = update.attachments.as_slice();
+        let intake = &update.intake;
         let result = match intake {
-            Intake::Message(m) => {
-                self.store_chat(&mut tx, source, (m, attachments), now)
-                    .await?
-            }
-            Intake::Agent(m) => self.agent_message(&mut tx, source, m, now).await?,
+            Intake::Message(m) => self.store_chat(tx, source, (m, attachments), now).await?,
+            Intake::Agent(m) => self.agent_message(tx, source, m, now).await?,
             Intake::Asked {
                 chat,
                 user,
@@ -43,7 +129,7 @@ impl Pipeline {
                 ask,
             } => {
                 let asked = (*chat, *user, language.as_deref());
-                self.customer_asked(&mut tx, (source, &key), asked, *ask, now)
+                self.customer_asked(tx, (source, &key), asked, *ask, now)
                     .await?
             }
             Intake::Refused {
@@ -58,29 +144,20 @@ impl Pipeline {
                 };
                 self.notifier
                     .chat_answer(
-                        &mut tx,
+                        tx,
                         (refusal_kind(*refusal), Value::Null),
                         (*chat, language.as_deref()),
                         now,
                     )
                     .await?;
-                self.chat_rejected(&mut tx, (source, &key), "", reason.into(), now)
+                self.chat_rejected(tx, (source, &key), "", reason.into(), now)
                     .await?
             }
             Intake::Ignored(reason) => {
-                self.chat_rejected(&mut tx, (source, &key), "", reason.clone(), now)
+                self.chat_rejected(tx, (source, &key), "", reason.clone(), now)
                     .await?
             }
         };
-        let next = Checkpoint {
-            validity: 0,
-            position: update_id + 1,
-        };
-        checkpoints::save(&mut tx, source, next, now).await?;
-        tx.commit().await?;
-        self.outbox_wake.notify_one();
-        self.sla_wake.notify_one();
-        tracing::debug!(source, update_id, "{result}");
         Ok(result)
     }
 

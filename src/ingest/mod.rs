@@ -5,6 +5,8 @@
 mod agent;
 mod chat;
 
+pub use chat::ChatUpdate;
+
 use crate::apply;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -817,7 +819,7 @@ impl Pipeline {
     }
 }
 
-async fn journal_quarantined(
+pub(super) async fn journal_quarantined(
     tx: &mut Tx,
     source: &str,
     source_key: &str,

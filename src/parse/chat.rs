@@ -256,13 +256,17 @@ fn user_id(user: &User) -> i64 {
     i64::try_from(user.id.0).unwrap_or(i64::MAX)
 }
 
-/// The text, cut at [`MAX_TEXT`] bytes (at a character boundary).
+/// The text without control characters (but line breaks and tabs), cut at
+/// [`MAX_TEXT`] bytes (at a character boundary).
 fn bounded(text: &str) -> String {
     let mut end = text.len().min(MAX_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_string()
+    text[..end]
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
 }
 
 /// A ticket subject from a chat message: its first line, at most 80
@@ -463,6 +467,12 @@ mod tests {
             panic!("not a message");
         };
         assert!(m.text.len() <= MAX_TEXT && m.text.len() > MAX_TEXT - 2);
+        // NUL and other control characters go (PostgreSQL refuses NUL in text).
+        let Intake::Message(m) = telegram_(&update(private(json!({ "text": "a\u{0}b\u{7}\nc" }))))
+        else {
+            panic!("not a message");
+        };
+        assert_eq!(m.text, "ab\nc");
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! The Telegram source: long polling with `getUpdates`. Each update is taken
-//! in its own transaction, which also saves the next offset; the next
+//! The Telegram source: long polling with `getUpdates`. The updates of one
+//! poll are taken in one transaction, which also saves the next offset; the next
 //! `getUpdates` with that offset acknowledges it to Telegram. After a
 //! restart polling resumes from the saved offset, so an update is taken
 //! exactly once.
 
 use crate::config::Config;
-use crate::ingest::Pipeline;
+use crate::ingest::{ChatUpdate, Pipeline};
 use crate::parse::Attachment;
 use crate::parse::chat::{self, ChatFile};
 use crate::store::tickets::StoredAttachment;
@@ -57,7 +57,7 @@ impl TelegramSource {
             .timeout(wait_seconds)
             .await
             .context("telegram getUpdates")?;
-        let mut taken = 0;
+        let mut batch = Vec::with_capacity(updates.len());
         for update in &updates {
             let id = i64::from(update.id.0);
             // A server that sends what was acknowledged already: skip it.
@@ -69,13 +69,17 @@ impl TelegramSource {
                 chat::Intake::Message(m) => self.fetch(pipeline, &m.files).await?,
                 _ => Vec::new(),
             };
-            let outcome = pipeline
-                .ingest_chat(SOURCE, id, &intake, &attachments)
-                .await?;
-            tracing::info!(update = id, "telegram: {outcome}");
-            taken += 1;
+            batch.push(ChatUpdate {
+                id,
+                intake,
+                attachments,
+            });
         }
-        Ok(taken)
+        let outcomes = pipeline.ingest_chat(SOURCE, &batch).await?;
+        for (update, outcome) in batch.iter().zip(&outcomes) {
+            tracing::info!(update = update.id, "telegram: {outcome}");
+        }
+        Ok(outcomes.len())
     }
 
     /// Fetches a message's photos and files and stores them (before the
