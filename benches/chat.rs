@@ -11,6 +11,8 @@
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "../tests/common/http.rs"]
+mod http;
 #[path = "../tests/common/telegram.rs"]
 mod telegram;
 

@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             mailer: Mailer::new(&config)?,
             webhooks: ticketd::notify::webhook::Webhooks::new(&config).unwrap(),
             telegram: None,
+            discord: None,
             clock: Clock::System,
             max_age_seconds: 3600,
             concurrency: 32,

@@ -46,6 +46,7 @@ pub async fn run(
         mailer: Mailer::new(&config)?,
         webhooks: crate::notify::webhook::Webhooks::new(&config)?,
         telegram: crate::notify::telegram::Telegram::new(&config)?,
+        discord: crate::notify::discord::Discord::new(&config)?,
         clock: pipeline.clock.clone(),
         max_age_seconds: config.notify.max_age_hours * 3600,
         concurrency: config.smtp.as_ref().map_or(1, |s| s.pool_size as usize),

@@ -483,9 +483,9 @@ impl Rules<'_> {
         let mut addresses = Vec::new();
         for r in to {
             match r {
-                Recipient::Telegram(chat) => {
+                Recipient::Chat(platform, chat) => {
                     self.notifier
-                        .chat(tx, subject, template, *chat, self.now)
+                        .chat(tx, subject, template, (*platform, *chat), self.now)
                         .await?
                 }
                 email => addresses.extend(self.recipients(tx, state, email).await?),
@@ -512,7 +512,7 @@ impl Rules<'_> {
             Recipient::Requester => return Ok(vec![state.requester.clone()]),
             Recipient::Assignee => return Ok(state.assignee.iter().cloned().collect()),
             Recipient::Address(a) => return Ok(vec![a.clone()]),
-            Recipient::Telegram(_) => return Ok(Vec::new()),
+            Recipient::Chat(..) => return Ok(Vec::new()),
             Recipient::Team if state.team.is_none() => return Ok(Vec::new()),
             Recipient::Team => false,
             Recipient::Managers => true,

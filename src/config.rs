@@ -48,6 +48,8 @@ pub struct Config {
     pub sla: Sla,
     /// The Telegram bot; chat notifications need it.
     pub telegram: Option<Telegram>,
+    /// The Discord bot; notifications to Discord channels need it.
+    pub discord: Option<Discord>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -667,21 +669,44 @@ fn default_telegram_api() -> String {
 impl Telegram {
     /// The bot token from its file.
     pub fn token(&self) -> Result<String> {
-        let text = std::fs::read_to_string(&self.token_file).with_context(|| {
-            format!(
-                "telegram: cannot read token_file {}",
-                self.token_file.display()
-            )
-        })?;
-        let token = text.trim();
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            bail!(
-                "telegram: token_file {} does not hold one bot token",
-                self.token_file.display()
-            );
-        }
-        Ok(token.to_string())
+        bot_token("telegram", &self.token_file)
     }
+}
+
+/// The Discord bot (`[discord]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discord {
+    /// The file holding the bot token (e.g. a systemd credential).
+    pub token_file: PathBuf,
+    /// The HTTP API's base (a local proxy, or a test's server).
+    #[serde(default = "default_discord_api")]
+    pub api_url: String,
+}
+
+fn default_discord_api() -> String {
+    "https://discord.com".into()
+}
+
+impl Discord {
+    /// The bot token from its file.
+    pub fn token(&self) -> Result<String> {
+        bot_token("discord", &self.token_file)
+    }
+}
+
+/// A bot token from its file: one word, surrounding white space ignored.
+fn bot_token(what: &str, file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{what}: cannot read token_file {}", file.display()))?;
+    let token = text.trim();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        bail!(
+            "{what}: token_file {} does not hold one bot token",
+            file.display()
+        );
+    }
+    Ok(token.to_string())
 }
 
 /// The path of the config file: `--config`, else `TICKETD_CONFIG`, else the default.
@@ -794,6 +819,9 @@ impl Config {
             if telegram.agent_chat.is_some_and(|chat| chat > 0) {
                 bail!("telegram.agent_chat must be a group (a negative chat id)");
             }
+        }
+        if let Some(discord) = &self.discord {
+            check_url("discord.api_url", &discord.api_url)?;
         }
         let mut telegram_ids = std::collections::HashSet::new();
         for agent in &self.agent {

@@ -207,6 +207,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Check => {
             config.reply_token_key()?;
+            if let Some(discord) = &config.discord {
+                discord.token()?;
+            }
             if let Some(telegram) = &config.telegram {
                 telegram.token()?;
             }

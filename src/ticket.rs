@@ -55,6 +55,18 @@ text_enum!(
     Channel { Email = "email", Telegram = "telegram", Discord = "discord" }
 );
 
+/// A chat address (`telegram:ID`, `discord:ID`): the platform and the chat
+/// (or user) id.
+pub fn chat_address(text: &str) -> Option<(Channel, i64)> {
+    let (platform, id) = text.split_once(':')?;
+    let platform = match platform {
+        "telegram" => Channel::Telegram,
+        "discord" => Channel::Discord,
+        _ => return None,
+    };
+    Some((platform, id.parse().ok()?))
+}
+
 impl Priority {
     /// The priority one step up from `name` (critical stays critical; an
     /// unknown name becomes critical).

@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod common;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/smtp.rs"]
 mod smtp;
 #[path = "common/telegram.rs"]
@@ -16,7 +18,6 @@ mod tls;
 use common::Env;
 use serde_json::json;
 use smtp::{SmtpServer, header};
-use std::sync::Arc;
 use telegram::{AGENT_CHAT, FakeTelegram, agent_message, private_message};
 use ticketd::notify::dispatch::Dispatcher;
 use ticketd::source::telegram::TelegramSource;
@@ -62,14 +63,8 @@ telegram = {VIEWER}
 /// outbox instead.
 fn mail_dispatcher(env: &Env) -> Dispatcher {
     Dispatcher {
-        store: env.store.clone(),
-        mailer: ticketd::notify::email::Mailer::new(&env.config).unwrap(),
-        webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
         telegram: None,
-        clock: env.clock.clone(),
-        max_age_seconds: 3600,
-        concurrency: 2,
-        wake: Arc::new(tokio::sync::Notify::new()),
+        ..env.dispatcher()
     }
 }
 

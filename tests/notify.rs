@@ -19,6 +19,7 @@ fn dispatcher(env: &Env) -> Dispatcher {
         mailer: Mailer::new(&env.config).unwrap(),
         webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
         telegram: None,
+        discord: None,
         clock: env.clock.clone(),
         max_age_seconds: env.config.notify.max_age_hours * 3600,
         concurrency: 2,

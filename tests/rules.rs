@@ -554,6 +554,7 @@ then = [{ webhook = "crm" }]
         mailer: ticketd::notify::email::Mailer::new(&env.config).unwrap(),
         webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
         telegram: None,
+        discord: None,
         clock: env.clock.clone(),
         max_age_seconds: 3600,
         concurrency: 2,

@@ -3,14 +3,14 @@
 
 #[macro_use]
 mod common;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/telegram.rs"]
 mod telegram;
 
 use common::Env;
 use serde_json::json;
-use std::sync::Arc;
 use telegram::{Answer, FakeTelegram, private_message};
-use ticketd::notify::dispatch::Dispatcher;
 use ticketd::source::telegram::TelegramSource;
 use ticketd::store::Backend;
 
@@ -20,19 +20,6 @@ name = "tell the agents' group"
 on = "ticket.created"
 then = [{ notify = { template = "ticket_escalated", to = "telegram:-100777" } }]
 "#;
-
-fn dispatcher(env: &Env) -> Dispatcher {
-    Dispatcher {
-        store: env.store.clone(),
-        mailer: ticketd::notify::email::Mailer::new(&env.config).unwrap(),
-        webhooks: ticketd::notify::webhook::Webhooks::new(&env.config).unwrap(),
-        telegram: ticketd::notify::telegram::Telegram::new(&env.config).unwrap(),
-        clock: env.clock.clone(),
-        max_age_seconds: 3600,
-        concurrency: 2,
-        wake: Arc::new(tokio::sync::Notify::new()),
-    }
-}
 
 fn mail(subject: &str, body: &str) -> Vec<u8> {
     format!(
@@ -51,7 +38,7 @@ async fn a_rule_notifies_a_telegram_chat_and_waits_out_a_429(backend: Backend) {
         .await
         .ticket
         .unwrap();
-    let dispatcher = dispatcher(&env);
+    let dispatcher = env.dispatcher();
     // The acknowledgement (by mail) and the chat message, which gets a 429 …
     let queued = env.show(&number).await.notifications;
     assert_eq!(queued.len(), 2, "{queued:?}");
@@ -173,7 +160,7 @@ async fn customers_open_a_ticket_and_comment_from_a_private_chat(backend: Backen
     );
 
     // The customer gets the ticket number, and an answer to the thumbs-up.
-    dispatcher(&env).deliver_due().await.unwrap();
+    env.dispatcher().deliver_due().await.unwrap();
     let sent: Vec<String> = server
         .calls()
         .iter()

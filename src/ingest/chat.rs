@@ -254,7 +254,13 @@ impl Pipeline {
             self.notifier.to_agents(tx, &about, to_agents, now).await?;
             if kind == OutcomeKind::Created {
                 self.notifier
-                    .chat(tx, &about, "ticket_created", m.chat, now)
+                    .chat(
+                        tx,
+                        &about,
+                        "ticket_created",
+                        (Channel::Telegram, m.chat),
+                        now,
+                    )
                     .await?;
             } else if let Some(assignee) = &state.assignee {
                 self.notifier

@@ -3,6 +3,7 @@
 //! ones in the ticket history. A notification is marked sent only after the
 //! server accepted it; a crash in between resends it with the same Message-ID.
 
+use super::discord::Discord;
 use super::email::{Mailer, SendError};
 use super::telegram::Telegram;
 use super::webhook::Webhooks;
@@ -23,6 +24,8 @@ pub struct Dispatcher {
     pub webhooks: Webhooks,
     /// The Telegram bot, when one is configured.
     pub telegram: Option<Telegram>,
+    /// The Discord bot, when one is configured.
+    pub discord: Option<Discord>,
     pub clock: Clock,
     pub max_age_seconds: i64,
     /// Messages in flight at once (the SMTP pool size).
@@ -68,12 +71,20 @@ impl Dispatcher {
         let count = due.len();
         let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)
             .map(|n| async move {
-                let result = match (n.channel.as_str(), &self.telegram) {
-                    ("webhook", _) => self.webhooks.send(&n).await,
-                    ("telegram", Some(telegram)) => telegram.send(&n).await,
-                    ("telegram", None) => Err(SendError::Temporary(
-                        "no [telegram] bot is configured".into(),
-                    )),
+                let result = match n.channel.as_str() {
+                    "webhook" => self.webhooks.send(&n).await,
+                    "telegram" => match &self.telegram {
+                        Some(telegram) => telegram.send(&n).await,
+                        None => Err(SendError::Temporary(
+                            "no [telegram] bot is configured".into(),
+                        )),
+                    },
+                    "discord" => match &self.discord {
+                        Some(discord) => discord.send(&n).await,
+                        None => Err(SendError::Temporary(
+                            "no [discord] bot is configured".into(),
+                        )),
+                    },
                     _ => self.mailer.send(&n).await,
                 };
                 (n, result)

@@ -7,6 +7,7 @@
 //! `auto_reply_per_hour` / `_per_day` per recipient; every suppressed message
 //! is recorded with its reason.
 
+pub mod discord;
 pub mod dispatch;
 pub mod email;
 pub mod smtp;
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::store::outbox::{self, NewNotification};
 use crate::store::{self, Tx, tickets};
 use crate::thread::token;
+use crate::ticket::{Channel, chat_address};
 use serde_json::{Value, json};
 use templates::Templates;
 
@@ -132,7 +134,7 @@ impl Notifier {
         now: Timestamp,
     ) -> store::Result<()> {
         // A chat contact is reached in its private chat (its user id).
-        if let Some(chat) = to.strip_prefix("telegram:").and_then(|id| id.parse().ok()) {
+        if let Some(chat) = chat_address(to) {
             return self.chat(tx, s, event, chat, now).await;
         }
         let suppressed = match auto_generated {
@@ -156,7 +158,7 @@ impl Notifier {
             if to.is_empty() || self.is_ours(to) || to.eq_ignore_ascii_case(s.comment_author) {
                 continue;
             }
-            match to.strip_prefix("telegram:").and_then(|id| id.parse().ok()) {
+            match chat_address(to) {
                 Some(chat) => self.chat(tx, s, "agent_reply", chat, now).await?,
                 None => {
                     self.enqueue(tx, s, "agent_reply", to, false, None, now)
@@ -181,7 +183,10 @@ impl Notifier {
         now: Timestamp,
     ) -> store::Result<()> {
         match self.agent_chat {
-            Some(chat) => self.chat(tx, s, event, chat, now).await,
+            Some(chat) => {
+                self.chat(tx, s, event, (Channel::Telegram, chat), now)
+                    .await
+            }
             None => Ok(()),
         }
     }
@@ -205,22 +210,22 @@ impl Notifier {
         outbox::enqueue(tx, &notification, now).await
     }
 
-    /// `event` about the ticket to a Telegram chat, from the chat variant of
-    /// its template. The text always names the ticket, so an agent's reply
-    /// to it in the agents' chat finds the ticket.
+    /// `event` about the ticket to a chat (Telegram or Discord), from the
+    /// chat variant of its template. The text always names the ticket, so
+    /// an agent's reply to it in the agents' chat finds the ticket.
     pub async fn chat(
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
         event: &str,
-        chat: i64,
+        (platform, chat): (Channel, i64),
         now: Timestamp,
     ) -> store::Result<()> {
         let (rendered, suppressed) = self.render(s.language, event, "chat", &self.context(s, now));
         let notification = NewNotification {
             ticket_id: Some(s.ticket_id),
             event: event.into(),
-            channel: "telegram".into(),
+            channel: platform.as_str().into(),
             recipient: chat.to_string(),
             automatic: false,
             subject: format!("[{}] {}", s.number, rendered.subject),

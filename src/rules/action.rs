@@ -1,6 +1,7 @@
 //! Actions a matching rule decides on. Pure data: the pipeline applies them
 //! inside the transaction of the change that raised the event.
 
+use crate::ticket::Channel;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,8 +77,9 @@ pub enum Recipient {
     Team,
     Managers,
     Address(String),
-    /// A Telegram chat (a group's or channel's id): `telegram:-1001234567890`.
-    Telegram(i64),
+    /// A chat: a Telegram group's id (`telegram:-1001234567890`) or a
+    /// Discord channel's (`discord:1234567890`).
+    Chat(Channel, i64),
 }
 
 impl Recipient {
@@ -90,10 +92,10 @@ impl Recipient {
             a if a.contains('@') && !a.contains(char::is_whitespace) => {
                 Recipient::Address(a.to_string())
             }
-            chat if chat.starts_with("telegram:") => {
-                Recipient::Telegram(chat["telegram:".len()..].parse().ok()?)
+            chat => {
+                let (platform, id) = crate::ticket::chat_address(chat)?;
+                Recipient::Chat(platform, id)
             }
-            _ => return None,
         })
     }
 }
@@ -106,7 +108,7 @@ impl fmt::Display for Recipient {
             Recipient::Team => "team",
             Recipient::Managers => "managers",
             Recipient::Address(a) => a,
-            Recipient::Telegram(chat) => return write!(f, "telegram:{chat}"),
+            Recipient::Chat(platform, chat) => return write!(f, "{platform}:{chat}"),
         })
     }
 }

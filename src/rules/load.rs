@@ -22,6 +22,8 @@ pub struct Catalog {
     pub calendar: bool,
     /// Whether a Telegram bot is configured (chat recipients need one).
     pub telegram: bool,
+    /// Whether a Discord bot is configured.
+    pub discord: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +58,7 @@ impl Catalog {
             webhooks: config.webhook.iter().map(|w| w.name.clone()).collect(),
             calendar: config.rules_calendar().is_some(),
             telegram: config.telegram.is_some(),
+            discord: config.discord.is_some(),
         }
     }
 }
@@ -816,7 +819,7 @@ impl Reader<'_> {
                     self.error(at, format!("{name}: goes to agents, not to the requester"));
                     return None;
                 }
-                "to" if text.starts_with("telegram:") => {
+                "to" if text.starts_with("telegram:") || text.starts_with("discord:") => {
                     self.error(
                         at,
                         format!("{name}: goes by email (team, assignee, managers or an address)"),
@@ -1012,10 +1015,14 @@ impl Reader<'_> {
         match &r {
             None => self.error(
                 at,
-                format!("unknown recipient {text:?} (requester, assignee, team, managers, an email address or telegram:CHAT_ID)"),
+                format!("unknown recipient {text:?} (requester, assignee, team, managers, an email address, telegram:CHAT_ID or discord:CHANNEL_ID)"),
             ),
-            Some(Recipient::Telegram(_)) if !self.catalog.telegram => {
+            Some(Recipient::Chat(crate::ticket::Channel::Telegram, _)) if !self.catalog.telegram => {
                 self.error(at, format!("{text} needs a [telegram] bot in the config"));
+                return None;
+            }
+            Some(Recipient::Chat(crate::ticket::Channel::Discord, _)) if !self.catalog.discord => {
+                self.error(at, format!("{text} needs a [discord] bot in the config"));
                 return None;
             }
             Some(_) => {}

@@ -330,6 +330,7 @@ mod tests {
             webhooks: vec![],
             calendar: false,
             telegram: true,
+            discord: true,
         }
     }
 

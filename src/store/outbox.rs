@@ -198,7 +198,7 @@ impl Store {
         sqlx::query(
             "SELECT id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
                     reply_to, subject, body, html, attempts, created_at
-             FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram')
+             FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord')
                    AND next_attempt_at <= $1
              ORDER BY next_attempt_at, id LIMIT $2",
         )
@@ -213,7 +213,7 @@ impl Store {
 
     /// When the next pending notification is due, if any.
     pub async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
-        Ok(sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram')")
+        Ok(sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord')")
             .fetch_one(self.pool())
             .await?
             .try_get(0)?)

@@ -184,6 +184,22 @@ impl Env {
         self.store.ticket_detail(number).await.unwrap()
     }
 
+    /// A dispatcher for this environment: every channel its config has.
+    pub fn dispatcher(&self) -> ticketd::notify::dispatch::Dispatcher {
+        use ticketd::notify::{discord::Discord, email::Mailer, telegram::Telegram};
+        ticketd::notify::dispatch::Dispatcher {
+            store: self.store.clone(),
+            mailer: Mailer::new(&self.config).unwrap(),
+            webhooks: ticketd::notify::webhook::Webhooks::new(&self.config).unwrap(),
+            telegram: Telegram::new(&self.config).unwrap(),
+            discord: Discord::new(&self.config).unwrap(),
+            clock: self.clock.clone(),
+            max_age_seconds: 3600,
+            concurrency: 2,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
     pub async fn finish(self) {
         self.store.close().await;
         if let Some(name) = &self.pg_database {

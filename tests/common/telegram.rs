@@ -89,31 +89,16 @@ impl FakeTelegram {
     /// Starts on a free loopback port; `answers` script the first
     /// `SendMessage` replies (then every one succeeds).
     pub async fn start(answers: Vec<Answer>) -> FakeTelegram {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
         let state = State {
             answers: Arc::new(Mutex::new(answers.into())),
             ..State::default()
         };
         let shared = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let state = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, hyper::Error>(answer(&state, req).await) }
-                    });
-                    let io = hyper_util::rt::TokioIo::new(socket);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
-                });
-            }
-        });
+        let url = super::http::serve(move |req| {
+            let state = shared.clone();
+            async move { answer(&state, req).await }
+        })
+        .await;
         FakeTelegram { url, state }
     }
 
@@ -142,13 +127,7 @@ impl FakeTelegram {
     /// `[telegram]` config pointing at this server, with the token in a file
     /// under `dir`.
     pub fn toml(&self, dir: &std::path::Path) -> String {
-        let file = dir.join("telegram-token");
-        std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
-        format!(
-            "\n[telegram]\ntoken_file = \"{}\"\napi_url = \"{}\"\n",
-            file.display(),
-            self.url
-        )
+        super::http::bot_section("telegram", dir, TOKEN, &self.url)
     }
 }
 
@@ -241,8 +220,5 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 fn reply(body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
+    super::http::json(200, body)
 }

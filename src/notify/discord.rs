@@ -1,0 +1,130 @@
+//! Discord delivery: notifications queued for a channel (`discord` in the
+//! outbox, the channel id as recipient), posted with the HTTP API's
+//! "create message" (`POST /api/v10/channels/{id}/messages`). Texts over Discord's 2,000-character limit go as
+//! several messages, split at line breaks. A 429's `retry_after` becomes the
+//! next attempt's time.
+//!
+//! Why not serenity's `Http`: with its rate limiter off (as behind a proxy,
+//! which its rate limiter bypasses) a 429 comes back without `retry_after`,
+//! and the outbox must know when to try again.
+
+use super::email::SendError;
+use crate::config::Config;
+use crate::store::outbox::Pending;
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::time::Duration;
+
+/// Discord's limit on a message's content, in characters (counted here in
+/// UTF-16 units, which is never fewer).
+pub const MAX_TEXT: usize = 2000;
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Discord {
+    client: reqwest::Client,
+    /// `…/api/v10`
+    api: String,
+    authorization: String,
+}
+
+impl Discord {
+    /// The configured bot, if any (its token file must be readable).
+    pub fn new(config: &Config) -> Result<Option<Discord>> {
+        let Some(discord) = &config.discord else {
+            return Ok(None);
+        };
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .build()
+            .context("discord: HTTP client")?;
+        Ok(Some(Discord {
+            client,
+            api: format!("{}/api/v10", discord.api_url.trim_end_matches('/')),
+            authorization: format!("Bot {}", discord.token()?),
+        }))
+    }
+
+    /// Posts one queued notification, in as many messages as its text needs.
+    pub async fn send(&self, n: &Pending) -> Result<(), SendError> {
+        let channel: u64 = n.recipient.parse().map_err(|_| {
+            SendError::Permanent(format!("{:?} is not a Discord channel id", n.recipient))
+        })?;
+        for part in super::telegram::split(&n.body, MAX_TEXT) {
+            // Mentions in a customer's text must not ping anyone.
+            let body = json!({ "content": part, "allowed_mentions": { "parse": [] } });
+            let response = self
+                .client
+                .post(format!("{}/channels/{channel}/messages", self.api))
+                .header(reqwest::header::AUTHORIZATION, &self.authorization)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .map_err(|e| SendError::Temporary(format!("discord: {e}")))?;
+            let status = response.status().as_u16();
+            if (200..300).contains(&status) {
+                continue;
+            }
+            let header = retry_after_header(&response);
+            let text = response.text().await.unwrap_or_default();
+            return Err(refusal(status, header, &text));
+        }
+        Ok(())
+    }
+}
+
+fn retry_after_header(response: &reqwest::Response) -> Option<f64> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// What a refused request means for the outbox. Pure.
+fn refusal(status: u16, retry_after_header: Option<f64>, body: &str) -> SendError {
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let message = json["message"].as_str().unwrap_or(body).trim().to_string();
+    match status {
+        429 => {
+            let seconds = json["retry_after"]
+                .as_f64()
+                .or(retry_after_header)
+                .unwrap_or(5.0);
+            SendError::RetryAfter(seconds.ceil().max(1.0) as i64)
+        }
+        500..=599 => SendError::Temporary(format!("discord: HTTP {status}: {message}")),
+        _ => SendError::Permanent(format!("Discord refused it: HTTP {status}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_429_says_when_to_try_again_and_other_refusals_are_told_apart() {
+        let limited =
+            r#"{"message": "You are being rate limited.", "retry_after": 1.2, "global": false}"#;
+        assert!(matches!(
+            refusal(429, None, limited),
+            SendError::RetryAfter(2)
+        ));
+        assert!(matches!(
+            refusal(429, Some(7.0), ""),
+            SendError::RetryAfter(7)
+        ));
+        assert!(matches!(
+            refusal(502, None, "bad gateway"),
+            SendError::Temporary(_)
+        ));
+        let missing = r#"{"message": "Unknown Channel", "code": 10003}"#;
+        match refusal(404, None, missing) {
+            SendError::Permanent(e) => assert!(e.contains("Unknown Channel"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
