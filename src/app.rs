@@ -98,6 +98,10 @@ pub async fn run(
         let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
         tasks.spawn(async move { source.run(&pipeline, cancel).await });
     }
+    if let Some(source) = crate::source::discord::DiscordSource::new(&config)? {
+        let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
+        tasks.spawn(async move { source.run(&pipeline, cancel).await });
+    }
     tasks.close();
     tracing::info!(
         maildirs = config.maildir.len(),

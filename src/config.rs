@@ -682,6 +682,9 @@ pub struct Discord {
     /// The HTTP API's base (a local proxy, or a test's server).
     #[serde(default = "default_discord_api")]
     pub api_url: String,
+    /// A guild channel whose messages open tickets, as direct messages to
+    /// the bot do.
+    pub support_channel: Option<u64>,
 }
 
 fn default_discord_api() -> String {

@@ -1,5 +1,6 @@
-//! Notifications to a Discord channel, through the outbox, against a local
-//! server that speaks Discord's HTTP API.
+//! Discord against a local server that speaks its HTTP API and gateway:
+//! notifications to a channel through the outbox; customers' direct
+//! messages become tickets through the gateway, which drops and reconnects.
 
 #[macro_use]
 mod common;
@@ -9,7 +10,9 @@ mod discord;
 mod http;
 
 use common::Env;
-use discord::FakeDiscord;
+use discord::{FakeDiscord, direct_message, dm_channel};
+use std::time::{Duration, Instant};
+use ticketd::source::discord::DiscordSource;
 use ticketd::store::Backend;
 
 const RULES: &str = r#"
@@ -89,3 +92,98 @@ async fn a_discord_recipient_needs_a_configured_bot() {
         "{message}"
     );
 }
+
+/// Polls `count` until it reaches `want` (the gateway delivers in the
+/// background); fails after 20 s.
+async fn wait_for(env: &Env, sql: &'static str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: i64 = sqlx::query_scalar(sql)
+            .fetch_one(env.store.pool())
+            .await
+            .unwrap();
+        if got >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: {got}, want {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn customers_write_through_the_gateway_which_reconnects(backend: Backend) {
+    let server = FakeDiscord::start(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_config(backend, &server.toml(dir.path())).await;
+    let source = DiscordSource::new(&env.config).unwrap().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let steps = async {
+        server.push(direct_message(9001, "Nie działa logowanie"));
+        wait_for(&env, "SELECT COUNT(*) FROM tickets", 1).await;
+        server.push(direct_message(9002, "Dalej nie działa"));
+        wait_for(&env, "SELECT COUNT(*) FROM comments", 2).await;
+        // The connection drops; the client resumes and gets what came
+        // meanwhile, and a message sent twice is stored once.
+        server.drop_connection();
+        server.push(direct_message(9003, "Hasło: już zmienione"));
+        server.push(direct_message(9003, "Hasło: już zmienione"));
+        wait_for(&env, "SELECT COUNT(*) FROM ingest_journal", 4).await;
+        shutdown.cancel();
+    };
+    tokio::join!(source.run(&env.pipeline, shutdown.clone()), steps);
+    let opcodes = server.received();
+    // IDENTIFY, then RESUME on the new connection after the drop.
+    assert_eq!(opcodes, [2, 6]);
+
+    let number: String = sqlx::query_scalar("SELECT number FROM tickets")
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap();
+    let ticket = env.show(&number).await;
+    assert_eq!(ticket.subject, "Nie działa logowanie");
+    assert_eq!(ticket.requester.name, "Jan Kowalski");
+    let bodies: Vec<&str> = ticket.comments.iter().map(|c| c.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "Nie działa logowanie",
+            "Dalej nie działa",
+            "Hasło: już zmienione"
+        ]
+    );
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM ingest_journal WHERE source = 'discord' ORDER BY id",
+    )
+    .fetch_all(env.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(outcomes, ["created", "comment", "comment", "duplicate"]);
+
+    // The answer goes to the DM channel; an agent's mail reply to the
+    // customer through a DM the bot opens.
+    env.ingest(
+        format!(
+            "From: Agnieszka Agent <agent@example.com>\r\nTo: support@example.com\r\n\
+             Subject: Re: [{number}] Nie działa logowanie\r\nMessage-ID: <da-1@example.com>\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\nProszę spróbować teraz.\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    env.dispatcher().deliver_due().await.unwrap();
+    let posts: Vec<(String, String)> = server
+        .calls()
+        .into_iter()
+        .filter(|(path, _, _)| path.ends_with("/messages"))
+        .map(|(path, _, body)| (path, body["content"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[0].0, "/api/v10/channels/77/messages");
+    assert!(posts[0].1.contains(&number), "{posts:?}");
+    assert_eq!(
+        posts[1].0,
+        format!("/api/v10/channels/{}/messages", dm_channel("42"))
+    );
+    assert!(posts[1].1.contains("spróbować teraz"), "{posts:?}");
+    env.finish().await;
+}
+for_each_backend!(customers_write_through_the_gateway_which_reconnects);

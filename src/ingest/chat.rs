@@ -123,16 +123,18 @@ impl Pipeline {
             Intake::Message(m) => self.store_chat(tx, source, (m, attachments), now).await?,
             Intake::Agent(m) => self.agent_message(tx, source, m, now).await?,
             Intake::Asked {
+                platform,
                 chat,
                 user,
                 language,
                 ask,
             } => {
-                let asked = (*chat, *user, language.as_deref());
+                let asked = ((*platform, *chat), *user, language.as_deref());
                 self.customer_asked(tx, (source, &key), asked, *ask, now)
                     .await?
             }
             Intake::Refused {
+                platform,
                 chat,
                 refusal,
                 language,
@@ -146,7 +148,7 @@ impl Pipeline {
                     .chat_answer(
                         tx,
                         (refusal_kind(*refusal), Value::Null),
-                        (*chat, language.as_deref()),
+                        ((*platform, *chat), language.as_deref()),
                         now,
                     )
                     .await?;
@@ -179,11 +181,11 @@ impl Pipeline {
             return Ok(outcome(OutcomeKind::Duplicate, number, Some(reason.into())));
         }
         let user = m.user.to_string();
+        let identity = (m.platform.as_str(), user.as_str());
         let contact =
-            directory::contact_for(tx, ("telegram", &user), &m.name, m.language.as_deref(), now)
-                .await?;
-        let author = format!("telegram:{user}");
-        let open = t::open_ticket_of(tx, contact.id, Channel::Telegram).await?;
+            directory::contact_for(tx, identity, &m.name, m.language.as_deref(), now).await?;
+        let author = format!("{}:{user}", m.platform);
+        let open = t::open_ticket_of(tx, contact.id, m.platform).await?;
         let (kind, ticket_id, number, event) = match open {
             Some((ticket_id, number, status)) => {
                 if status == Status::Pending {
@@ -202,7 +204,7 @@ impl Pipeline {
                         priority: self.default_priority,
                         requester_id: contact.id,
                         organization_id: contact.organization_id,
-                        channel: Channel::Telegram,
+                        channel: m.platform,
                         language: m.language.as_deref(),
                         auto_generated: false,
                         team: None,
@@ -228,7 +230,7 @@ impl Pipeline {
                 body: &m.text,
                 stripped: "",
                 internal: false,
-                channel: Channel::Telegram,
+                channel: m.platform,
                 auto_generated: false,
                 message_id: Some(&m.key),
                 now,
@@ -254,13 +256,7 @@ impl Pipeline {
             self.notifier.to_agents(tx, &about, to_agents, now).await?;
             if kind == OutcomeKind::Created {
                 self.notifier
-                    .chat(
-                        tx,
-                        &about,
-                        "ticket_created",
-                        (Channel::Telegram, m.chat),
-                        now,
-                    )
+                    .chat(tx, &about, "ticket_created", (m.platform, m.chat), now)
                     .await?;
             } else if let Some(assignee) = &state.assignee {
                 self.notifier
@@ -301,12 +297,12 @@ impl Pipeline {
         &self,
         tx: &mut Tx,
         journal: (&str, &str),
-        (chat, user, language): (i64, i64, Option<&str>),
+        ((platform, chat), user, language): ((Channel, i64), i64, Option<&str>),
         ask: Ask,
         now: i64,
     ) -> store::Result<Outcome> {
         let user_id = user.to_string();
-        let tickets = desk::unresolved_of(tx, ("telegram", &user_id)).await?;
+        let tickets = desk::unresolved_of(tx, (platform.as_str(), &user_id)).await?;
         let listed = |lines: &[desk::Line]| {
             Value::Array(
                 lines
@@ -315,9 +311,7 @@ impl Pipeline {
                     .collect(),
             )
         };
-        let open = tickets
-            .iter()
-            .find(|l| l.channel == Channel::Telegram.as_str());
+        let open = tickets.iter().find(|l| l.channel == platform.as_str());
         let (kind, ticket, what) = match (ask, open) {
             (Ask::Status, _) if !tickets.is_empty() => (
                 "status",
@@ -325,7 +319,7 @@ impl Pipeline {
                 format!("/status: {} tickets", tickets.len()),
             ),
             (Ask::Close, Some(line)) => {
-                let actor = format!("telegram:{user}");
+                let actor = format!("{platform}:{user}");
                 self.rules(now)
                     .run_command(tx, &actor, &Action::Close, line.id)
                     .await?;
@@ -337,7 +331,12 @@ impl Pipeline {
         // A closed ticket's own notice answers /close.
         if !kind.is_empty() {
             self.notifier
-                .chat_answer(tx, (kind, listed(&tickets)), (chat, language), now)
+                .chat_answer(
+                    tx,
+                    (kind, listed(&tickets)),
+                    ((platform, chat), language),
+                    now,
+                )
                 .await?;
         }
         let hash = hash("");
@@ -391,8 +390,8 @@ fn chat_facts(source: &str, m: &ChatMessage) -> apply::Message {
     let facts = crate::rules::Facts {
         subject: subject_of(&m.text),
         body: m.text.clone(),
-        from: format!("telegram:{}", m.user),
-        channel: Channel::Telegram.as_str().into(),
+        from: format!("{}:{}", m.platform, m.user),
+        channel: m.platform.as_str().into(),
         mailbox: source.into(),
         language: m.language.clone(),
         author: Some(AuthorKind::Requester.as_str().into()),

@@ -45,32 +45,59 @@ impl Discord {
         }))
     }
 
-    /// Posts one queued notification, in as many messages as its text needs.
+    /// Posts one queued notification, in as many messages as its text
+    /// needs: to a channel (its id), or to a person (`@USER_ID`, through the
+    /// DM channel Discord opens for the bot and them).
     pub async fn send(&self, n: &Pending) -> Result<(), SendError> {
-        let channel: u64 = n.recipient.parse().map_err(|_| {
-            SendError::Permanent(format!("{:?} is not a Discord channel id", n.recipient))
-        })?;
+        let not_an_id =
+            || SendError::Permanent(format!("{:?} is not a Discord channel id", n.recipient));
+        let channel: u64 = match n.recipient.strip_prefix('@') {
+            Some(user) => {
+                let user: u64 = user.parse().map_err(|_| not_an_id())?;
+                let dm = self
+                    .post(
+                        "users/@me/channels",
+                        json!({ "recipient_id": user.to_string() }),
+                    )
+                    .await?;
+                dm["id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| SendError::Temporary("discord: no DM channel id".into()))?
+            }
+            None => n.recipient.parse().map_err(|_| not_an_id())?,
+        };
         for part in super::telegram::split(&n.body, MAX_TEXT) {
             // Mentions in a customer's text must not ping anyone.
             let body = json!({ "content": part, "allowed_mentions": { "parse": [] } });
-            let response = self
-                .client
-                .post(format!("{}/channels/{channel}/messages", self.api))
-                .header(reqwest::header::AUTHORIZATION, &self.authorization)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .map_err(|e| SendError::Temporary(format!("discord: {e}")))?;
-            let status = response.status().as_u16();
-            if (200..300).contains(&status) {
-                continue;
-            }
-            let header = retry_after_header(&response);
-            let text = response.text().await.unwrap_or_default();
-            return Err(refusal(status, header, &text));
+            self.post(&format!("channels/{channel}/messages"), body)
+                .await?;
         }
         Ok(())
+    }
+
+    /// POSTs JSON to the API; the answer's JSON, or what the refusal means.
+    async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, SendError> {
+        let response = self
+            .client
+            .post(format!("{}/{path}", self.api))
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| SendError::Temporary(format!("discord: {e}")))?;
+        let status = response.status().as_u16();
+        let header = retry_after_header(&response);
+        let text = response.text().await.unwrap_or_default();
+        if (200..300).contains(&status) {
+            return Ok(serde_json::from_str(&text).unwrap_or_default());
+        }
+        Err(refusal(status, header, &text))
     }
 }
 

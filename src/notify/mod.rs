@@ -133,9 +133,9 @@ impl Notifier {
         auto_generated: Option<&str>,
         now: Timestamp,
     ) -> store::Result<()> {
-        // A chat contact is reached in its private chat (its user id).
-        if let Some(chat) = chat_address(to) {
-            return self.chat(tx, s, event, chat, now).await;
+        // A chat contact is reached privately.
+        if let Some(person) = chat_address(to) {
+            return self.to_person(tx, s, event, person, now).await;
         }
         let suppressed = match auto_generated {
             Some(why) => Some(format!("the message is auto-generated ({why})")),
@@ -159,7 +159,7 @@ impl Notifier {
                 continue;
             }
             match chat_address(to) {
-                Some(chat) => self.chat(tx, s, "agent_reply", chat, now).await?,
+                Some(person) => self.to_person(tx, s, "agent_reply", person, now).await?,
                 None => {
                     self.enqueue(tx, s, "agent_reply", to, false, None, now)
                         .await?
@@ -221,12 +221,41 @@ impl Notifier {
         (platform, chat): (Channel, i64),
         now: Timestamp,
     ) -> store::Result<()> {
+        self.chat_to(tx, s, event, (platform, chat.to_string()), now)
+            .await
+    }
+
+    /// `event` to a person privately: a Telegram user's private chat has
+    /// the user's id; on Discord the sender opens a DM (`@USER_ID`).
+    async fn to_person(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        event: &str,
+        (platform, user): (Channel, i64),
+        now: Timestamp,
+    ) -> store::Result<()> {
+        let recipient = match platform {
+            Channel::Discord => format!("@{user}"),
+            _ => user.to_string(),
+        };
+        self.chat_to(tx, s, event, (platform, recipient), now).await
+    }
+
+    async fn chat_to(
+        &self,
+        tx: &mut Tx,
+        s: &Subject<'_>,
+        event: &str,
+        (platform, recipient): (Channel, String),
+        now: Timestamp,
+    ) -> store::Result<()> {
         let (rendered, suppressed) = self.render(s.language, event, "chat", &self.context(s, now));
         let notification = NewNotification {
             ticket_id: Some(s.ticket_id),
             event: event.into(),
             channel: platform.as_str().into(),
-            recipient: chat.to_string(),
+            recipient,
             automatic: false,
             subject: format!("[{}] {}", s.number, rendered.subject),
             body: if rendered.text.contains(s.number) {
@@ -249,14 +278,14 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         (kind, tickets): (&str, Value),
-        (chat, language): (i64, Option<&str>),
+        ((platform, chat), language): ((Channel, i64), Option<&str>),
         now: Timestamp,
     ) -> store::Result<()> {
         let context = serde_json::json!({ "kind": kind, "tickets": tickets });
         let (rendered, suppressed) = self.render(language, "chat_answer", "chat", &context);
         let notification = NewNotification {
             event: "chat_answer".into(),
-            channel: "telegram".into(),
+            channel: platform.as_str().into(),
             recipient: chat.to_string(),
             body: rendered.text,
             suppressed,

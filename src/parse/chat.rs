@@ -3,12 +3,15 @@
 //! not taken and whether the sender is told. Pure: a teloxide `Update` in,
 //! an [`Intake`] out.
 
+use crate::ticket::Channel;
 use teloxide::types::{FileMeta, Message, Update, UpdateKind, User};
 
 /// A customer's message to the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
-    /// The private chat to answer in.
+    /// Telegram or Discord.
+    pub platform: Channel,
+    /// The chat to answer in (a private chat, a DM or support channel).
     pub chat: i64,
     /// The author's Telegram user id (the contact's identity).
     pub user: i64,
@@ -74,6 +77,7 @@ pub enum Intake {
     Message(ChatMessage),
     /// A customer's `/status` or `/close`.
     Asked {
+        platform: Channel,
         chat: i64,
         user: i64,
         language: Option<String>,
@@ -83,6 +87,7 @@ pub enum Intake {
     Agent(AgentMessage),
     /// Not taken; the sender in `chat` gets an answer (in their language).
     Refused {
+        platform: Channel,
         chat: i64,
         refusal: Refusal,
         language: Option<String>,
@@ -119,11 +124,40 @@ pub fn telegram(update: &Update, agent_chat: Option<i64>) -> Intake {
     let Some(user) = message.from.as_ref().filter(|u| !u.is_bot) else {
         return Intake::Ignored(format!("message in chat {chat} not from a person"));
     };
-    let text = message
-        .text()
-        .or_else(|| message.caption())
-        .unwrap_or("")
-        .trim();
+    let text = message.text().or_else(|| message.caption()).unwrap_or("");
+    let sender = Sender {
+        user: user_id(user),
+        name: user.full_name(),
+        language: user.language_code.clone(),
+    };
+    let key = format!("telegram:{chat}:{}", message.id.0);
+    customer(
+        (Channel::Telegram, chat),
+        sender,
+        text,
+        files_of(message),
+        key,
+    )
+}
+
+/// Who wrote a customer's message.
+pub struct Sender {
+    pub user: i64,
+    pub name: String,
+    pub language: Option<String>,
+}
+
+/// A customer's message on any platform: `/status` and `/close`, another
+/// command, no words (and no file), or a message to take.
+pub fn customer(
+    (platform, chat): (Channel, i64),
+    sender: Sender,
+    text: &str,
+    files: Vec<ChatFile>,
+    key: String,
+) -> Intake {
+    let text = text.trim();
+    let language = sender.language.clone();
     if let Some(command) = text.strip_prefix('/') {
         let name = command.split_whitespace().next().unwrap_or("");
         let refusal = match name.split('@').next().unwrap_or("") {
@@ -135,30 +169,33 @@ pub fn telegram(update: &Update, agent_chat: Option<i64>) -> Intake {
                     Ask::Close
                 };
                 return Intake::Asked {
+                    platform,
                     chat,
-                    user: user_id(user),
-                    language: user.language_code.clone(),
+                    user: sender.user,
+                    language,
                     ask,
                 };
             }
             _ => Refusal::UnknownCommand,
         };
         return Intake::Refused {
+            platform,
             chat,
             refusal,
-            language: user.language_code.clone(),
+            language,
         };
     }
-    let files = files_of(message);
-    if !text.chars().any(char::is_alphanumeric) && files.is_empty() {
+    let has_words = text.chars().any(char::is_alphanumeric);
+    if !has_words && files.is_empty() {
         return Intake::Refused {
+            platform,
             chat,
             refusal: Refusal::NoWords,
-            language: user.language_code.clone(),
+            language,
         };
     }
     // A file without a caption still makes a ticket: its names are the text.
-    let text = match text.chars().any(char::is_alphanumeric) {
+    let text = match has_words {
         true => bounded(text),
         false => files
             .iter()
@@ -167,12 +204,13 @@ pub fn telegram(update: &Update, agent_chat: Option<i64>) -> Intake {
             .join(" "),
     };
     Intake::Message(ChatMessage {
+        platform,
         chat,
-        user: user_id(user),
-        name: user.full_name(),
-        language: user.language_code.clone(),
+        user: sender.user,
+        name: sender.name,
+        language,
         text,
-        key: format!("telegram:{chat}:{}", message.id.0),
+        key,
         files,
     })
 }
@@ -258,7 +296,7 @@ fn user_id(user: &User) -> i64 {
 
 /// The text without control characters (but line breaks and tabs), cut at
 /// [`MAX_TEXT`] bytes (at a character boundary).
-fn bounded(text: &str) -> String {
+pub(crate) fn bounded(text: &str) -> String {
     let mut end = text.len().min(MAX_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -330,6 +368,7 @@ mod tests {
         assert_eq!(
             got,
             Intake::Message(ChatMessage {
+                platform: Channel::Telegram,
                 chat: 42,
                 user: 42,
                 name: "Jan Kowalski".into(),
@@ -348,6 +387,7 @@ mod tests {
                 chat: 42,
                 refusal,
                 language,
+                ..
             } if language.as_deref() == Some("pl") => Some(refusal),
             _ => None,
         };
@@ -419,6 +459,7 @@ mod tests {
             assert_eq!(
                 telegram_(&update(private(json!({ "text": text })))),
                 Intake::Asked {
+                    platform: Channel::Telegram,
                     chat: 42,
                     user: 42,
                     language: Some("pl".into()),

@@ -4,6 +4,7 @@
 pub mod autogen;
 pub mod chat;
 pub mod command;
+pub mod discord;
 pub mod html;
 pub mod quotes;
 pub mod subject;

@@ -1,6 +1,7 @@
 //! Sources hand raw messages to the pipeline and acknowledge them only after the
 //! pipeline's commit: the MTA pipe (`ticketd ingest`) and watched Maildirs.
 
+pub mod discord;
 pub mod imap;
 pub mod maildir;
 pub mod pipe;

@@ -1,7 +1,10 @@
-//! A local Discord HTTP API for tests: `POST /api/v10/channels/{id}/messages`
-//! with `Authorization: Bot TOKEN`, Discord's message objects back, and 429s
-//! with a JSON `retry_after` (seconds, fractional) when scripted. Records
-//! every call.
+//! A local Discord for tests. The HTTP API: `GET /api/v10/gateway` (a local
+//! `ws://` URL), `POST /api/v10/channels/{id}/messages` and
+//! `POST /api/v10/users/@me/channels` (a DM channel) with
+//! `Authorization: Bot TOKEN`, 429s with a JSON `retry_after` when scripted;
+//! every call recorded. The gateway: HELLO, IDENTIFY → READY, RESUME →
+//! RESUMED, heartbeats acknowledged, queued MESSAGE_CREATE events, and a
+//! dropped connection on demand.
 #![allow(dead_code)]
 
 use http_body_util::{BodyExt, Full};
@@ -19,6 +22,16 @@ struct State {
     calls: Arc<Mutex<Vec<(String, String, Value)>>>,
     /// `retry_after` seconds for the next create-message calls.
     limits: Arc<Mutex<VecDeque<f64>>>,
+    /// The gateway's `ws://` URL.
+    gateway: Arc<Mutex<String>>,
+    /// MESSAGE_CREATE payloads not yet sent.
+    events: Arc<Mutex<VecDeque<Value>>>,
+    /// Rung when events are queued.
+    wake: Arc<tokio::sync::Notify>,
+    /// Rung to drop the gateway connection.
+    kill: Arc<tokio::sync::Notify>,
+    /// The gateway opcodes received, in order (2 IDENTIFY, 6 RESUME …).
+    received: Arc<Mutex<Vec<u64>>>,
 }
 
 pub struct FakeDiscord {
@@ -34,6 +47,14 @@ impl FakeDiscord {
             limits: Arc::new(Mutex::new(limits.into())),
             ..State::default()
         };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        *state.gateway.lock().unwrap() = format!("ws://{}", listener.local_addr().unwrap());
+        let gateway = state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(connection(gateway.clone(), socket));
+            }
+        });
         let shared = state.clone();
         let url = super::http::serve(move |req| {
             let state = shared.clone();
@@ -41,6 +62,23 @@ impl FakeDiscord {
         })
         .await;
         FakeDiscord { url, state }
+    }
+
+    /// Sends a MESSAGE_CREATE with this message object (now, or once the
+    /// client has identified or resumed).
+    pub fn push(&self, message: Value) {
+        self.state.events.lock().unwrap().push_back(message);
+        self.state.wake.notify_one();
+    }
+
+    /// Drops the gateway connection without a close frame.
+    pub fn drop_connection(&self) {
+        self.state.kill.notify_one();
+    }
+
+    /// The gateway opcodes the client sent, heartbeats left out.
+    pub fn received(&self) -> Vec<u64> {
+        self.state.received.lock().unwrap().clone()
     }
 
     /// (path, Authorization header, body) of the calls so far.
@@ -76,6 +114,23 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     if authorization != format!("Bot {TOKEN}") {
         return super::http::json(401, json!({"message": "401: Unauthorized", "code": 0}));
     }
+    if path.starts_with("/api/v10/gateway") {
+        let url = state.gateway.lock().unwrap().clone();
+        return super::http::json(
+            200,
+            json!({"url": url, "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0,
+                                    "max_concurrency": 1}}),
+        );
+    }
+    if path == "/api/v10/users/@me/channels" {
+        let user = params["recipient_id"].as_str().unwrap_or("0");
+        return super::http::json(
+            200,
+            json!({"id": dm_channel(user), "type": 1,
+            "recipients": [{"id": user, "username": "customer"}]}),
+        );
+    }
     let channel = path
         .strip_prefix("/api/v10/channels/")
         .and_then(|rest| rest.strip_suffix("/messages"));
@@ -99,4 +154,83 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             "attachments": [], "embeds": [], "pinned": false, "type": 0,
         }),
     )
+}
+
+/// The DM channel the fake opens for a user: `7` followed by the user id.
+pub fn dm_channel(user: &str) -> String {
+    format!("7{user}")
+}
+
+/// A direct message from user 42 (Jan Kowalski) in DM channel 77.
+pub fn direct_message(id: u64, content: &str) -> Value {
+    json!({
+        "id": id.to_string(), "channel_id": "77", "content": content,
+        "author": {"id": "42", "username": "jan", "global_name": "Jan Kowalski"},
+        "timestamp": "2026-11-22T10:00:00.000000+00:00", "edited_timestamp": null,
+        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+        "attachments": [], "embeds": [], "pinned": false, "type": 0,
+    })
+}
+
+/// One gateway connection: HELLO, then the client's opcodes and our events.
+async fn connection(state: State, socket: tokio::net::TcpStream) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else {
+        return;
+    };
+    let send = |value: Value| Message::Text(value.to_string());
+    let hello = json!({"op": 10, "d": {"heartbeat_interval": 45000}});
+    if ws.send(send(hello)).await.is_err() {
+        return;
+    }
+    let mut seq = 0u64;
+    let mut ready = false;
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let Some(Ok(Message::Text(text))) = frame else { return };
+                let payload: Value = serde_json::from_str(&text).unwrap_or_default();
+                let op = payload["op"].as_u64().unwrap_or(99);
+                if op != 1 {
+                    state.received.lock().unwrap().push(op);
+                }
+                let url = state.gateway.lock().unwrap().clone();
+                let answer = match op {
+                    1 => json!({"op": 11}),
+                    2 => {
+                        seq += 1;
+                        json!({"op": 0, "t": "READY", "s": seq, "d": {
+                            "v": 10, "session_id": "session-1", "resume_gateway_url": url,
+                            "user": {"id": "1", "username": "ticketd", "bot": true},
+                            "guilds": [], "application": {"id": "1", "flags": 0},
+                        }})
+                    }
+                    6 => {
+                        seq += 1;
+                        json!({"op": 0, "t": "RESUMED", "s": seq, "d": {}})
+                    }
+                    _ => continue,
+                };
+                if ws.send(send(answer)).await.is_err() {
+                    return;
+                }
+                ready |= matches!(op, 2 | 6);
+                if ready {
+                    state.wake.notify_one();
+                }
+            }
+            _ = state.wake.notified(), if ready => {
+                let events: Vec<Value> = state.events.lock().unwrap().drain(..).collect();
+                for message in events {
+                    seq += 1;
+                    let event = json!({"op": 0, "t": "MESSAGE_CREATE", "s": seq, "d": message});
+                    if ws.send(send(event)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = state.kill.notified() => return,
+        }
+    }
 }

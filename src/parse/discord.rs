@@ -1,0 +1,144 @@
+//! Discord messages as the pipeline takes them: a customer's direct message
+//! to the bot, or a message in the configured support channel, becomes a
+//! customer's message (with its attachments to fetch); anything else is
+//! ignored with a reason. Pure: a serenity `Message` in, an [`Intake`] out.
+
+use super::chat::{ChatFile, Intake, Sender, customer};
+use crate::ticket::Channel;
+use serenity::model::channel::{Message, MessageType};
+
+/// `support_channel`: the guild channel whose messages are customers'.
+pub fn discord(message: &Message, support_channel: Option<u64>) -> Intake {
+    let chat = id(message.channel_id.get());
+    if message.author.bot || message.author.system {
+        return Intake::Ignored(format!("message in channel {chat} not from a person"));
+    }
+    let in_dm = message.guild_id.is_none();
+    if !in_dm && Some(message.channel_id.get()) != support_channel {
+        return Intake::Ignored(format!(
+            "message in channel {chat}, which is neither a DM nor the support channel"
+        ));
+    }
+    if !matches!(
+        message.kind,
+        MessageType::Regular | MessageType::InlineReply
+    ) {
+        return Intake::Ignored(format!("a {:?} message in channel {chat}", message.kind));
+    }
+    let files = message
+        .attachments
+        .iter()
+        .map(|a| ChatFile {
+            file_id: a.url.clone(),
+            name: crate::parse::sanitize_file_name(&a.filename),
+            content_type: a
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            size: u64::from(a.size),
+        })
+        .collect();
+    let author = &message.author;
+    let sender = Sender {
+        user: id(author.id.get()),
+        name: author
+            .global_name
+            .clone()
+            .unwrap_or_else(|| author.name.clone()),
+        language: None,
+    };
+    let key = format!("discord:{chat}:{}", message.id.get());
+    customer(
+        (Channel::Discord, chat),
+        sender,
+        &message.content,
+        files,
+        key,
+    )
+}
+
+/// A snowflake as the store keeps ids (they stay below 2^63).
+fn id(snowflake: u64) -> i64 {
+    i64::try_from(snowflake).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::chat::{Ask, ChatMessage};
+    use serde_json::{Value, json};
+
+    const SUPPORT: u64 = 500;
+
+    fn message(extra: Value) -> Message {
+        let mut m = json!({
+            "id": "9001", "channel_id": "77", "content": "Nie działa logowanie",
+            "author": {"id": "42", "username": "jan", "global_name": "Jan Kowalski"},
+            "timestamp": "2026-11-22T10:00:00.000000+00:00", "edited_timestamp": null,
+            "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+            "attachments": [], "embeds": [], "pinned": false, "type": 0,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        serde_json::from_value(m).unwrap()
+    }
+
+    #[test]
+    fn a_direct_message_is_a_customer_message() {
+        assert_eq!(
+            discord(&message(json!({})), Some(SUPPORT)),
+            Intake::Message(ChatMessage {
+                platform: Channel::Discord,
+                chat: 77,
+                user: 42,
+                name: "Jan Kowalski".into(),
+                language: None,
+                text: "Nie działa logowanie".into(),
+                key: "discord:77:9001".into(),
+                files: Vec::new(),
+            })
+        );
+    }
+
+    #[test]
+    fn the_support_channel_counts_and_other_channels_and_bots_do_not() {
+        let in_guild = |channel: &str| json!({"guild_id": "1", "channel_id": channel});
+        assert!(matches!(
+            discord(&message(in_guild("500")), Some(SUPPORT)),
+            Intake::Message(_)
+        ));
+        assert!(matches!(
+            discord(&message(in_guild("501")), Some(SUPPORT)),
+            Intake::Ignored(_)
+        ));
+        let bot = json!({"author": {"id": "1", "username": "ticketd", "bot": true}});
+        assert!(matches!(discord(&message(bot), None), Intake::Ignored(_)));
+        let pinned = json!({"type": 6});
+        assert!(matches!(
+            discord(&message(pinned), None),
+            Intake::Ignored(_)
+        ));
+        assert!(matches!(
+            discord(&message(json!({"content": "/status"})), None),
+            Intake::Asked {
+                ask: Ask::Status,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn attachments_come_with_their_urls_and_sizes() {
+        let with_file = json!({"content": "", "attachments": [{
+            "id": "5", "filename": "../skan.pdf", "size": 1234, "content_type": "application/pdf",
+            "url": "https://cdn.example/skan.pdf", "proxy_url": "https://media.example/skan.pdf",
+        }]});
+        let Intake::Message(m) = discord(&message(with_file), None) else {
+            panic!("an attachment is a message");
+        };
+        assert_eq!(m.text, "[skan.pdf]");
+        assert_eq!(m.files[0].file_id, "https://cdn.example/skan.pdf");
+        assert_eq!(m.files[0].size, 1234);
+    }
+}

@@ -1,0 +1,193 @@
+//! The Discord source: serenity's gateway client (HELLO → IDENTIFY → READY,
+//! heartbeats, reconnect and resume are serenity's). Each message it
+//! receives is handed over a bounded channel to the task that owns the
+//! pipeline and taken in its own transaction; a store that is unavailable is
+//! retried until it takes the message, so nothing received is dropped. The
+//! dedupe key (`discord:CHANNEL:MESSAGE`) makes a message the gateway sends
+//! again (after a resume) a journaled duplicate.
+
+use crate::config::Config;
+use crate::ingest::{ChatUpdate, Pipeline};
+use crate::parse::Attachment;
+use crate::parse::chat::{ChatFile, Intake};
+use crate::store::tickets::StoredAttachment;
+use anyhow::{Context as _, Result};
+use serenity::all::{Client, Context, EventHandler, GatewayIntents, HttpBuilder, Message, Ready};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The source name in the journal.
+pub const SOURCE: &str = "discord";
+/// Pause before taking a message again after the store failed.
+const BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct DiscordSource {
+    token: String,
+    api_url: String,
+    support_channel: Option<u64>,
+    http: reqwest::Client,
+}
+
+/// Forwards the gateway's messages to the source's task.
+struct Forward(mpsc::Sender<Message>);
+
+#[serenity::async_trait]
+impl EventHandler for Forward {
+    async fn message(&self, _: Context, message: Message) {
+        // Waits when the pipeline is behind (the channel is bounded).
+        let _ = self.0.send(message).await;
+    }
+
+    async fn ready(&self, _: Context, ready: Ready) {
+        tracing::info!(user = %ready.user.name, "discord: connected to the gateway");
+    }
+}
+
+impl DiscordSource {
+    pub fn new(config: &Config) -> Result<Option<DiscordSource>> {
+        let Some(discord) = &config.discord else {
+            return Ok(None);
+        };
+        Ok(Some(DiscordSource {
+            token: discord.token()?,
+            api_url: discord.api_url.clone(),
+            support_channel: discord.support_channel,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .context("discord: HTTP client")?,
+        }))
+    }
+
+    /// The gateway client; behind another API base (a proxy, a test's
+    /// server) serenity's own rate limiter, which would bypass it, is off.
+    async fn client(&self, forward: mpsc::Sender<Message>) -> Result<Client> {
+        let mut http = HttpBuilder::new(&self.token);
+        if self.api_url.trim_end_matches('/') != "https://discord.com" {
+            http = http
+                .proxy(self.api_url.trim_end_matches('/'))
+                .ratelimiter_disabled(true);
+        }
+        let intents = GatewayIntents::DIRECT_MESSAGES
+            | GatewayIntents::GUILD_MESSAGES
+            | GatewayIntents::MESSAGE_CONTENT;
+        serenity::client::ClientBuilder::new_with_http(http.build(), intents)
+            .event_handler(Forward(forward))
+            .await
+            .context("discord: gateway client")
+    }
+
+    /// Receives and takes messages until `shutdown`.
+    pub async fn run(&self, pipeline: &Pipeline, shutdown: CancellationToken) {
+        let (forward, mut received) = mpsc::channel(256);
+        let mut client = match self.client(forward).await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                return;
+            }
+        };
+        let shards = client.shard_manager.clone();
+        let gateway = tokio::spawn(async move {
+            if let Err(e) = client.start().await {
+                tracing::error!("discord: gateway: {e}");
+            }
+        });
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = received.recv() => match message {
+                    Some(message) => {
+                        if !self.take(pipeline, &message, &shutdown).await {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        shards.shutdown_all().await;
+        let _ = gateway.await;
+    }
+
+    /// Takes one message, retrying until the store has it; false when
+    /// shut down first.
+    async fn take(
+        &self,
+        pipeline: &Pipeline,
+        message: &Message,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        loop {
+            match self.take_once(pipeline, message).await {
+                Ok(outcome) => {
+                    tracing::info!(message = %message.id, "discord: {outcome}");
+                    return true;
+                }
+                Err(e) => tracing::warn!(message = %message.id, "discord: {e:#}"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(BACKOFF) => {}
+            }
+        }
+    }
+
+    async fn take_once(&self, pipeline: &Pipeline, message: &Message) -> Result<String> {
+        let intake = crate::parse::discord::discord(message, self.support_channel);
+        let attachments = match &intake {
+            Intake::Message(m) => self.fetch(pipeline, &m.files).await?,
+            _ => Vec::new(),
+        };
+        let update = ChatUpdate {
+            id: i64::try_from(message.id.get()).unwrap_or(i64::MAX),
+            intake,
+            attachments,
+        };
+        let outcomes = pipeline.ingest_chat(SOURCE, &[update]).await?;
+        Ok(outcomes.iter().map(ToString::to_string).collect())
+    }
+
+    /// Downloads a message's attachments (Discord gives their URLs) and
+    /// stores them; one over the size limit is recorded but not fetched.
+    async fn fetch(
+        &self,
+        pipeline: &Pipeline,
+        files: &[ChatFile],
+    ) -> Result<Vec<StoredAttachment>> {
+        let limit = pipeline.max_attachment_bytes();
+        let mut attachments = Vec::with_capacity(files.len());
+        for f in files {
+            let data = match f.size > limit {
+                true => None,
+                false => {
+                    let response = self
+                        .http
+                        .get(&f.file_id)
+                        .send()
+                        .await
+                        .and_then(reqwest::Response::error_for_status)
+                        .with_context(|| format!("discord: fetching {}", f.name))?;
+                    let bytes = response.bytes().await.context("discord: attachment")?;
+                    (bytes.len() as u64 <= limit).then(|| bytes.to_vec())
+                }
+            };
+            attachments.push(match data {
+                Some(data) => pipeline.keep_attachment(Attachment {
+                    name: f.name.clone(),
+                    content_type: f.content_type.clone(),
+                    data,
+                })?,
+                None => StoredAttachment {
+                    name: f.name.clone(),
+                    content_type: f.content_type.clone(),
+                    size: i64::try_from(f.size).unwrap_or(i64::MAX),
+                    sha256: String::new(),
+                    stored: false,
+                },
+            });
+        }
+        Ok(attachments)
+    }
+}
