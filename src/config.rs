@@ -470,6 +470,8 @@ pub struct Agent {
     /// The agent's Telegram user id: their messages in the agents' chat
     /// count as theirs.
     pub telegram: Option<i64>,
+    /// The agent's Discord user id, likewise.
+    pub discord: Option<i64>,
 }
 
 fn default_role() -> Role {
@@ -685,6 +687,9 @@ pub struct Discord {
     /// A guild channel whose messages open tickets, as direct messages to
     /// the bot do.
     pub support_channel: Option<u64>,
+    /// The agents' channel: each ticket gets a thread there with its
+    /// notifications; agents answer and give commands in it.
+    pub agent_channel: Option<u64>,
 }
 
 fn default_discord_api() -> String {
@@ -826,15 +831,17 @@ impl Config {
         if let Some(discord) = &self.discord {
             check_url("discord.api_url", &discord.api_url)?;
         }
-        let mut telegram_ids = std::collections::HashSet::new();
+        let mut chat_ids = std::collections::HashSet::new();
         for agent in &self.agent {
-            if let Some(id) = agent.telegram
-                && !telegram_ids.insert(id)
-            {
-                bail!(
-                    "agent {}: telegram id {id} is used by another agent",
-                    agent.email
-                );
+            for (platform, id) in [("telegram", agent.telegram), ("discord", agent.discord)] {
+                if let Some(id) = id
+                    && !chat_ids.insert((platform, id))
+                {
+                    bail!(
+                        "agent {}: {platform} id {id} is used by another agent",
+                        agent.email
+                    );
+                }
             }
             for team in &agent.teams {
                 if !self.team.iter().any(|t| &t.name == team) {

@@ -8,6 +8,10 @@ mod common;
 mod discord;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/smtp.rs"]
+mod smtp;
+#[path = "common/tls.rs"]
+mod tls;
 
 use common::Env;
 use discord::{FakeDiscord, direct_message, dm_channel};
@@ -187,3 +191,124 @@ async fn customers_write_through_the_gateway_which_reconnects(backend: Backend) 
     env.finish().await;
 }
 for_each_backend!(customers_write_through_the_gateway_which_reconnects);
+
+async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
+    let server = FakeDiscord::start(vec![]).await;
+    let smtp = smtp::SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n{}agent_channel = 600\n\n[[agent]]\nemail = \"anna@example.com\"\nrole = \"manager\"\ndiscord = 7\n\n[[agent]]\nemail = \"olek@example.com\"\ndiscord = 8\n",
+        smtp.toml(),
+        server.toml(dir.path())
+    );
+    let env = Env::with_config(backend, &config).await;
+    let number = env
+        .ingest(
+            b"From: Jan <jan@firma.pl>\r\nTo: support@example.com\r\nSubject: Drukarka\r\n\
+              Message-ID: <dt-1@firma.pl>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nNie drukuje.\r\n",
+        )
+        .await
+        .ticket
+        .unwrap();
+    // The new ticket opens its thread in the agents' channel.
+    env.dispatcher().deliver_due().await.unwrap();
+    let opened: Vec<(String, serde_json::Value)> = server
+        .calls()
+        .into_iter()
+        .filter(|(path, _, _)| path.ends_with("/threads"))
+        .map(|(path, _, body)| (path, body))
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].0, "/api/v10/channels/600/threads");
+    assert!(opened[0].1["name"].as_str().unwrap().contains(&number));
+    let thread: u64 = sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap() as u64;
+
+    let source = DiscordSource::new(&env.config).unwrap().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let steps = async {
+        server.push(discord::guild_message(
+            1,
+            thread,
+            8,
+            "Proszę zrestartować drukarkę.",
+        ));
+        server.push(discord::guild_message(2, thread, 8, "/priority high"));
+        server.push(discord::guild_message(3, thread, 666, "/close"));
+        server.push(discord::guild_message(
+            4,
+            600,
+            7,
+            &format!("/assign {number} olek"),
+        ));
+        server.push(discord::guild_message(5, 999, 8, "/close"));
+        wait_for(
+            &env,
+            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
+            5,
+        )
+        .await;
+        shutdown.cancel();
+    };
+    tokio::join!(source.run(&env.pipeline, shutdown.clone()), steps);
+
+    let ticket = env.show(&number).await;
+    assert_eq!(ticket.priority, "high");
+    assert_eq!(ticket.status, "new", "the stranger's /close was ignored");
+    assert_eq!(ticket.assignee.as_deref(), Some("olek@example.com"));
+    assert_eq!(ticket.comments[1].author, "olek@example.com");
+    assert!(!ticket.comments[1].internal);
+    let outcomes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT outcome, COALESCE(reason, '') FROM ingest_journal WHERE source = 'discord' ORDER BY id",
+    )
+    .fetch_all(env.store.pool())
+    .await
+    .unwrap();
+    let kinds: Vec<&str> = outcomes.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["comment", "command", "rejected", "command", "rejected"]
+    );
+    assert!(
+        outcomes[2].1.contains("not a configured agent"),
+        "{outcomes:?}"
+    );
+    assert!(outcomes[4].1.contains("not the agents'"), "{outcomes:?}");
+
+    // The reply reaches the customer by mail; the answers go to the thread
+    // and to the channel the command came from.
+    env.dispatcher().deliver_due().await.unwrap();
+    assert!(
+        smtp.messages()
+            .iter()
+            .any(
+                |m| smtp::header(m, "X-Rcpt-To").as_deref() == Some("jan@firma.pl")
+                    && m.contains("zrestartowa")
+            ),
+        "no reply by mail"
+    );
+    let posted: Vec<(String, String)> = server
+        .calls()
+        .into_iter()
+        .filter(|(path, _, _)| path.ends_with("/messages"))
+        .map(|(path, _, body)| (path, body["content"].as_str().unwrap_or("").to_string()))
+        .collect();
+    let in_thread = format!("/api/v10/channels/{thread}/messages");
+    assert!(
+        posted
+            .iter()
+            .any(|(p, c)| *p == in_thread && c.contains("priority medium → high")),
+        "{posted:#?}"
+    );
+    assert!(
+        posted
+            .iter()
+            .any(|(p, c)| p == "/api/v10/channels/600/messages"
+                && c.contains("assignee none → olek@example.com")),
+        "{posted:#?}"
+    );
+    env.finish().await;
+}
+for_each_backend!(agents_work_in_the_ticket_threads_of_their_channel);

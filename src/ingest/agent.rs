@@ -31,15 +31,33 @@ impl Pipeline {
         now: i64,
     ) -> store::Result<Outcome> {
         let journal = (source, m.key.as_str());
-        let Some(agent) = self.agents.iter().find(|a| a.telegram == Some(m.user)) else {
+        // On Discord the agents write in their channel or a ticket's thread.
+        let thread = match m.platform {
+            Channel::Discord => desk::ticket_of_thread(tx, m.platform.as_str(), m.chat).await?,
+            _ => None,
+        };
+        if m.platform == Channel::Discord
+            && thread.is_none()
+            && Some(m.chat) != self.discord_agent_channel
+        {
+            let reason = format!("message in Discord channel {}, not the agents'", m.chat);
+            return self.chat_rejected(tx, journal, &m.text, reason, now).await;
+        }
+        let id_of = |a: &&Agent| match m.platform {
+            Channel::Discord => a.discord,
+            _ => a.telegram,
+        };
+        let Some(agent) = self.agents.iter().find(|a| id_of(a) == Some(m.user)) else {
             let reason = format!(
-                "telegram user {} wrote in the agents' chat but is not a configured agent",
-                m.user
+                "{} user {} wrote in the agents' chat but is not a configured agent",
+                m.platform, m.user
             );
             tracing::warn!("{reason}");
             return self.chat_rejected(tx, journal, &m.text, reason, now).await;
         };
-        let order = match command::parse(&m.text, m.replied.as_deref(), &self.number_pattern) {
+        // In a ticket's thread the thread names the ticket.
+        let replied = m.replied.as_deref().or(thread.as_deref());
+        let order = match command::parse(&m.text, replied, &self.number_pattern) {
             Ok(Some(order)) => order,
             Ok(None) => {
                 let reason = "conversation in the agents' chat".to_string();
@@ -89,7 +107,7 @@ impl Pipeline {
         };
         if let Some(answer) = answer {
             self.notifier
-                .chat_text(tx, (m.chat, ticket_id), &answer, now)
+                .chat_text(tx, ((m.platform, m.chat), ticket_id), &answer, now)
                 .await?;
         }
         let kind = match comment_id {
@@ -116,7 +134,7 @@ impl Pipeline {
         now: i64,
     ) -> store::Result<Outcome> {
         self.notifier
-            .chat_text(tx, (m.chat, None), &why, now)
+            .chat_text(tx, ((m.platform, m.chat), None), &why, now)
             .await?;
         self.chat_rejected(tx, journal, &m.text, why, now).await
     }

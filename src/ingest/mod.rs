@@ -138,6 +138,8 @@ pub struct Pipeline {
     /// agents' chat.
     agents: Vec<crate::config::Agent>,
     teams: Vec<String>,
+    /// The agents' Discord channel (its threads are tickets').
+    discord_agent_channel: Option<i64>,
 }
 
 const ACTOR: &str = "ingest";
@@ -180,6 +182,11 @@ impl Pipeline {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             agents: config.agent.clone(),
             teams: config.team.iter().map(|t| t.name.clone()).collect(),
+            discord_agent_channel: config
+                .discord
+                .as_ref()
+                .and_then(|d| d.agent_channel)
+                .and_then(|c| i64::try_from(c).ok()),
         })
     }
 
@@ -547,7 +554,7 @@ impl Pipeline {
                         && public
                         && (facts.is_some_and(|f| f.assignee.is_some())
                             || !applied.matched.is_empty()
-                            || self.notifier.agent_chat().is_some()));
+                            || self.notifier.agents_chat()));
                 if may_notify
                     && let Some(f) = facts
                     && let Some(state) = changes::ticket_state(tx, ticket_id).await?

@@ -10,7 +10,9 @@
 
 use super::email::SendError;
 use crate::config::Config;
+use crate::store::Store;
 use crate::store::outbox::Pending;
+use crate::ticket::Channel;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::time::Duration;
@@ -25,6 +27,7 @@ pub struct Discord {
     /// `…/api/v10`
     api: String,
     authorization: String,
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl Discord {
@@ -42,16 +45,33 @@ impl Discord {
             client,
             api: format!("{}/api/v10", discord.api_url.trim_end_matches('/')),
             authorization: format!("Bot {}", discord.token()?),
+            opening: tokio::sync::Mutex::new(()),
         }))
     }
 
     /// Posts one queued notification, in as many messages as its text
-    /// needs: to a channel (its id), or to a person (`@USER_ID`, through the
-    /// DM channel Discord opens for the bot and them).
-    pub async fn send(&self, n: &Pending) -> Result<(), SendError> {
+    /// needs: to a channel (its id), to a person (`@USER_ID`, through the
+    /// DM channel Discord opens for the bot and them), or to the ticket's
+    /// thread in the agents' channel (`thread:CHANNEL_ID`; the first message
+    /// opens the thread, named like the notification, and `store` keeps it).
+    pub async fn send(
+        &self,
+        n: &Pending,
+        (store, now): (&Store, crate::clock::Timestamp),
+    ) -> Result<(), SendError> {
         let not_an_id =
             || SendError::Permanent(format!("{:?} is not a Discord channel id", n.recipient));
         let channel: u64 = match n.recipient.strip_prefix('@') {
+            None if n.recipient.starts_with("thread:") => {
+                let parent: u64 = n.recipient["thread:".len()..]
+                    .parse()
+                    .map_err(|_| not_an_id())?;
+                let ticket = n
+                    .ticket_id
+                    .ok_or_else(|| SendError::Permanent("a ticket thread needs a ticket".into()))?;
+                self.thread((store, now), parent, (ticket, &n.subject))
+                    .await?
+            }
             Some(user) => {
                 let user: u64 = user.parse().map_err(|_| not_an_id())?;
                 let dm = self
@@ -74,6 +94,42 @@ impl Discord {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The ticket's thread under `parent`, opened now if it has none.
+    async fn thread(
+        &self,
+        (store, now): (&Store, crate::clock::Timestamp),
+        parent: u64,
+        (ticket, name): (i64, &str),
+    ) -> Result<u64, SendError> {
+        let unavailable = |e: crate::store::Error| SendError::Temporary(e.to_string());
+        let platform = Channel::Discord.as_str();
+        // One opening at a time, so two notices cannot open two threads.
+        let _one = self.opening.lock().await;
+        if let Some(thread) = store
+            .chat_thread(platform, ticket)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(thread as u64);
+        }
+        let name: String = name.chars().take(100).collect();
+        let opened = self
+            .post(
+                &format!("channels/{parent}/threads"),
+                json!({ "name": name, "type": 11, "auto_archive_duration": 10080 }),
+            )
+            .await?;
+        let thread: i64 = opened["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| SendError::Temporary("discord: no thread id".into()))?;
+        let kept = store
+            .save_chat_thread(platform, (ticket, thread), now)
+            .await
+            .map_err(unavailable)?;
+        Ok(kept as u64)
     }
 
     /// POSTs JSON to the API; the answer's JSON, or what the refusal means.

@@ -80,7 +80,7 @@ impl Dispatcher {
                         )),
                     },
                     "discord" => match &self.discord {
-                        Some(discord) => discord.send(&n).await,
+                        Some(discord) => discord.send(&n, (&self.store, self.clock.now())).await,
                         None => Err(SendError::Temporary(
                             "no [discord] bot is configured".into(),
                         )),

@@ -65,6 +65,8 @@ pub struct Notifier {
     per_day: i64,
     /// The agents' Telegram group.
     agent_chat: Option<i64>,
+    /// The agents' Discord channel (a thread per ticket).
+    agent_channel: Option<u64>,
 }
 
 impl Notifier {
@@ -97,6 +99,7 @@ impl Notifier {
             per_hour: config.notify.auto_reply_per_hour,
             per_day: config.notify.auto_reply_per_day,
             agent_chat: config.telegram.as_ref().and_then(|t| t.agent_chat),
+            agent_channel: config.discord.as_ref().and_then(|d| d.agent_channel),
         })
     }
 
@@ -169,12 +172,14 @@ impl Notifier {
         Ok(())
     }
 
-    /// The agents' Telegram group, when one is configured.
-    pub fn agent_chat(&self) -> Option<i64> {
-        self.agent_chat
+    /// Whether agents have a chat (a Telegram group, a Discord channel).
+    pub fn agents_chat(&self) -> bool {
+        self.agent_chat.is_some() || self.agent_channel.is_some()
     }
 
-    /// `event` about the ticket to the agents' chat, when there is one.
+    /// `event` about the ticket to the agents' chats: the Telegram group,
+    /// and the ticket's thread in the Discord channel (the sender opens it
+    /// with the first message; the recipient is `thread:CHANNEL_ID`).
     pub async fn to_agents(
         &self,
         tx: &mut Tx,
@@ -182,27 +187,29 @@ impl Notifier {
         event: &str,
         now: Timestamp,
     ) -> store::Result<()> {
-        match self.agent_chat {
-            Some(chat) => {
-                self.chat(tx, s, event, (Channel::Telegram, chat), now)
-                    .await
-            }
-            None => Ok(()),
+        if let Some(chat) = self.agent_chat {
+            self.chat(tx, s, event, (Channel::Telegram, chat), now)
+                .await?;
         }
+        if let Some(channel) = self.agent_channel {
+            let thread = (Channel::Discord, format!("thread:{channel}"));
+            self.chat_to(tx, s, event, thread, now).await?;
+        }
+        Ok(())
     }
 
     /// A plain answer to a chat (the bot's answers to agents' commands).
     pub async fn chat_text(
         &self,
         tx: &mut Tx,
-        (chat, ticket_id): (i64, Option<i64>),
+        ((platform, chat), ticket_id): ((Channel, i64), Option<i64>),
         text: &str,
         now: Timestamp,
     ) -> store::Result<()> {
         let notification = NewNotification {
             ticket_id,
             event: "chat_answer".into(),
-            channel: "telegram".into(),
+            channel: platform.as_str().into(),
             recipient: chat.to_string(),
             body: text.to_string(),
             ..NewNotification::default()

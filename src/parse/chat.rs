@@ -51,6 +51,9 @@ pub enum Refusal {
 /// yet: the pipeline checks the id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentMessage {
+    /// Telegram or Discord.
+    pub platform: Channel,
+    /// The chat to answer in (the agents' group, a ticket's thread).
     pub chat: i64,
     /// The author's Telegram user id.
     pub user: i64,
@@ -282,6 +285,7 @@ fn agent_message(message: &Message) -> Intake {
         .and_then(|r| r.text().or_else(|| r.caption()))
         .map(str::to_string);
     Intake::Agent(AgentMessage {
+        platform: Channel::Telegram,
         chat,
         user: user_id(user),
         text: bounded(text.trim()),
@@ -483,6 +487,7 @@ mod tests {
         assert_eq!(
             telegram_(&update(m.clone())),
             Intake::Agent(AgentMessage {
+                platform: Channel::Telegram,
                 chat: AGENTS,
                 user: 7,
                 text: "/priority high".into(),

@@ -1,29 +1,48 @@
 //! Discord messages as the pipeline takes them: a customer's direct message
 //! to the bot, or a message in the configured support channel, becomes a
-//! customer's message (with its attachments to fetch); anything else is
-//! ignored with a reason. Pure: a serenity `Message` in, an [`Intake`] out.
+//! customer's message (with its attachments to fetch); with an agents'
+//! channel configured, other guild messages are agents' (the pipeline checks
+//! the channel is that one or a ticket's thread in it, and the author);
+//! anything else is ignored with a reason. Pure: a serenity `Message` in, an [`Intake`] out.
 
-use super::chat::{ChatFile, Intake, Sender, customer};
+use super::chat::{AgentMessage, ChatFile, Intake, Sender, bounded, customer};
 use crate::ticket::Channel;
 use serenity::model::channel::{Message, MessageType};
 
-/// `support_channel`: the guild channel whose messages are customers'.
-pub fn discord(message: &Message, support_channel: Option<u64>) -> Intake {
+/// The configured channels: the support channel (customers') and the agents'.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Channels {
+    pub support: Option<u64>,
+    pub agents: Option<u64>,
+}
+
+pub fn discord(message: &Message, channels: Channels) -> Intake {
     let chat = id(message.channel_id.get());
     if message.author.bot || message.author.system {
         return Intake::Ignored(format!("message in channel {chat} not from a person"));
-    }
-    let in_dm = message.guild_id.is_none();
-    if !in_dm && Some(message.channel_id.get()) != support_channel {
-        return Intake::Ignored(format!(
-            "message in channel {chat}, which is neither a DM nor the support channel"
-        ));
     }
     if !matches!(
         message.kind,
         MessageType::Regular | MessageType::InlineReply
     ) {
         return Intake::Ignored(format!("a {:?} message in channel {chat}", message.kind));
+    }
+    let key = format!("discord:{chat}:{}", message.id.get());
+    let in_dm = message.guild_id.is_none();
+    if !in_dm && Some(message.channel_id.get()) != channels.support {
+        if channels.agents.is_some() {
+            return Intake::Agent(AgentMessage {
+                platform: Channel::Discord,
+                chat,
+                user: id(message.author.id.get()),
+                text: bounded(message.content.trim()),
+                replied: None,
+                key,
+            });
+        }
+        return Intake::Ignored(format!(
+            "message in channel {chat}, which is neither a DM nor the support channel"
+        ));
     }
     let files = message
         .attachments
@@ -47,7 +66,6 @@ pub fn discord(message: &Message, support_channel: Option<u64>) -> Intake {
             .unwrap_or_else(|| author.name.clone()),
         language: None,
     };
-    let key = format!("discord:{chat}:{}", message.id.get());
     customer(
         (Channel::Discord, chat),
         sender,
@@ -68,7 +86,10 @@ mod tests {
     use crate::parse::chat::{Ask, ChatMessage};
     use serde_json::{Value, json};
 
-    const SUPPORT: u64 = 500;
+    const CHANNELS: Channels = Channels {
+        support: Some(500),
+        agents: None,
+    };
 
     fn message(extra: Value) -> Message {
         let mut m = json!({
@@ -87,7 +108,7 @@ mod tests {
     #[test]
     fn a_direct_message_is_a_customer_message() {
         assert_eq!(
-            discord(&message(json!({})), Some(SUPPORT)),
+            discord(&message(json!({})), CHANNELS),
             Intake::Message(ChatMessage {
                 platform: Channel::Discord,
                 chat: 77,
@@ -105,22 +126,25 @@ mod tests {
     fn the_support_channel_counts_and_other_channels_and_bots_do_not() {
         let in_guild = |channel: &str| json!({"guild_id": "1", "channel_id": channel});
         assert!(matches!(
-            discord(&message(in_guild("500")), Some(SUPPORT)),
+            discord(&message(in_guild("500")), CHANNELS),
             Intake::Message(_)
         ));
         assert!(matches!(
-            discord(&message(in_guild("501")), Some(SUPPORT)),
+            discord(&message(in_guild("501")), CHANNELS),
             Intake::Ignored(_)
         ));
         let bot = json!({"author": {"id": "1", "username": "ticketd", "bot": true}});
-        assert!(matches!(discord(&message(bot), None), Intake::Ignored(_)));
+        assert!(matches!(
+            discord(&message(bot), Channels::default()),
+            Intake::Ignored(_)
+        ));
         let pinned = json!({"type": 6});
         assert!(matches!(
-            discord(&message(pinned), None),
+            discord(&message(pinned), Channels::default()),
             Intake::Ignored(_)
         ));
         assert!(matches!(
-            discord(&message(json!({"content": "/status"})), None),
+            discord(&message(json!({"content": "/status"})), Channels::default()),
             Intake::Asked {
                 ask: Ask::Status,
                 ..
@@ -129,12 +153,32 @@ mod tests {
     }
 
     #[test]
+    fn with_an_agents_channel_other_guild_messages_are_agents() {
+        let channels = Channels {
+            support: Some(500),
+            agents: Some(600),
+        };
+        let thread = json!({"guild_id": "1", "channel_id": "601", "content": " /take "});
+        assert_eq!(
+            discord(&message(thread), channels),
+            Intake::Agent(AgentMessage {
+                platform: Channel::Discord,
+                chat: 601,
+                user: 42,
+                text: "/take".into(),
+                replied: None,
+                key: "discord:601:9001".into(),
+            })
+        );
+    }
+
+    #[test]
     fn attachments_come_with_their_urls_and_sizes() {
         let with_file = json!({"content": "", "attachments": [{
             "id": "5", "filename": "../skan.pdf", "size": 1234, "content_type": "application/pdf",
             "url": "https://cdn.example/skan.pdf", "proxy_url": "https://media.example/skan.pdf",
         }]});
-        let Intake::Message(m) = discord(&message(with_file), None) else {
+        let Intake::Message(m) = discord(&message(with_file), Channels::default()) else {
             panic!("an attachment is a message");
         };
         assert_eq!(m.text, "[skan.pdf]");

@@ -1,8 +1,12 @@
 //! The Discord source: serenity's gateway client (HELLO → IDENTIFY → READY,
 //! heartbeats, reconnect and resume are serenity's). Each message it
 //! receives is handed over a bounded channel to the task that owns the
-//! pipeline and taken in its own transaction; a store that is unavailable is
-//! retried until it takes the message, so nothing received is dropped. The
+//! pipeline. serenity runs each event's handler as its own task, so messages
+//! can arrive out of order: the source waits until the gateway has been
+//! quiet for [`SETTLE`], puts what it has in the order of the message ids
+//! (snowflakes grow with time) and takes them in one transaction; a store
+//! that is unavailable is retried until it takes them, so nothing received
+//! is dropped. The
 //! dedupe key (`discord:CHANNEL:MESSAGE`) makes a message the gateway sends
 //! again (after a resume) a journaled duplicate.
 
@@ -21,11 +25,15 @@ use tokio_util::sync::CancellationToken;
 pub const SOURCE: &str = "discord";
 /// Pause before taking a message again after the store failed.
 const BACKOFF: Duration = Duration::from_secs(5);
+/// How long the gateway must be quiet before a batch is taken.
+const SETTLE: Duration = Duration::from_millis(100);
+/// The most messages taken in one transaction.
+const BATCH: usize = 100;
 
 pub struct DiscordSource {
     token: String,
     api_url: String,
-    support_channel: Option<u64>,
+    channels: crate::parse::discord::Channels,
     http: reqwest::Client,
 }
 
@@ -52,7 +60,10 @@ impl DiscordSource {
         Ok(Some(DiscordSource {
             token: discord.token()?,
             api_url: discord.api_url.clone(),
-            support_channel: discord.support_channel,
+            channels: crate::parse::discord::Channels {
+                support: discord.support_channel,
+                agents: discord.agent_channel,
+            },
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -98,8 +109,16 @@ impl DiscordSource {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = received.recv() => match message {
-                    Some(message) => {
-                        if !self.take(pipeline, &message, &shutdown).await {
+                    Some(first) => {
+                        let mut batch = vec![first];
+                        while batch.len() < BATCH {
+                            match tokio::time::timeout(SETTLE, received.recv()).await {
+                                Ok(Some(next)) => batch.push(next),
+                                _ => break,
+                            }
+                        }
+                        batch.sort_by_key(|m| m.id);
+                        if !self.take(pipeline, &batch, &shutdown).await {
                             break;
                         }
                     }
@@ -111,21 +130,23 @@ impl DiscordSource {
         let _ = gateway.await;
     }
 
-    /// Takes one message, retrying until the store has it; false when
-    /// shut down first.
+    /// Takes messages, retrying until the store has them; false when shut
+    /// down first.
     async fn take(
         &self,
         pipeline: &Pipeline,
-        message: &Message,
+        messages: &[Message],
         shutdown: &CancellationToken,
     ) -> bool {
         loop {
-            match self.take_once(pipeline, message).await {
-                Ok(outcome) => {
-                    tracing::info!(message = %message.id, "discord: {outcome}");
+            match self.take_once(pipeline, messages).await {
+                Ok(outcomes) => {
+                    for (message, outcome) in messages.iter().zip(outcomes) {
+                        tracing::info!(message = %message.id, "discord: {outcome}");
+                    }
                     return true;
                 }
-                Err(e) => tracing::warn!(message = %message.id, "discord: {e:#}"),
+                Err(e) => tracing::warn!("discord: {e:#}"),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
@@ -134,19 +155,25 @@ impl DiscordSource {
         }
     }
 
-    async fn take_once(&self, pipeline: &Pipeline, message: &Message) -> Result<String> {
-        let intake = crate::parse::discord::discord(message, self.support_channel);
-        let attachments = match &intake {
-            Intake::Message(m) => self.fetch(pipeline, &m.files).await?,
-            _ => Vec::new(),
-        };
-        let update = ChatUpdate {
-            id: i64::try_from(message.id.get()).unwrap_or(i64::MAX),
-            intake,
-            attachments,
-        };
-        let outcomes = pipeline.ingest_chat(SOURCE, &[update]).await?;
-        Ok(outcomes.iter().map(ToString::to_string).collect())
+    async fn take_once(
+        &self,
+        pipeline: &Pipeline,
+        messages: &[Message],
+    ) -> Result<Vec<crate::ingest::Outcome>> {
+        let mut updates = Vec::with_capacity(messages.len());
+        for message in messages {
+            let intake = crate::parse::discord::discord(message, self.channels);
+            let attachments = match &intake {
+                Intake::Message(m) => self.fetch(pipeline, &m.files).await?,
+                _ => Vec::new(),
+            };
+            updates.push(ChatUpdate {
+                id: i64::try_from(message.id.get()).unwrap_or(i64::MAX),
+                intake,
+                attachments,
+            });
+        }
+        Ok(pipeline.ingest_chat(SOURCE, &updates).await?)
     }
 
     /// Downloads a message's attachments (Discord gives their URLs) and

@@ -101,3 +101,54 @@ pub async fn latest_comments(
     comments.reverse();
     Ok(comments)
 }
+
+/// The number of the ticket whose thread this is (`platform`: `discord`).
+pub async fn ticket_of_thread(tx: &mut Tx, platform: &str, thread: i64) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT t.number FROM chat_threads c JOIN tickets t ON t.id = c.ticket_id
+         WHERE c.platform = $1 AND c.thread_id = $2",
+    )
+    .bind(platform)
+    .bind(thread)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+impl super::Store {
+    /// The ticket's thread in the agents' channel, if it has one.
+    pub async fn chat_thread(&self, platform: &str, ticket_id: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT thread_id FROM chat_threads WHERE platform = $1 AND ticket_id = $2",
+        )
+        .bind(platform)
+        .bind(ticket_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Records a ticket's new thread; when another was recorded first, that
+    /// one stays and is returned.
+    pub async fn save_chat_thread(
+        &self,
+        platform: &str,
+        (ticket_id, thread): (i64, i64),
+        now: Timestamp,
+    ) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO chat_threads (platform, thread_id, ticket_id, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (platform, ticket_id) DO NOTHING",
+        )
+        .bind(platform)
+        .bind(thread)
+        .bind(ticket_id)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(self
+            .chat_thread(platform, ticket_id)
+            .await?
+            .unwrap_or(thread))
+    }
+}

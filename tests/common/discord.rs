@@ -131,6 +131,17 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             "recipients": [{"id": user, "username": "customer"}]}),
         );
     }
+    if let Some(parent) = path
+        .strip_prefix("/api/v10/channels/")
+        .and_then(|rest| rest.strip_suffix("/threads"))
+    {
+        let id = thread_id(state.calls.lock().unwrap().len());
+        return super::http::json(
+            201,
+            json!({"id": id.to_string(), "type": 11,
+            "parent_id": parent, "name": params["name"]}),
+        );
+    }
     let channel = path
         .strip_prefix("/api/v10/channels/")
         .and_then(|rest| rest.strip_suffix("/messages"));
@@ -233,4 +244,18 @@ async fn connection(state: State, socket: tokio::net::TcpStream) {
             _ = state.kill.notified() => return,
         }
     }
+}
+
+/// The id the fake gives the thread opened by call number `call`.
+pub fn thread_id(call: usize) -> u64 {
+    900_000 + call as u64
+}
+
+/// A message from `user` in guild channel (or thread) `channel`.
+pub fn guild_message(id: u64, channel: u64, user: u64, content: &str) -> Value {
+    let mut message = direct_message(id, content);
+    message["channel_id"] = json!(channel.to_string());
+    message["guild_id"] = json!("1");
+    message["author"] = json!({"id": user.to_string(), "username": format!("user{user}")});
+    message
 }
