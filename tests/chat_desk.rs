@@ -80,6 +80,16 @@ async fn chat_messages(env: &Env, chat: i64) -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// The bot's answers in the agents' chat, oldest first.
+async fn bot_answers(env: &Env) -> Vec<String> {
+    chat_messages(env, AGENT_CHAT)
+        .await
+        .into_iter()
+        .filter(|(e, _)| e == "chat_answer")
+        .map(|(_, b)| b)
+        .collect()
+}
+
 async fn journal(env: &Env) -> Vec<(String, String)> {
     sqlx::query_as(
         "SELECT outcome, COALESCE(reason, '') FROM ingest_journal
@@ -202,12 +212,7 @@ async fn agents_answer_and_give_commands_from_their_chat(backend: Backend) {
     );
 
     // The bot answers in the agents' chat: what changed, refusals, lists.
-    let answers: Vec<String> = chat_messages(&env, AGENT_CHAT)
-        .await
-        .into_iter()
-        .filter(|(e, _)| e == "chat_answer")
-        .map(|(_, b)| b)
-        .collect();
+    let answers = bot_answers(&env).await;
     let expect = [
         format!("{number}: priority medium → high"),
         "only managers and admins assign tickets to others".to_string(),
@@ -393,3 +398,97 @@ async fn customers_send_photos_and_files(backend: Backend) {
     env.finish().await;
 }
 for_each_backend!(customers_send_photos_and_files);
+
+async fn every_command_works_from_the_agents_chat(backend: Backend) {
+    let server = FakeTelegram::start(vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::with_config(backend, &desk_config(&server, dir.path(), "")).await;
+    let first = env
+        .ingest(&mail(
+            "Jan <jan@firma.pl>",
+            "Drukarka",
+            "c1@firma.pl",
+            "Nie drukuje.",
+        ))
+        .await
+        .ticket
+        .unwrap();
+    let second = env
+        .ingest(&mail(
+            "Ola <ola@firma.pl>",
+            "Faktura",
+            "c2@firma.pl",
+            "Zła kwota.",
+        ))
+        .await
+        .ticket
+        .unwrap();
+    let notice = chat_messages(&env, AGENT_CHAT).await[0].1.clone();
+    assert!(notice.contains(&first), "{notice}");
+    let on_first = Some(notice.as_str());
+    server.push_updates(vec![
+        agent_message(1, 201, AGENT, "/take", on_first),
+        agent_message(2, 202, AGENT, "/tickets unassigned", None),
+        agent_message(3, 203, AGENT, "/close", on_first),
+        agent_message(4, 204, AGENT, &format!("/reopen {first}"), None),
+        agent_message(5, 205, AGENT, &format!("/reply {second} Dzień dobry"), None),
+        agent_message(6, 206, AGENT, "/help", None),
+        agent_message(7, 207, AGENT, "/tickets breached", None),
+    ]);
+    let source = TelegramSource::new(&env.config).unwrap().unwrap();
+    assert_eq!(source.poll_once(&env.pipeline, 0).await.unwrap(), 7);
+    // A month later both tickets are past their SLA targets.
+    env.clock.advance(30 * 86_400);
+    server.push_updates(vec![agent_message(
+        8,
+        208,
+        AGENT,
+        "/tickets breached",
+        None,
+    )]);
+    assert_eq!(source.poll_once(&env.pipeline, 0).await.unwrap(), 1);
+
+    let one = env.show(&first).await;
+    assert_eq!(one.assignee.as_deref(), Some("olek@example.com"));
+    assert_eq!(one.status, "open", "closed, then reopened");
+    let statuses: Vec<Option<String>> = one
+        .history
+        .iter()
+        .filter(|h| h.field == "status" && h.actor == "olek@example.com")
+        .map(|h| h.new.clone())
+        .collect();
+    assert_eq!(statuses, [Some("closed".into()), Some("open".into())]);
+    let two = env.show(&second).await;
+    let reply = two.comments.last().unwrap();
+    assert_eq!(
+        (reply.author.as_str(), reply.internal, reply.body.as_str()),
+        ("olek@example.com", false, "Dzień dobry")
+    );
+    let answers = bot_answers(&env).await;
+    assert_eq!(answers.len(), 7, "{answers:#?}");
+    assert!(answers[0].contains("assignee none → olek@example.com"));
+    assert!(
+        answers[1].contains(&second) && !answers[1].contains(&first),
+        "{}",
+        answers[1]
+    );
+    assert!(answers[2].contains("status new → closed"), "{}", answers[2]);
+    assert!(
+        answers[3].contains("status closed → open"),
+        "{}",
+        answers[3]
+    );
+    assert!(
+        answers[4].starts_with("Reply to a ticket's message"),
+        "{}",
+        answers[4]
+    );
+    assert_eq!(answers[5], "No tickets.");
+    assert!(
+        answers[6].contains(&first) && answers[6].contains(&second),
+        "{}",
+        answers[6]
+    );
+    env.finish().await;
+}
+for_each_backend!(every_command_works_from_the_agents_chat);

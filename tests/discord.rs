@@ -128,8 +128,13 @@ async fn customers_write_through_the_gateway_which_reconnects(backend: Backend) 
         // The connection drops; the client resumes and gets what came
         // meanwhile, and a message sent twice is stored once.
         server.drop_connection();
-        server.push(direct_message(9003, "Hasło: już zmienione"));
-        server.push(direct_message(9003, "Hasło: już zmienione"));
+        let mut with_file = direct_message(9003, "Hasło: już zmienione");
+        with_file["attachments"] = serde_json::json!([{
+            "id": "1", "filename": "zrzut.png", "size": 900, "content_type": "image/png",
+            "url": format!("{}cdn/zrzut.png", server.url), "proxy_url": "unused",
+        }]);
+        server.push(with_file.clone());
+        server.push(with_file);
         wait_for(&env, "SELECT COUNT(*) FROM ingest_journal", 4).await;
         shutdown.cancel();
     };
@@ -161,6 +166,12 @@ async fn customers_write_through_the_gateway_which_reconnects(backend: Backend) 
     .await
     .unwrap();
     assert_eq!(outcomes, ["created", "comment", "comment", "duplicate"]);
+    let files: Vec<(&str, i64, bool)> = ticket
+        .attachments
+        .iter()
+        .map(|a| (a.name.as_str(), a.size, a.stored))
+        .collect();
+    assert_eq!(files, [("zrzut.png", 900, true)]);
 
     // The answer goes to the DM channel; an agent's mail reply to the
     // customer through a DM the bot opens.
@@ -277,6 +288,15 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
     );
     assert!(outcomes[4].1.contains("not the agents'"), "{outcomes:?}");
 
+    // The customer answers by mail: the ticket's thread hears of it.
+    env.ingest(
+        format!(
+            "From: Jan <jan@firma.pl>\r\nTo: support@example.com\r\nSubject: Re: [{number}] Drukarka\r\n\
+             Message-ID: <dt-2@firma.pl>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nDalej nic.\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
     // The reply reaches the customer by mail; the answers go to the thread
     // and to the channel the command came from.
     env.dispatcher().deliver_due().await.unwrap();
@@ -309,6 +329,19 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
                 && c.contains("assignee none → olek@example.com")),
         "{posted:#?}"
     );
+    assert!(
+        posted
+            .iter()
+            .any(|(p, c)| *p == in_thread && c.contains("Dalej nic")),
+        "{posted:#?}"
+    );
+    // Still one thread for the ticket.
+    let threads = server
+        .calls()
+        .iter()
+        .filter(|(p, _, _)| p.ends_with("/threads"))
+        .count();
+    assert_eq!(threads, 1);
     env.finish().await;
 }
 for_each_backend!(agents_work_in_the_ticket_threads_of_their_channel);

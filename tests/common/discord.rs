@@ -111,6 +111,10 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .lock()
         .unwrap()
         .push((path.clone(), authorization.clone(), params.clone()));
+    // Attachments: the CDN (no token needed) serves a file's name repeated 100 times.
+    if let Some(name) = path.strip_prefix("/cdn/") {
+        return Response::new(Full::new(Bytes::from(name.repeat(100))));
+    }
     if authorization != format!("Bot {TOKEN}") {
         return super::http::json(401, json!({"message": "401: Unauthorized", "code": 0}));
     }
