@@ -22,6 +22,9 @@ pub struct ChatUpdate {
     pub intake: Intake,
     /// The message's files, already stored by the source.
     pub attachments: Vec<StoredAttachment>,
+    /// A second checkpoint that moves past this update in the same
+    /// transaction (Discord: the position in its channel).
+    pub checkpoint: Option<String>,
 }
 
 impl Pipeline {
@@ -77,6 +80,9 @@ impl Pipeline {
             position: update.id + 1,
         };
         checkpoints::save(&mut tx, source, next, now).await?;
+        if let Some(name) = &update.checkpoint {
+            checkpoints::save(&mut tx, name, next, now).await?;
+        }
         tx.commit().await?;
         tracing::warn!(source, update = update.id, "update quarantined: {reason}");
         Ok(outcome(OutcomeKind::Quarantined, None, Some(reason)))
@@ -97,6 +103,13 @@ impl Pipeline {
             let outcome = self.take_update(&mut tx, source, u, now).await?;
             tracing::debug!(source, update = u.id, "{outcome}");
             outcomes.push(outcome);
+            if let Some(name) = &u.checkpoint {
+                let next = Checkpoint {
+                    validity: 0,
+                    position: u.id + 1,
+                };
+                checkpoints::save(&mut tx, name, next, now).await?;
+            }
         }
         let next = Checkpoint {
             validity: 0,

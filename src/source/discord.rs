@@ -6,7 +6,9 @@
 //! quiet for [`SETTLE`], puts what it has in the order of the message ids
 //! (snowflakes grow with time) and takes them in one transaction; a store
 //! that is unavailable is retried until it takes them, so nothing received
-//! is dropped. The
+//! is dropped. Each message moves its channel's checkpoint in the same
+//! transaction; on every READY the source fetches what those channels got
+//! while it was away, and skips what it has taken already. The
 //! dedupe key (`discord:CHANNEL:MESSAGE`) makes a message the gateway sends
 //! again (after a resume) a journaled duplicate.
 
@@ -37,18 +39,26 @@ pub struct DiscordSource {
     http: reqwest::Client,
 }
 
-/// Forwards the gateway's messages to the source's task.
-struct Forward(mpsc::Sender<Message>);
+/// What the gateway tells the source's task.
+enum Event {
+    Message(Box<Message>),
+    /// Identified anew: catch up on what was missed meanwhile.
+    Ready,
+}
+
+/// Forwards the gateway's events to the source's task.
+struct Forward(mpsc::Sender<Event>);
 
 #[serenity::async_trait]
 impl EventHandler for Forward {
     async fn message(&self, _: Context, message: Message) {
         // Waits when the pipeline is behind (the channel is bounded).
-        let _ = self.0.send(message).await;
+        let _ = self.0.send(Event::Message(Box::new(message))).await;
     }
 
     async fn ready(&self, _: Context, ready: Ready) {
         tracing::info!(user = %ready.user.name, "discord: connected to the gateway");
+        let _ = self.0.send(Event::Ready).await;
     }
 }
 
@@ -73,7 +83,7 @@ impl DiscordSource {
 
     /// The gateway client; behind another API base (a proxy, a test's
     /// server) serenity's own rate limiter, which would bypass it, is off.
-    async fn client(&self, forward: mpsc::Sender<Message>) -> Result<Client> {
+    async fn client(&self, forward: mpsc::Sender<Event>) -> Result<Client> {
         let mut http = HttpBuilder::new(&self.token);
         if self.api_url.trim_end_matches('/') != "https://discord.com" {
             http = http
@@ -106,28 +116,116 @@ impl DiscordSource {
             }
         });
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                message = received.recv() => match message {
-                    Some(first) => {
-                        let mut batch = vec![first];
-                        while batch.len() < BATCH {
-                            match tokio::time::timeout(SETTLE, received.recv()).await {
-                                Ok(Some(next)) => batch.push(next),
-                                _ => break,
-                            }
-                        }
-                        batch.sort_by_key(|m| m.id);
-                        if !self.take(pipeline, &batch, &shutdown).await {
-                            break;
-                        }
-                    }
+                event = received.recv() => match event {
+                    Some(event) => event,
                     None => break,
                 },
+            };
+            let mut batch = match event {
+                Event::Ready => self.missed(pipeline).await,
+                Event::Message(first) => {
+                    let mut batch = vec![*first];
+                    while batch.len() < BATCH {
+                        match tokio::time::timeout(SETTLE, received.recv()).await {
+                            Ok(Some(Event::Message(next))) => batch.push(*next),
+                            Ok(Some(Event::Ready)) => batch.extend(self.missed(pipeline).await),
+                            _ => break,
+                        }
+                    }
+                    batch
+                }
+            };
+            batch.sort_by_key(|m| m.id);
+            let batch = self.unseen(pipeline, batch).await;
+            if !batch.is_empty() && !self.take(pipeline, &batch, &shutdown).await {
+                break;
             }
         }
         shards.shutdown_all().await;
         let _ = gateway.await;
+    }
+
+    /// The messages not taken yet: each channel's checkpoint is past the
+    /// last message taken from it (a resumed gateway sends some again).
+    async fn unseen(&self, pipeline: &Pipeline, mut messages: Vec<Message>) -> Vec<Message> {
+        let Ok(taken) = pipeline.store.checkpoints_under("discord:").await else {
+            return messages;
+        };
+        messages.retain(|m| {
+            let name = format!("discord:{}", m.channel_id);
+            !taken.iter().any(|(n, cp)| {
+                *n == name && i64::try_from(m.id.get()).unwrap_or(i64::MAX) < cp.position
+            })
+        });
+        messages
+    }
+
+    /// What was written, while ticketd was away, in the channels it has
+    /// taken messages from (their checkpoints): `GET
+    /// /channels/{id}/messages?after=`, 100 at a time. A channel that cannot
+    /// be read is logged and left for the next connection.
+    async fn missed(&self, pipeline: &Pipeline) -> Vec<Message> {
+        let taken = match pipeline.store.checkpoints_under("discord:").await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!("discord: cannot read checkpoints: {e}");
+                return Vec::new();
+            }
+        };
+        let mut missed = Vec::new();
+        for (name, cp) in taken {
+            let channel = &name["discord:".len()..];
+            let mut after = cp.position - 1;
+            loop {
+                let page = match self.history(channel, after).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(channel, "discord: catching up: {e:#}");
+                        break;
+                    }
+                };
+                let full = page.len() == 100;
+                after = page
+                    .iter()
+                    .map(|m| i64::try_from(m.id.get()).unwrap_or(i64::MAX))
+                    .max()
+                    .unwrap_or(after);
+                missed.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        }
+        if !missed.is_empty() {
+            tracing::info!(
+                count = missed.len(),
+                "discord: caught up on missed messages"
+            );
+        }
+        missed
+    }
+
+    /// Up to 100 messages of `channel` after message `after`.
+    async fn history(&self, channel: &str, after: i64) -> Result<Vec<Message>> {
+        let url = format!(
+            "{}/api/v10/channels/{channel}/messages?after={after}&limit=100",
+            self.api_url.trim_end_matches('/')
+        );
+        let body = self
+            .http
+            .get(url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("Bot {}", self.token),
+            )
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)?
+            .bytes()
+            .await?;
+        serde_json::from_slice(&body).context("discord: messages")
     }
 
     /// Takes messages, retrying until the store has them; false when shut
@@ -171,6 +269,7 @@ impl DiscordSource {
                 id: i64::try_from(message.id.get()).unwrap_or(i64::MAX),
                 intake,
                 attachments,
+                checkpoint: Some(format!("discord:{}", message.channel_id)),
             });
         }
         Ok(pipeline.ingest_chat(SOURCE, &updates).await?)

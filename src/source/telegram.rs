@@ -73,6 +73,7 @@ impl TelegramSource {
                 id,
                 intake,
                 attachments,
+                checkpoint: None,
             });
         }
         let outcomes = pipeline.ingest_chat(SOURCE, &batch).await?;

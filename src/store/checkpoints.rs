@@ -41,6 +41,29 @@ impl Store {
         .transpose()
     }
 
+    /// The checkpoints whose names start with `prefix` (a source's
+    /// per-channel positions, e.g. `discord:`).
+    pub async fn checkpoints_under(&self, prefix: &str) -> Result<Vec<(String, Checkpoint)>> {
+        let rows = sqlx::query(
+            "SELECT source, validity, position FROM source_checkpoints
+             WHERE substr(source, 1, length($1)) = $1 ORDER BY source",
+        )
+        .bind(prefix)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    Checkpoint {
+                        validity: r.try_get(1)?,
+                        position: r.try_get(2)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Sets a checkpoint outside an ingest (first start, UIDVALIDITY change).
     pub async fn set_checkpoint(&self, source: &str, cp: Checkpoint, now: Timestamp) -> Result<()> {
         let mut tx = self.begin().await?;

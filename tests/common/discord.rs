@@ -32,6 +32,9 @@ struct State {
     kill: Arc<tokio::sync::Notify>,
     /// The gateway opcodes received, in order (2 IDENTIFY, 6 RESUME …).
     received: Arc<Mutex<Vec<u64>>>,
+    /// Every message channels have (sent over the gateway or missed), for
+    /// `GET /channels/{id}/messages`.
+    history: Arc<Mutex<Vec<Value>>>,
 }
 
 pub struct FakeDiscord {
@@ -67,8 +70,15 @@ impl FakeDiscord {
     /// Sends a MESSAGE_CREATE with this message object (now, or once the
     /// client has identified or resumed).
     pub fn push(&self, message: Value) {
+        self.state.history.lock().unwrap().push(message.clone());
         self.state.events.lock().unwrap().push_back(message);
         self.state.wake.notify_one();
+    }
+
+    /// A message written while the client was away: only in the channel's
+    /// history, never sent over the gateway.
+    pub fn push_missed(&self, message: Value) {
+        self.state.history.lock().unwrap().push(message);
     }
 
     /// Drops the gateway connection without a close frame.
@@ -95,6 +105,8 @@ impl FakeDiscord {
 
 async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let method = req.method().clone();
     let authorization = req
         .headers()
         .get("authorization")
@@ -152,6 +164,30 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     let Some(channel) = channel else {
         return super::http::json(404, json!({"message": "404: Not Found", "code": 0}));
     };
+    if method == hyper::Method::GET {
+        let after: u64 = query
+            .split('&')
+            .find_map(|p| p.strip_prefix("after="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0);
+        let id = |m: &Value| {
+            m["id"]
+                .as_str()
+                .and_then(|i| i.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut found: Vec<Value> = state
+            .history
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m["channel_id"] == channel && id(m) > after)
+            .cloned()
+            .collect();
+        // Discord lists the newest first.
+        found.sort_by_key(|m| std::cmp::Reverse(id(m)));
+        return super::http::json(200, Value::Array(found));
+    }
     if let Some(seconds) = state.limits.lock().unwrap().pop_front() {
         return super::http::json(
             429,
