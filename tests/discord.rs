@@ -255,7 +255,7 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
         .collect();
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert_eq!(opened[0].0, "/api/v10/channels/600/threads");
-    assert!(opened[0].1["name"].as_str().unwrap().contains(&number));
+    assert_eq!(opened[0].1["name"], format!("[{number}] Drukarka"));
     let thread: u64 = sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
         .fetch_one(env.store.pool())
         .await

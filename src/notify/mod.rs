@@ -264,7 +264,9 @@ impl Notifier {
             channel: platform.as_str().into(),
             recipient,
             automatic: false,
-            subject: format!("[{}] {}", s.number, rendered.subject),
+            // Chat templates have no subject line: the ticket's names the
+            // Discord thread a first notification opens.
+            subject: format!("[{}] {}", s.number, s.subject),
             body: if rendered.text.contains(s.number) {
                 rendered.text
             } else {
