@@ -102,6 +102,13 @@ pub async fn run(
         let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
         tasks.spawn(async move { source.run(&pipeline, cancel).await });
     }
+    let summary = summary(&config);
+    {
+        let (store, cancel, summary) = (store.clone(), cancel.clone(), summary.clone());
+        tasks.spawn(
+            async move { crate::service::watch(store, move || summary.clone(), cancel).await },
+        );
+    }
     tasks.close();
     tracing::info!(
         maildirs = config.maildir.len(),
@@ -109,14 +116,37 @@ pub async fn run(
         rules = pipeline.rules.current().rules.len(),
         "ticketd running"
     );
+    crate::service::ready(&summary);
 
     shutdown.await;
+    crate::service::stopping();
     tracing::info!("stopping: finishing messages in flight");
     cancel.cancel();
-    tasks.wait().await;
+    let deadline = std::time::Duration::from_secs(config.service.stop_timeout_seconds);
+    if tokio::time::timeout(deadline, tasks.wait()).await.is_err() {
+        tracing::warn!(
+            "stopping: tasks still busy after {} s; exiting (uncommitted work is retried on the next start)",
+            deadline.as_secs()
+        );
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The one-line status systemd shows: what the daemon watches.
+fn summary(config: &Config) -> String {
+    let mut parts = vec![
+        format!("{} mailboxes", config.mailbox.len()),
+        format!("{} maildirs", config.maildir.len()),
+    ];
+    if config.telegram.is_some() {
+        parts.push("telegram".into());
+    }
+    if config.discord.is_some() {
+        parts.push("discord".into());
+    }
+    format!("running: {}", parts.join(", "))
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -133,4 +163,13 @@ pub async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
+    // A second signal while stopping: exit at once.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
 }

@@ -50,6 +50,26 @@ pub struct Config {
     pub telegram: Option<Telegram>,
     /// The Discord bot; notifications to Discord channels need it.
     pub discord: Option<Discord>,
+    /// How the daemon behaves as a service.
+    #[serde(default)]
+    pub service: Service,
+}
+
+/// `[service]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Service {
+    /// On SIGTERM, how long to wait for work in flight before exiting (keep
+    /// it below the unit's `TimeoutStopSec`).
+    pub stop_timeout_seconds: u64,
+}
+
+impl Default for Service {
+    fn default() -> Service {
+        Service {
+            stop_timeout_seconds: 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

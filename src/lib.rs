@@ -19,6 +19,7 @@ pub mod replay;
 pub mod report;
 pub mod rules;
 pub mod scheduler;
+pub mod service;
 pub mod sla;
 pub mod source;
 pub mod store;

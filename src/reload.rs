@@ -41,16 +41,29 @@ pub async fn run(config: Config, live: Arc<Live>, alert: Option<Alert>, cancel: 
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let signalled = tokio::select! {
             _ = cancel.cancelled() => return,
             Some(()) = changed.recv() => {
                 tokio::time::sleep(SETTLE).await;
                 while changed.try_recv().is_ok() {}
                 tracing::info!("rules folder changed: reloading the rules");
+                false
             }
-            _ = hup => tracing::info!("SIGHUP: reloading the rules"),
+            _ = hup => {
+                tracing::info!("SIGHUP: reloading the rules");
+                true
+            }
+        };
+        if signalled {
+            crate::service::reloading();
         }
-        if let (Err(errors), Some(alert)) = (reload(&config, &live), &alert) {
+        let reloaded = reload(&config, &live);
+        if signalled {
+            // The reload is over either way: the new set, or the last good one.
+            let rules = live.current().rules.len();
+            crate::service::ready(&format!("reloaded; {rules} rules active"));
+        }
+        if let (Err(errors), Some(alert)) = (reloaded, &alert) {
             let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
             let text = text.join("\n");
             // The same errors again (another save of the same broken file) are not re-sent.

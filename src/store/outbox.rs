@@ -279,6 +279,17 @@ impl Store {
     }
 
     /// (status, count) of email notifications, for tests and reports.
+    /// Notifications waiting to go out (the store answering it is the
+    /// health check the watchdog pings on).
+    pub async fn outbox_depth(&self) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+                .fetch_one(self.pool())
+                .await?
+                .try_get(0)?,
+        )
+    }
+
     pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
         sqlx::query("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
             .fetch_all(self.pool())

@@ -1,0 +1,158 @@
+//! ticketd under systemd: the unit file passes `systemd-analyze verify` and
+//! scores well in `systemd-analyze security`; the real binary, started with
+//! `NOTIFY_SOCKET` pointing at a socket the test reads, says READY, pings
+//! the watchdog, says RELOADING and READY around SIGHUP (keeping its rules
+//! when the new ones are broken) and STOPPING on SIGTERM, and exits 0.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RULE: &str = r#"
+[[rule]]
+name = "vip"
+on = "ticket.created"
+when = { from.ends_with = "@vip.example" }
+then = [{ set_priority = "high" }]
+"#;
+
+/// The shipped unit with ExecStart pointing at the binary under test.
+fn unit_for_test(dir: &std::path::Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/ticketd.service"
+    ))
+    .unwrap()
+    .replace("/usr/local/bin/ticketd", env!("CARGO_BIN_EXE_ticketd"));
+    let path = dir.join("ticketd.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn the_unit_verifies_and_is_hardened() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_test(dir.path());
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (package systemd; .ci/run installs it)");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for ticketd.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(score <= 2.0, "exposure {score}:\n{text}");
+}
+
+/// Receives notify messages until one contains `want`; returns it.
+fn wait_for(socket: &UnixDatagram, want: &str, log: &dyn Fn() -> String) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no {want:?}; daemon log:\n{}",
+            log()
+        );
+        if let Ok(n) = socket.recv(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if message.lines().any(|l| l == want || l.starts_with(want)) {
+                return message;
+            }
+        }
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn the_daemon_tells_systemd_where_it_stands() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("10-vip.toml"), RULE).unwrap();
+    let extra = format!(
+        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n[service]\nstop_timeout_seconds = 5\n",
+        d = dir.path().display(),
+        r = rules.display()
+    );
+    let config = dir.path().join("ticketd.toml");
+    std::fs::write(&config, common::base_config(dir.path(), &extra)).unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("TICKETD_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let pid = child.id();
+
+    let ready = wait_for(&socket, "READY=1", &log);
+    assert!(ready.contains("STATUS=running: 0 mailboxes"), "{ready}");
+    let ping = wait_for(&socket, "WATCHDOG=1", &log);
+    assert!(ping.contains("outbox 0 pending"), "{ping}");
+
+    // A broken rule file and SIGHUP: RELOADING, then READY with the old rule.
+    std::fs::write(
+        rules.join("20-broken.toml"),
+        "[[rule]]\nname = \"x\"\non = \"nope\"\n",
+    )
+    .unwrap();
+    kill(pid, "-HUP");
+    let reloading = wait_for(&socket, "RELOADING=1", &log);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let again = wait_for(&socket, "READY=1", &log);
+    assert!(again.contains("STATUS=reloaded; 1 rules active"), "{again}");
+
+    kill(pid, "-TERM");
+    wait_for(&socket, "STOPPING=1", &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running; log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}; log:\n{}", log());
+    assert!(
+        log().contains("refused"),
+        "the broken rules are reported:\n{}",
+        log()
+    );
+}
