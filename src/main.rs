@@ -70,6 +70,12 @@ enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// A consistent copy of the SQLite database while ticketd runs
+    /// (`VACUUM INTO`); for PostgreSQL it says how to use pg_dump.
+    Backup {
+        /// The file to write (must not exist).
+        path: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -203,6 +209,13 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             };
             print!("{out}");
             store.close().await;
+            Ok(0)
+        }
+        Command::Backup { path } => {
+            let store = ticketd::store::Store::connect(&config.database.url, 1).await?;
+            let done = store.backup(&path).await;
+            store.close().await;
+            println!("{}", done?);
             Ok(0)
         }
         Command::Check => {

@@ -547,3 +547,34 @@ fn report_counts_tickets_in_table_csv_and_json() {
         "{err}"
     );
 }
+
+#[test]
+fn backup_copies_the_sqlite_database_consistently() {
+    let dir = setup();
+    let mail = common::fixture("gmail-new-ticket-pl-utf8.eml");
+    assert_eq!(
+        ticketd(dir.path(), &["ingest"], &mail, &[]).status.code(),
+        Some(0)
+    );
+    let copy = dir.path().join("copy.db");
+    let copy_arg = copy.to_str().unwrap();
+    let done = ticketd(dir.path(), &["backup", copy_arg], b"", &[]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    assert!(stdout(&done).starts_with("backup written to"), "{done:?}");
+    // The copy is a database of its own with the ticket in it.
+    let url = format!("sqlite://{copy_arg}");
+    let listed = ticketd(
+        dir.path(),
+        &["tickets", "list", "--json"],
+        b"",
+        &[("TICKETD_DATABASE_URL", &url)],
+    );
+    assert!(stdout(&listed).contains("TKT-2026-0001"), "{listed:?}");
+    // Never over an existing file.
+    let again = ticketd(dir.path(), &["backup", copy_arg], b"", &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{again:?}"
+    );
+}

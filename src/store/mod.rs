@@ -148,6 +148,33 @@ impl Store {
         self.backend
     }
 
+    /// A consistent copy of the database in `path` (SQLite: `VACUUM INTO`,
+    /// safe while ticketd writes); PostgreSQL is backed up with its own
+    /// tools, so this says how. Returns what was done.
+    pub async fn backup(&self, path: &Path) -> anyhow::Result<String> {
+        use anyhow::Context;
+        if self.backend == Backend::Postgres {
+            anyhow::bail!(
+                "the database is PostgreSQL: back it up with `pg_dump --format=custom --file {} DATABASE_URL` (or continuous archiving); ticketd backup copies SQLite only",
+                path.display()
+            );
+        }
+        if path.exists() {
+            anyhow::bail!("{} exists already; choose a new file", path.display());
+        }
+        let target = path.to_str().context("the backup path is not UTF-8")?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("cannot write the backup to {}", path.display()))?;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        Ok(format!(
+            "backup written to {} ({size} bytes)",
+            path.display()
+        ))
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
