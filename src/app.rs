@@ -102,6 +102,14 @@ pub async fn run(
         let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
         tasks.spawn(async move { source.run(&pipeline, cancel).await });
     }
+    if let Some(metrics) = &config.metrics {
+        let listener = tokio::net::TcpListener::bind(&metrics.listen)
+            .await
+            .with_context(|| format!("metrics: cannot listen on {}", metrics.listen))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics: listening");
+        let (store, clock, cancel) = (store.clone(), pipeline.clock.clone(), cancel.clone());
+        tasks.spawn(async move { crate::metrics::serve(listener, store, clock, cancel).await });
+    }
     let summary = summary(&config);
     {
         let (store, cancel, summary) = (store.clone(), cancel.clone(), summary.clone());

@@ -202,7 +202,10 @@ impl Rules<'_> {
             // One follow-up per event and pass (the next pass reads the
             // ticket afresh), named by the rules that raised it.
             let mut next: Vec<(Event, Vec<String>)> = Vec::new();
-            for trace in self.set.decide(event, &facts) {
+            let started = std::time::Instant::now();
+            let traces = self.set.decide(event, &facts);
+            crate::metrics::rules_evaluated(started.elapsed());
+            for trace in traces {
                 if !trace.matched {
                     continue;
                 }

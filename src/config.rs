@@ -53,6 +53,17 @@ pub struct Config {
     /// How the daemon behaves as a service.
     #[serde(default)]
     pub service: Service,
+    /// The metrics and health listener, when wanted.
+    pub metrics: Option<Metrics>,
+}
+
+/// `[metrics]`: `/metrics`, `/healthz` and `/readyz` over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Address and port, e.g. `127.0.0.1:9187` (anything but loopback
+    /// exposes the figures to the network).
+    pub listen: String,
 }
 
 /// `[service]`.

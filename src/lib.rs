@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod parse;

@@ -2,7 +2,8 @@
 //! scores well in `systemd-analyze security`; the real binary, started with
 //! `NOTIFY_SOCKET` pointing at a socket the test reads, says READY, pings
 //! the watchdog, says RELOADING and READY around SIGHUP (keeping its rules
-//! when the new ones are broken) and STOPPING on SIGTERM, and exits 0.
+//! when the new ones are broken) and STOPPING on SIGTERM, and exits 0;
+//! its `/metrics` parse as Prometheus text and move with the traffic.
 
 mod common;
 
@@ -81,6 +82,52 @@ fn wait_for(socket: &UnixDatagram, want: &str, log: &dyn Fn() -> String) -> Stri
     }
 }
 
+/// A free loopback port (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the metrics listener: the whole response.
+fn get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => assert!(Instant::now() < deadline, "metrics listener: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The samples of a Prometheus text exposition (`name{labels}` → value);
+/// fails on a line that is not a comment or a sample.
+fn samples(response: &str) -> std::collections::HashMap<String, f64> {
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    body.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{l}"));
+            (name.to_string(), value)
+        })
+        .collect()
+}
+
 fn kill(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &pid.to_string()])
@@ -95,8 +142,10 @@ fn the_daemon_tells_systemd_where_it_stands() {
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("10-vip.toml"), RULE).unwrap();
+    let port = free_port();
     let extra = format!(
-        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n[service]\nstop_timeout_seconds = 5\n",
+        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n[service]\nstop_timeout_seconds = 5\n\
+         [metrics]\nlisten = \"127.0.0.1:{port}\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n",
         d = dir.path().display(),
         r = rules.display()
     );
@@ -123,9 +172,46 @@ fn the_daemon_tells_systemd_where_it_stands() {
     let pid = child.id();
 
     let ready = wait_for(&socket, "READY=1", &log);
-    assert!(ready.contains("STATUS=running: 0 mailboxes"), "{ready}");
+    assert!(
+        ready.contains("STATUS=running: 0 mailboxes, 1 maildirs"),
+        "{ready}"
+    );
     let ping = wait_for(&socket, "WATCHDOG=1", &log);
     assert!(ping.contains("outbox 0 pending"), "{ping}");
+
+    // Health and metrics; a message moves the counters.
+    assert!(get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
+    let created = "ticketd_messages_total{source=\"maildir:inbox\",outcome=\"created\"}";
+    let before = samples(&get(port, "/metrics"));
+    assert_eq!(before.get(created), None, "{before:?}");
+    let inbox = dir.path().join("inbox");
+    std::fs::write(
+        inbox.join("tmp/1.m.host"),
+        common::fixture("gmail-new-ticket-pl-utf8.eml"),
+    )
+    .unwrap();
+    std::fs::rename(inbox.join("tmp/1.m.host"), inbox.join("new/1.m.host")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let now = samples(&get(port, "/metrics"));
+        if now.contains_key(created) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ingest in metrics; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(after[created], 1.0);
+    assert_eq!(after["ticketd_tickets{status=\"new\"}"], 1.0);
+    assert!(after["ticketd_rule_evaluations_total"] >= 1.0, "{after:?}");
+    assert!(
+        after["ticketd_process_resident_memory_bytes"] > 1e6,
+        "{after:?}"
+    );
 
     // A broken rule file and SIGHUP: RELOADING, then READY with the old rule.
     std::fs::write(

@@ -49,3 +49,62 @@ impl Store {
         Ok(rows)
     }
 }
+
+/// The totals `/metrics` shows, read at each scrape.
+#[derive(Debug, Default)]
+pub struct MetricTotals {
+    pub messages: Vec<(String, String, i64)>,
+    pub tickets: Vec<(String, i64)>,
+    pub outbox: Vec<(String, String, i64)>,
+    pub oldest_pending_seconds: i64,
+    pub sla_breaches: i64,
+}
+
+impl super::Store {
+    pub async fn metric_totals(&self, now: Timestamp) -> Result<MetricTotals> {
+        let pairs = |rows: Vec<sqlx::any::AnyRow>| -> Result<Vec<(String, i64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        };
+        let triples = |rows: Vec<sqlx::any::AnyRow>| -> Result<Vec<(String, String, i64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect()
+        };
+        let messages = sqlx::query(
+            "SELECT source, outcome, COUNT(*) FROM ingest_journal GROUP BY source, outcome
+             ORDER BY source, outcome",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let tickets =
+            sqlx::query("SELECT status, COUNT(*) FROM tickets GROUP BY status ORDER BY status")
+                .fetch_all(self.pool())
+                .await?;
+        let outbox = sqlx::query(
+            "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status
+             ORDER BY channel, status",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let oldest: Option<i64> =
+            sqlx::query("SELECT MIN(created_at) FROM outbox WHERE status = 'pending'")
+                .fetch_one(self.pool())
+                .await?
+                .try_get(0)?;
+        let sla_breaches: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM sla_timers WHERE fired_at IS NOT NULL AND kind LIKE '%.breach'",
+        )
+        .fetch_one(self.pool())
+        .await?
+        .try_get(0)?;
+        Ok(MetricTotals {
+            messages: triples(messages)?,
+            tickets: pairs(tickets)?,
+            outbox: triples(outbox)?,
+            oldest_pending_seconds: oldest.map_or(0, |t| (now - t).max(0)),
+            sla_breaches,
+        })
+    }
+}

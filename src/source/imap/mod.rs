@@ -136,7 +136,9 @@ impl Worker<'_> {
             Err(e) => return (Err(e.into()), false),
         };
         tracing::info!(mailbox = %self.mb.name, idle, "IMAP session ready");
+        crate::metrics::imap_connected(&self.mb.name, true);
         let result = self.work(session, idle, moves, validity, uid_next).await;
+        crate::metrics::imap_connected(&self.mb.name, false);
         (result.map_err(SessionError::Other), true)
     }
 
