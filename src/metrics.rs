@@ -6,6 +6,7 @@
 //! sessions) live here. Rendering is pure and unit-tested.
 
 use crate::store::Store;
+use crate::store::reports::MetricTotals;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
@@ -38,17 +39,10 @@ pub fn imap_connected(name: &str, up: bool) {
 }
 
 /// What one scrape shows.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default)]
 pub struct Snapshot {
-    /// (source, outcome) → messages journaled.
-    pub messages: Vec<(String, String, i64)>,
-    /// status → tickets.
-    pub tickets: Vec<(String, i64)>,
-    /// (channel, status) → outbox rows.
-    pub outbox: Vec<(String, String, i64)>,
-    /// Age of the oldest pending notification, in seconds.
-    pub oldest_pending_seconds: i64,
-    pub sla_breaches: i64,
+    /// The database's totals.
+    pub totals: MetricTotals,
     pub rule_evaluations: u64,
     pub rule_seconds: f64,
     pub imap: Vec<(String, bool)>,
@@ -68,7 +62,8 @@ pub fn render(s: &Snapshot) -> String {
         "ticketd_messages_total",
         "counter",
         "Inbound messages journaled, by source and outcome.",
-        s.messages
+        s.totals
+            .messages
             .iter()
             .map(|(source, outcome, n)| {
                 (
@@ -82,7 +77,8 @@ pub fn render(s: &Snapshot) -> String {
         "ticketd_tickets",
         "gauge",
         "Tickets by status.",
-        s.tickets
+        s.totals
+            .tickets
             .iter()
             .map(|(status, n)| (labels(&[("status", status)]), n.to_string()))
             .collect(),
@@ -91,7 +87,8 @@ pub fn render(s: &Snapshot) -> String {
         "ticketd_outbox_notifications",
         "gauge",
         "Outbox rows by channel and status (failed: delivery gave up).",
-        s.outbox
+        s.totals
+            .outbox
             .iter()
             .map(|(channel, status, n)| {
                 (
@@ -105,13 +102,13 @@ pub fn render(s: &Snapshot) -> String {
         "ticketd_outbox_oldest_pending_seconds",
         "gauge",
         "Age of the oldest notification waiting to go out.",
-        vec![(String::new(), s.oldest_pending_seconds.to_string())],
+        vec![(String::new(), s.totals.oldest_pending_seconds.to_string())],
     );
     family(
         "ticketd_sla_breaches_total",
         "counter",
         "SLA breach timers that fired.",
-        vec![(String::new(), s.sla_breaches.to_string())],
+        vec![(String::new(), s.totals.sla_breaches.to_string())],
     );
     family(
         "ticketd_rule_evaluations_total",
@@ -160,13 +157,8 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 
 /// Reads a snapshot: the database's totals and this process's counters.
 pub async fn snapshot(store: &Store, now: i64) -> crate::store::Result<Snapshot> {
-    let totals = store.metric_totals(now).await?;
     Ok(Snapshot {
-        messages: totals.messages,
-        tickets: totals.tickets,
-        outbox: totals.outbox,
-        oldest_pending_seconds: totals.oldest_pending_seconds,
-        sla_breaches: totals.sla_breaches,
+        totals: store.metric_totals(now).await?,
         rule_evaluations: RULE_EVALUATIONS.load(Ordering::Relaxed),
         rule_seconds: RULE_NANOS.load(Ordering::Relaxed) as f64 / 1e9,
         imap: IMAP
@@ -279,8 +271,11 @@ mod tests {
     #[test]
     fn the_exposition_has_help_type_and_escaped_labels() {
         let s = Snapshot {
-            messages: vec![("imap:sup\"port".into(), "created".into(), 3)],
-            tickets: vec![("open".into(), 2)],
+            totals: MetricTotals {
+                messages: vec![("imap:sup\"port".into(), "created".into(), 3)],
+                tickets: vec![("open".into(), 2)],
+                ..MetricTotals::default()
+            },
             imap: vec![("support".into(), true)],
             rule_seconds: 0.25,
             ..Snapshot::default()

@@ -53,10 +53,15 @@ impl Store {
 /// The totals `/metrics` shows, read at each scrape.
 #[derive(Debug, Default)]
 pub struct MetricTotals {
+    /// (source, outcome) → messages journaled.
     pub messages: Vec<(String, String, i64)>,
+    /// status → tickets.
     pub tickets: Vec<(String, i64)>,
+    /// (channel, status) → outbox rows.
     pub outbox: Vec<(String, String, i64)>,
+    /// Age of the oldest pending notification, in seconds.
     pub oldest_pending_seconds: i64,
+    /// SLA breach timers that fired.
     pub sla_breaches: i64,
 }
 
