@@ -197,7 +197,7 @@ pub struct Threading {
     pub stranger_policy: StrangerPolicy,
     pub reopen_days: i64,
     /// Key for signed reply tokens (support+TOKEN@…). Prefer `reply_token_key_file`.
-    pub reply_token_key: Option<String>,
+    pub reply_token_key: Option<Secret>,
     pub reply_token_key_file: Option<PathBuf>,
 }
 
@@ -266,7 +266,7 @@ pub struct Smtp {
     pub tls: TlsMode,
     pub ca_file: Option<PathBuf>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub password_file: Option<PathBuf>,
     /// Connections kept open to the server.
     #[serde(default = "default_pool")]
@@ -297,7 +297,7 @@ impl Smtp {
                 .with_context(|| format!("smtp: cannot read password_file {}", file.display()))?;
             return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
         }
-        Ok(self.password.clone())
+        Ok(self.password.as_ref().map(|p| p.expose().to_string()))
     }
 }
 
@@ -328,7 +328,7 @@ pub struct Mailbox {
     /// Extra CA certificate (PEM) to trust besides the built-in roots.
     pub ca_file: Option<PathBuf>,
     pub username: String,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Read at each connect, so it works with systemd `LoadCredential`.
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_folder")]
@@ -448,7 +448,8 @@ impl Mailbox {
             return Ok(text.trim_end_matches(['\n', '\r']).to_string());
         }
         self.password
-            .clone()
+            .as_ref()
+            .map(|p| p.expose().to_string())
             .with_context(|| format!("mailbox {}: set password or password_file", self.name))
     }
 }
@@ -632,7 +633,7 @@ pub struct Webhook {
     pub name: String,
     /// `https://…`; plain `http://` only to a loopback host.
     pub url: String,
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
     #[serde(default = "default_webhook_timeout")]
     pub timeout_seconds: u64,
@@ -655,7 +656,10 @@ impl Webhook {
             })?;
             return Ok(text.trim_ascii().to_vec());
         }
-        Ok(self.secret.clone().unwrap_or_default().into_bytes())
+        Ok(self
+            .secret
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.expose().as_bytes().to_vec()))
     }
 }
 
@@ -746,6 +750,24 @@ fn bot_token(what: &str, file: &Path) -> Result<String> {
         );
     }
     Ok(token.to_string())
+}
+
+/// A secret written in the config (a password, a key). Its `Debug` output
+/// is redacted, so a config in a log or an error never shows it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"(redacted)\"")
+    }
 }
 
 /// The path of the config file: `--config`, else `TICKETD_CONFIG`, else the default.
@@ -973,7 +995,7 @@ impl Config {
             .threading
             .reply_token_key
             .as_ref()
-            .map(|k| k.as_bytes().to_vec()))
+            .map(|k| k.expose().as_bytes().to_vec()))
     }
 
     /// Lower-cased support addresses, the global ones and every mailbox's.
@@ -994,6 +1016,46 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = Config::parse(
+            r#"
+[threading]
+reply_token_key = "key-0123456789abcdef"
+[smtp]
+host = "smtp.example.com"
+username = "u"
+password = "smtp-pa55"
+[[mailbox]]
+name = "support"
+host = "imap.example.com"
+username = "u"
+password = "imap-pa55"
+[[webhook]]
+name = "crm"
+url = "https://crm.example.com/hook"
+secret = "hook-s3cret"
+"#,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        for secret in [
+            "key-0123456789abcdef",
+            "smtp-pa55",
+            "imap-pa55",
+            "hook-s3cret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shows");
+        }
+        assert!(shown.contains("(redacted)"));
+        // The values themselves still work.
+        assert_eq!(c.mailbox[0].password().unwrap(), "imap-pa55");
+        assert_eq!(
+            c.smtp.as_ref().unwrap().password().unwrap().as_deref(),
+            Some("smtp-pa55")
+        );
+    }
 
     #[test]
     fn empty_config_has_working_defaults() {

@@ -242,3 +242,89 @@ fn the_daemon_tells_systemd_where_it_stands() {
         log()
     );
 }
+
+fn burst_mail(i: usize) -> Vec<u8> {
+    format!(
+        "From: Klient {i} <klient{i}@firma.pl>\r\nTo: support@example.com\r\nSubject: Zgłoszenie {i}\r\n\
+         Message-ID: <burst-{i}@firma.pl>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTreść {i}.\r\n"
+    )
+    .into_bytes()
+}
+
+fn wait_exit(
+    child: &mut std::process::Child,
+    log: &dyn Fn() -> String,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "still running; log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_in_a_burst_of_mail_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n",
+        d = dir.path().display()
+    );
+    let config = dir.path().join("ticketd.toml");
+    std::fs::write(&config, common::base_config(dir.path(), &extra)).unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env_remove("TICKETD_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let inbox = dir.path().join("inbox");
+    let mut child = start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !inbox.join("tmp").exists() {
+        assert!(Instant::now() < deadline, "no maildir; log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    const MAILS: usize = 300;
+    for i in 0..MAILS {
+        let name = format!("{i}.burst.host");
+        std::fs::write(inbox.join("tmp").join(&name), burst_mail(i)).unwrap();
+        std::fs::rename(inbox.join("tmp").join(&name), inbox.join("new").join(&name)).unwrap();
+        if i == MAILS / 3 {
+            kill(child.id(), "-TERM");
+        }
+    }
+    assert!(wait_exit(&mut child, &log).success(), "log:\n{}", log());
+    // Started again, it takes what was left in new/.
+    let mut child = start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(inbox.join("new")).unwrap().count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "new/ not drained; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(child.id(), "-TERM");
+    assert!(wait_exit(&mut child, &log).success(), "log:\n{}", log());
+    let listed = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["tickets", "list", "--limit", "1000", "--json"])
+        .env_remove("TICKETD_DATABASE_URL")
+        .output()
+        .unwrap();
+    let tickets: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(tickets.as_array().unwrap().len(), MAILS, "every mail once");
+    assert_eq!(std::fs::read_dir(inbox.join("cur")).unwrap().count(), MAILS);
+}
