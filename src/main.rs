@@ -236,8 +236,25 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 anyhow::bail!("{} template error(s)", errors.len());
             }
             let rules = load_rules(&config)?;
+            // Every secret file readable.
+            if let Some(smtp) = &config.smtp {
+                smtp.password()?;
+            }
+            for mailbox in &config.mailbox {
+                mailbox.password()?;
+            }
+            for hook in &config.webhook {
+                hook.secret()?;
+            }
+            // The database answers.
+            let store = ticketd::store::Store::connect(&config.database.url, 1)
+                .await
+                .context("cannot reach the database")?;
+            let reached = sqlx::query("SELECT 1").execute(store.pool()).await;
+            store.close().await;
+            reached.context("the database does not answer")?;
             println!(
-                "{}: ok ({} rules)",
+                "{}: ok ({} rules, database reachable)",
                 config_path.display(),
                 rules.rules.len()
             );

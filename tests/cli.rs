@@ -174,6 +174,30 @@ fn check_reports_a_bad_config_in_one_line() {
     assert!(stderr.contains("unknown variant `ignore`"), "{stderr}");
     let ok = ticketd(dir.path(), &["check"], b"", &[]);
     assert_eq!(ok.status.code(), Some(0));
+    assert!(stdout(&ok).contains("database reachable"), "{ok:?}");
+    // An unreachable database and an unreadable password file fail it.
+    let down = ticketd(
+        dir.path(),
+        &["check"],
+        b"",
+        &[("TICKETD_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+    );
+    assert_eq!(down.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("cannot reach the database"),
+        "{down:?}"
+    );
+    std::fs::write(
+        dir.path().join("secret.toml"),
+        "[smtp]\nhost = \"127.0.0.1\"\ntls = \"none\"\nusername = \"u\"\npassword_file = \"/nonexistent/pw\"\n",
+    )
+    .unwrap();
+    let unreadable = ticketd(dir.path(), &["--config", "secret.toml", "check"], b"", &[]);
+    assert_eq!(unreadable.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unreadable.stderr).contains("cannot read password_file"),
+        "{unreadable:?}"
+    );
 }
 
 /// `ticketd run` on the shipped config in an empty folder: SQLite and a
