@@ -110,6 +110,11 @@ pub async fn run(
         let (store, clock, cancel) = (store.clone(), pipeline.clock.clone(), cancel.clone());
         tasks.spawn(async move { crate::metrics::serve(listener, store, clock, cancel).await });
     }
+    {
+        let (store, clock, cancel) = (store.clone(), pipeline.clock.clone(), cancel.clone());
+        let kept = (config.retention.clone(), config.mail.quarantine_dir.clone());
+        tasks.spawn(async move { crate::retention::run(store, clock, kept, cancel).await });
+    }
     let summary = summary(&config);
     {
         let (store, cancel, summary) = (store.clone(), cancel.clone(), summary.clone());

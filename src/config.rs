@@ -55,6 +55,19 @@ pub struct Config {
     pub service: Service,
     /// The metrics and health listener, when wanted.
     pub metrics: Option<Metrics>,
+    /// How long the journal and raw message copies are kept.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// `[retention]`: days to keep; unset keeps forever.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Ingest journal rows.
+    pub journal_days: Option<u32>,
+    /// Raw copies in `mail.quarantine_dir` (quarantined and oversized mail).
+    pub quarantine_days: Option<u32>,
 }
 
 /// `[metrics]`: `/metrics`, `/healthz` and `/readyz` over HTTP.

@@ -18,6 +18,7 @@ pub mod parse;
 pub mod reload;
 pub mod replay;
 pub mod report;
+pub mod retention;
 pub mod rules;
 pub mod scheduler;
 pub mod service;

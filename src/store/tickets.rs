@@ -606,3 +606,17 @@ impl super::Store {
         Ok(())
     }
 }
+
+impl super::Store {
+    /// Deletes ingest journal rows older than `before` (retention); returns
+    /// how many.
+    pub async fn prune_journal(&self, before: Timestamp) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM ingest_journal WHERE created_at < $1")
+                .bind(before)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
+    }
+}
