@@ -57,7 +57,8 @@ pub async fn run(
         tasks.spawn(async move { dispatcher.run(cancel).await });
     }
     {
-        let (config, live, cancel) = (config.clone(), pipeline.rules.clone(), cancel.clone());
+        let (config, cancel) = (config.clone(), cancel.clone());
+        let live = (pipeline.rules.clone(), pipeline.notifier().templates());
         let alert = config.rules.alert_admins.then(|| crate::reload::Alert {
             store: store.clone(),
             clock: pipeline.clock.clone(),
@@ -71,7 +72,7 @@ pub async fn run(
             policies: pipeline.policies.clone(),
             rules: pipeline.rules.clone(),
             calendar: config.rules_calendar(),
-            notifier: crate::notify::Notifier::new(&config)?,
+            notifier: pipeline.notifier().clone(),
             wake: pipeline.sla_wake.clone(),
             outbox_wake: pipeline.outbox_wake.clone(),
             time_zone: config.rules_time_zone(),

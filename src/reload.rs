@@ -1,5 +1,6 @@
 //! Hot reload of the rules: on a change in the rules folder (notify) and on
 //! SIGHUP the whole set is read and validated again, then swapped in at once.
+//! SIGHUP reloads the notification templates the same way.
 //! A set with errors is refused as a whole: the errors are logged and the last
 //! good set stays active.
 
@@ -23,7 +24,12 @@ pub struct Alert {
 }
 
 /// Watches until `cancel`.
-pub async fn run(config: Config, live: Arc<Live>, alert: Option<Alert>, cancel: CancellationToken) {
+pub async fn run(
+    config: Config,
+    (live, templates): (Arc<Live>, Arc<crate::notify::templates::Live>),
+    alert: Option<Alert>,
+    cancel: CancellationToken,
+) {
     let mut last_alert: Option<String> = None;
     let (tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
     let _watcher = config.rules.dir.as_ref().and_then(|dir| {
@@ -59,9 +65,25 @@ pub async fn run(config: Config, live: Arc<Live>, alert: Option<Alert>, cancel: 
         }
         let reloaded = reload(&config, &live);
         if signalled {
-            // The reload is over either way: the new set, or the last good one.
+            // SIGHUP also reloads the templates, validated the same way.
+            let notify = &config.notify;
+            let templates =
+                match templates.reload(notify.templates_dir.as_deref(), &notify.default_language) {
+                    Ok(()) => "templates reloaded".to_string(),
+                    Err(errors) => {
+                        for e in &errors {
+                            tracing::error!("{e}");
+                        }
+                        tracing::error!("the new templates were refused; the last good set stays");
+                        format!(
+                            "templates refused ({} errors), the last good set stays",
+                            errors.len()
+                        )
+                    }
+                };
+            // The reload is over either way: the new sets, or the last good ones.
             let rules = live.current().rules.len();
-            crate::service::ready(&format!("reloaded; {rules} rules active"));
+            crate::service::ready(&format!("reloaded; {rules} rules active; {templates}"));
         }
         if let (Err(errors), Some(alert)) = (reloaded, &alert) {
             let text: Vec<String> = errors.iter().map(ToString::to_string).collect();

@@ -423,9 +423,10 @@ async fn rule_files_reload_on_change_and_a_broken_set_keeps_the_last_good_one() 
     ));
     assert_eq!(first_action(&live), "set_category billing");
     let cancel = tokio_util::sync::CancellationToken::new();
+    let templates = ticketd::notify::Notifier::new(&config).unwrap().templates();
     let task = tokio::spawn(ticketd::reload::run(
         config.clone(),
-        live.clone(),
+        (live.clone(), templates),
         None,
         cancel.clone(),
     ));
@@ -661,7 +662,7 @@ async fn refused_rules_are_mailed_to_the_admins_once() {
     };
     let task = tokio::spawn(ticketd::reload::run(
         env.config.clone(),
-        live.clone(),
+        (live.clone(), env.pipeline.notifier().templates()),
         Some(alert),
         cancel.clone(),
     ));

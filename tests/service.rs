@@ -144,7 +144,7 @@ fn the_daemon_tells_systemd_where_it_stands() {
     std::fs::write(rules.join("10-vip.toml"), RULE).unwrap();
     let port = free_port();
     let extra = format!(
-        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n[service]\nstop_timeout_seconds = 5\n\
+        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n[notify]\ntemplates_dir = \"{d}/templates\"\n[service]\nstop_timeout_seconds = 5\n\
          [metrics]\nlisten = \"127.0.0.1:{port}\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n",
         d = dir.path().display(),
         r = rules.display()
@@ -213,17 +213,33 @@ fn the_daemon_tells_systemd_where_it_stands() {
         "{after:?}"
     );
 
-    // A broken rule file and SIGHUP: RELOADING, then READY with the old rule.
+    // A broken rule file, a broken template and SIGHUP: RELOADING, then
+    // READY with the old rule and the old templates.
     std::fs::write(
         rules.join("20-broken.toml"),
         "[[rule]]\nname = \"x\"\non = \"nope\"\n",
     )
     .unwrap();
+    let templates = dir.path().join("templates/en");
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(templates.join("ticket_created.chat.hbs"), "{{#if}}broken").unwrap();
     kill(pid, "-HUP");
     let reloading = wait_for(&socket, "RELOADING=1", &log);
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     let again = wait_for(&socket, "READY=1", &log);
-    assert!(again.contains("STATUS=reloaded; 1 rules active"), "{again}");
+    assert!(
+        again.contains("STATUS=reloaded; 1 rules active; templates refused"),
+        "{again}"
+    );
+    // Fixed, the next SIGHUP takes the templates.
+    std::fs::write(
+        templates.join("ticket_created.chat.hbs"),
+        "Zgłoszenie {{ticket.number}}",
+    )
+    .unwrap();
+    kill(pid, "-HUP");
+    let fixed = wait_for(&socket, "STATUS=reloaded", &log);
+    assert!(fixed.contains("templates reloaded"), "{fixed}");
 
     kill(pid, "-TERM");
     wait_for(&socket, "STOPPING=1", &log);

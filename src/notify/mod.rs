@@ -54,8 +54,10 @@ pub struct SlaNotice {
     pub breached: bool,
 }
 
+#[derive(Clone)]
 pub struct Notifier {
-    templates: Templates,
+    /// Shared by every clone; swapped on reload.
+    templates: std::sync::Arc<templates::Live>,
     from_domain: String,
     support_addresses: Vec<String>,
     agents: Vec<String>,
@@ -86,7 +88,7 @@ impl Notifier {
         })?;
         let from: lettre::message::Mailbox = config.notify.from.parse()?;
         Ok(Notifier {
-            templates,
+            templates: std::sync::Arc::new(templates::Live::new(templates)),
             from_domain: from.email.domain().to_string(),
             support_addresses: config.support_addresses(),
             agents: config
@@ -170,6 +172,11 @@ impl Notifier {
             }
         }
         Ok(())
+    }
+
+    /// The active templates (the reload task swaps them).
+    pub fn templates(&self) -> std::sync::Arc<templates::Live> {
+        self.templates.clone()
     }
 
     /// Whether agents have a chat (a Telegram group, a Discord channel).
@@ -378,8 +385,9 @@ impl Notifier {
         channel: &str,
         context: &Value,
     ) -> (templates::Rendered, Option<String>) {
-        let lang = self.templates.language_for(language);
-        match self.templates.render(&lang, event, channel, context) {
+        let templates = self.templates.current();
+        let lang = templates.language_for(language);
+        match templates.render(&lang, event, channel, context) {
             Ok(r) => (r, None),
             Err(e) => (
                 templates::Rendered::default(),

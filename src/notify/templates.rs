@@ -101,6 +101,32 @@ pub struct Templates {
     default_language: String,
 }
 
+/// The active templates, swapped whole on reload (SIGHUP); a set that does
+/// not load is refused and the last good one stays.
+pub struct Live(std::sync::RwLock<std::sync::Arc<Templates>>);
+
+impl Live {
+    pub fn new(templates: Templates) -> Live {
+        Live(std::sync::RwLock::new(std::sync::Arc::new(templates)))
+    }
+
+    pub fn current(&self) -> std::sync::Arc<Templates> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Loads the templates again from `dir`; on errors keeps the current
+    /// set and returns them.
+    pub fn reload(
+        &self,
+        dir: Option<&Path>,
+        default_language: &str,
+    ) -> Result<(), Vec<TemplateError>> {
+        let fresh = Templates::load(dir, default_language)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
+        Ok(())
+    }
+}
+
 fn key(lang: &str, event: &str, channel: &str) -> String {
     format!("{lang}/{event}.{channel}")
 }
