@@ -242,7 +242,11 @@ async fn agents_answer_and_give_commands_from_their_chat(backend: Backend) {
         .filter(|m| header(m, "X-Rcpt-To").as_deref() == Some("jan@firma.pl"))
         .collect();
     assert_eq!(to_jan.len(), 3, "ack, reply, status: {received:#?}");
-    assert!(to_jan[1].contains("zrestartowa"), "{}", to_jan[1]);
+    // Delivered concurrently, so in any order.
+    assert!(
+        to_jan.iter().any(|m| m.contains("zrestartowa")),
+        "{to_jan:#?}"
+    );
     assert!(!received.iter().any(|m| m.contains("dzwoni")));
 
     // The customer's answer by mail reaches the agents' chat.

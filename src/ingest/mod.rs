@@ -381,6 +381,29 @@ impl Pipeline {
         self.max_attachment_bytes
     }
 
+    /// A chat message's file as an attachment: its content stored, or
+    /// (`Err(size)`: over the limit or refused by the platform) only recorded.
+    pub fn keep_chat_file(
+        &self,
+        f: &crate::parse::chat::ChatFile,
+        content: std::result::Result<Vec<u8>, u64>,
+    ) -> std::io::Result<StoredAttachment> {
+        match content {
+            Ok(data) => self.keep_attachment(parse::Attachment {
+                name: f.name.clone(),
+                content_type: f.content_type.clone(),
+                data,
+            }),
+            Err(size) => Ok(StoredAttachment {
+                name: f.name.clone(),
+                content_type: f.content_type.clone(),
+                size: i64::try_from(size).unwrap_or(i64::MAX),
+                sha256: String::new(),
+                stored: false,
+            }),
+        }
+    }
+
     /// Stores an attachment's content (over the limit: only its hash), before
     /// the transaction that records it.
     pub fn keep_attachment(&self, a: parse::Attachment) -> std::io::Result<StoredAttachment> {

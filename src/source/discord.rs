@@ -14,7 +14,6 @@
 
 use crate::config::Config;
 use crate::ingest::{ChatUpdate, Pipeline};
-use crate::parse::Attachment;
 use crate::parse::chat::{ChatFile, Intake};
 use crate::store::tickets::StoredAttachment;
 use anyhow::{Context as _, Result};
@@ -285,8 +284,8 @@ impl DiscordSource {
         let limit = pipeline.max_attachment_bytes();
         let mut attachments = Vec::with_capacity(files.len());
         for f in files {
-            let data = match f.size > limit {
-                true => None,
+            let content = match f.size > limit {
+                true => Err(f.size),
                 false => {
                     let response = self
                         .http
@@ -296,23 +295,13 @@ impl DiscordSource {
                         .and_then(reqwest::Response::error_for_status)
                         .with_context(|| format!("discord: fetching {}", f.name))?;
                     let bytes = response.bytes().await.context("discord: attachment")?;
-                    (bytes.len() as u64 <= limit).then(|| bytes.to_vec())
+                    match bytes.len() as u64 <= limit {
+                        true => Ok(bytes.to_vec()),
+                        false => Err(f.size),
+                    }
                 }
             };
-            attachments.push(match data {
-                Some(data) => pipeline.keep_attachment(Attachment {
-                    name: f.name.clone(),
-                    content_type: f.content_type.clone(),
-                    data,
-                })?,
-                None => StoredAttachment {
-                    name: f.name.clone(),
-                    content_type: f.content_type.clone(),
-                    size: i64::try_from(f.size).unwrap_or(i64::MAX),
-                    sha256: String::new(),
-                    stored: false,
-                },
-            });
+            attachments.push(pipeline.keep_chat_file(f, content)?);
         }
         Ok(attachments)
     }

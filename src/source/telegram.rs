@@ -6,7 +6,6 @@
 
 use crate::config::Config;
 use crate::ingest::{ChatUpdate, Pipeline};
-use crate::parse::Attachment;
 use crate::parse::chat::{self, ChatFile};
 use crate::store::tickets::StoredAttachment;
 use anyhow::{Context, Result};
@@ -92,52 +91,42 @@ impl TelegramSource {
         pipeline: &Pipeline,
         files: &[ChatFile],
     ) -> Result<Vec<StoredAttachment>> {
-        let limit = pipeline.max_attachment_bytes();
         let mut attachments = Vec::with_capacity(files.len());
         for f in files {
-            let recorded = |size: u64| StoredAttachment {
-                name: f.name.clone(),
-                content_type: f.content_type.clone(),
-                size: i64::try_from(size).unwrap_or(i64::MAX),
-                sha256: String::new(),
-                stored: false,
-            };
-            if f.size > limit {
-                attachments.push(recorded(f.size));
-                continue;
-            }
-            let file = match self.bot.get_file(FileId(f.file_id.clone())).await {
-                Ok(file) => file,
-                Err(RequestError::Api(e)) => {
-                    tracing::warn!(file = %f.name, "telegram refused the file: {e}");
-                    attachments.push(recorded(f.size));
-                    continue;
-                }
-                Err(e) => return Err(e).context("telegram getFile"),
-            };
-            let mut data = Vec::new();
-            let mut stream = self.bot.download_file_stream(&file.path);
-            let mut over = false;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.context("telegram file download")?;
-                if (data.len() + chunk.len()) as u64 > limit {
-                    over = true;
-                    break;
-                }
-                data.extend_from_slice(&chunk);
-            }
-            if over {
-                attachments.push(recorded(u64::from(file.meta.size).max(limit + 1)));
-                continue;
-            }
-            let attachment = Attachment {
-                name: f.name.clone(),
-                content_type: f.content_type.clone(),
-                data,
-            };
-            attachments.push(pipeline.keep_attachment(attachment)?);
+            let content = self.download(f, pipeline.max_attachment_bytes()).await?;
+            attachments.push(pipeline.keep_chat_file(f, content)?);
         }
         Ok(attachments)
+    }
+
+    /// A file's bytes, or `Err(size)` when it is over `limit` or Telegram
+    /// will not hand it out; a network failure is an error.
+    async fn download(
+        &self,
+        f: &ChatFile,
+        limit: u64,
+    ) -> Result<std::result::Result<Vec<u8>, u64>> {
+        if f.size > limit {
+            return Ok(Err(f.size));
+        }
+        let file = match self.bot.get_file(FileId(f.file_id.clone())).await {
+            Ok(file) => file,
+            Err(RequestError::Api(e)) => {
+                tracing::warn!(file = %f.name, "telegram refused the file: {e}");
+                return Ok(Err(f.size));
+            }
+            Err(e) => return Err(e).context("telegram getFile"),
+        };
+        let mut data = Vec::new();
+        let mut stream = self.bot.download_file_stream(&file.path);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.context("telegram file download")?;
+            if (data.len() + chunk.len()) as u64 > limit {
+                return Ok(Err(u64::from(file.meta.size).max(limit + 1)));
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Ok(data))
     }
 
     /// Polls until `shutdown`; a failure is logged and retried after a pause

@@ -95,24 +95,26 @@ fn id_list(n: usize) -> String {
         .join(", ")
 }
 
+/// The rows of `sql` with `{ids}` standing for the placeholders of `ids`.
+async fn rows_for(tx: &mut Tx, sql: &str, ids: &[i64]) -> Result<Vec<sqlx::any::AnyRow>> {
+    let sql = sql.replace("{ids}", &id_list(ids.len()));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    Ok(query.fetch_all(&mut **tx).await?)
+}
+
 async fn clock_rows(tx: &mut Tx, ids: &[i64]) -> Result<Vec<ClockRow>> {
-    let sql = format!(
-        "SELECT t.id, t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
+    let sql = "SELECT t.id, t.created_at, t.updated_at, t.priority, t.status, tm.name AS team,
                 o.name AS organization, t.first_response_at, t.sla_paused_at, t.resolved_at,
                 t.first_response_due, t.resolution_due,
                 EXISTS (SELECT 1 FROM sla_pauses p WHERE p.ticket_id = t.id) AS pauses
          FROM tickets t
          LEFT JOIN teams tm ON tm.id = t.team_id
          LEFT JOIN organizations o ON o.id = t.organization_id
-         WHERE t.id IN ({})",
-        id_list(ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(*id);
-    }
-    query
-        .fetch_all(&mut **tx)
+         WHERE t.id IN ({ids})";
+    rows_for(tx, sql, ids)
         .await?
         .iter()
         .map(|r| {
@@ -140,17 +142,9 @@ async fn pause_rows(tx: &mut Tx, ids: &[i64]) -> Result<Vec<(i64, Timestamp, Tim
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT ticket_id, from_at, to_at FROM sla_pauses WHERE ticket_id IN ({})
-         ORDER BY ticket_id, from_at",
-        id_list(ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(*id);
-    }
-    query
-        .fetch_all(&mut **tx)
+    let sql = "SELECT ticket_id, from_at, to_at FROM sla_pauses WHERE ticket_id IN ({ids})
+               ORDER BY ticket_id, from_at";
+    rows_for(tx, sql, ids)
         .await?
         .iter()
         .map(|p| Ok((p.try_get(0)?, p.try_get(1)?, p.try_get(2)?)))
@@ -158,16 +152,9 @@ async fn pause_rows(tx: &mut Tx, ids: &[i64]) -> Result<Vec<(i64, Timestamp, Tim
 }
 
 async fn stored_timers(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Vec<Stored>>> {
-    let sql = format!(
-        "SELECT ticket_id, kind, due_at, fired_at FROM sla_timers WHERE ticket_id IN ({})",
-        id_list(ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(*id);
-    }
+    let sql = "SELECT ticket_id, kind, due_at, fired_at FROM sla_timers WHERE ticket_id IN ({ids})";
     let mut stored: HashMap<i64, Vec<Stored>> = HashMap::new();
-    for r in query.fetch_all(&mut **tx).await? {
+    for r in rows_for(tx, sql, ids).await? {
         let kind: String = r.try_get("kind")?;
         let Some(kind) = Kind::parse(&kind) else {
             continue;
