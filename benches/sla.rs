@@ -9,7 +9,6 @@
 //! Prints the time to process the breaches and the scheduler's memory beyond
 //! the baseline (peak RSS after the set-up was done, via /proc/self/clear_refs).
 
-use std::sync::Arc;
 use std::time::Instant;
 use ticketd::clock::Clock;
 use ticketd::config::Config;
@@ -136,18 +135,7 @@ fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64()
         );
 
-        let scheduler = Scheduler {
-            store: store.clone(),
-            clock: clock.clone(),
-            policies: pipeline.policies.clone(),
-            rules: pipeline.rules.clone(),
-            calendar: None,
-            notifier: ticketd::notify::Notifier::new(&config)?,
-            wake: Arc::new(tokio::sync::Notify::new()),
-            outbox_wake: Arc::new(tokio::sync::Notify::new()),
-            time_zone: chrono_tz::Tz::UTC,
-            seen: Default::default(),
-        };
+        let scheduler = Scheduler::of(&pipeline, &config);
         // The warnings at 80 % come first (not measured).
         clock.advance(23_040);
         while scheduler.fire_due().await? > 0 {}

@@ -58,50 +58,78 @@ pub async fn run(
     }
     {
         let (config, cancel) = (config.clone(), cancel.clone());
-        let live = (pipeline.rules.clone(), pipeline.notifier().templates());
+        let handles = crate::reload::Handles::of(&pipeline);
+        let hangup = crate::reload::hangup();
         let alert = config.rules.alert_admins.then(|| crate::reload::Alert {
             store: store.clone(),
             clock: pipeline.clock.clone(),
         });
-        tasks.spawn(async move { crate::reload::run(config, live, alert, cancel).await });
+        tasks.spawn(
+            async move { crate::reload::run(config, handles, (alert, hangup), cancel).await },
+        );
     }
     {
-        let scheduler = crate::scheduler::Scheduler {
-            store: store.clone(),
-            clock: pipeline.clock.clone(),
-            policies: pipeline.policies.clone(),
-            rules: pipeline.rules.clone(),
-            calendar: config.rules_calendar(),
-            notifier: pipeline.notifier().clone(),
-            wake: pipeline.sla_wake.clone(),
-            outbox_wake: pipeline.outbox_wake.clone(),
-            time_zone: config.rules_time_zone(),
-            seen: Default::default(),
-        };
+        let scheduler = crate::scheduler::Scheduler::of(&pipeline, &config);
         let cancel = cancel.clone();
         tasks.spawn(async move { scheduler.run(cancel).await });
     }
+    // Each source runs only while this instance holds its lease, so
+    // instances sharing a database never work one source twice.
+    let cluster = crate::cluster::Cluster::new(store.clone(), config.database.lease_seconds);
     for md in config.maildir.clone() {
-        let pipeline = pipeline.clone();
-        let cancel = cancel.clone();
+        let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
         tasks.spawn(async move {
-            if let Err(e) = maildir::run(&pipeline, &md, cancel).await {
-                tracing::error!(maildir = %md.name, "maildir source stopped: {e:#}");
-            }
+            let (pipeline, md) = (&pipeline, &md);
+            let lease = format!("maildir:{}", md.name);
+            cluster
+                .hold(&lease, cancel, |cancel| async move {
+                    if let Err(e) = maildir::run(pipeline, md, cancel).await {
+                        tracing::error!(maildir = %md.name, "maildir source stopped: {e:#}");
+                    }
+                })
+                .await
         });
     }
     for mb in config.mailbox.clone() {
-        let pipeline = pipeline.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move { imap::run(&pipeline, &mb, cancel).await });
+        let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
+        tasks.spawn(async move {
+            let (pipeline, mb) = (&pipeline, &mb);
+            let lease = format!("imap:{}", mb.name);
+            cluster
+                .hold(&lease, cancel, |cancel| imap::run(pipeline, mb, cancel))
+                .await
+        });
     }
     if let Some(source) = crate::source::telegram::TelegramSource::new(&config)? {
-        let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
-        tasks.spawn(async move { source.run(&pipeline, cancel).await });
+        let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
+        tasks.spawn(async move {
+            let (pipeline, source) = (&pipeline, &source);
+            cluster
+                .hold("telegram", cancel, |cancel| source.run(pipeline, cancel))
+                .await
+        });
     }
     if let Some(source) = crate::source::discord::DiscordSource::new(&config)? {
-        let (pipeline, cancel) = (pipeline.clone(), cancel.clone());
-        tasks.spawn(async move { source.run(&pipeline, cancel).await });
+        let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
+        tasks.spawn(async move {
+            let (pipeline, source) = (&pipeline, &source);
+            cluster
+                .hold("discord", cancel, |cancel| source.run(pipeline, cancel))
+                .await
+        });
+    }
+    {
+        let (rules, clock, cancel) = (
+            pipeline.rules.clone(),
+            pipeline.clock.clone(),
+            cancel.clone(),
+        );
+        let cluster = cluster.clone();
+        tasks.spawn(async move {
+            cluster
+                .heartbeat(move || rules.current().digest.clone(), clock, cancel)
+                .await
+        });
     }
     if let Some(metrics) = &config.metrics {
         let listener = tokio::net::TcpListener::bind(&metrics.listen)

@@ -56,7 +56,9 @@ pub struct Applied {
 
 pub struct Rules<'a> {
     pub set: Arc<RuleSet>,
-    pub calendar: Option<&'a crate::calendar::BusinessHours>,
+    /// The rules' calendar (and the rest of the reloadable settings), as
+    /// they were when the transaction began.
+    pub settings: Arc<crate::live::Settings>,
     pub notifier: &'a Notifier,
     pub now: Timestamp,
     /// The addresses of a team's members and managers, read once per
@@ -70,13 +72,13 @@ type People = HashMap<(bool, Option<String>), Vec<String>>;
 impl<'a> Rules<'a> {
     pub fn new(
         set: Arc<RuleSet>,
-        calendar: Option<&'a crate::calendar::BusinessHours>,
+        settings: Arc<crate::live::Settings>,
         notifier: &'a Notifier,
         now: Timestamp,
     ) -> Rules<'a> {
         Rules {
             set,
-            calendar,
+            settings,
             notifier,
             now,
             people: Mutex::default(),
@@ -198,7 +200,11 @@ impl Rules<'_> {
             };
             let mut facts = facts_of(&state, &message.facts, self.now);
             let mut current = Some(state);
-            facts.business_hours = self.calendar.is_some_and(|c| c.is_open(self.now));
+            facts.business_hours = self
+                .settings
+                .calendar
+                .as_ref()
+                .is_some_and(|c| c.is_open(self.now));
             // One follow-up per event and pass (the next pass reads the
             // ticket afresh), named by the rules that raised it.
             let mut next: Vec<(Event, Vec<String>)> = Vec::new();

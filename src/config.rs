@@ -58,6 +58,24 @@ pub struct Config {
     /// How long the journal and raw message copies are kept.
     #[serde(default)]
     pub retention: Retention,
+    /// The file this config was read from, kept for reloads.
+    #[serde(skip)]
+    pub source: Option<Source>,
+}
+
+/// A config file as read: its path and its TOML tree (SIGHUP compares the
+/// new tree with this one to tell what needs a restart).
+#[derive(Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub table: toml::Table,
+}
+
+impl std::fmt::Debug for Source {
+    /// The path only: the tree holds secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Source({})", self.path.display())
+    }
 }
 
 /// `[retention]`: days to keep; unset keeps forever.
@@ -132,6 +150,10 @@ pub struct Database {
     /// `sqlite://PATH` or `postgres://…`; `TICKETD_DATABASE_URL` wins.
     pub url: String,
     pub max_connections: u32,
+    /// How long an instance's hold on a source (an IMAP mailbox, a bot, a
+    /// Maildir) lasts without renewal; another instance takes a dead one's
+    /// sources over after at most this plus a third of it.
+    pub lease_seconds: u32,
 }
 
 impl Default for Database {
@@ -139,6 +161,7 @@ impl Default for Database {
         Database {
             url: "sqlite://var/ticketd.db".into(),
             max_connections: 8,
+            lease_seconds: 20,
         }
     }
 }
@@ -802,6 +825,12 @@ impl Config {
         {
             config.database.url = url;
         }
+        // Parsed above, so it parses again.
+        let table = text.parse::<toml::Table>().unwrap_or_default();
+        config.source = Some(Source {
+            path: path.to_path_buf(),
+            table,
+        });
         Ok(config)
     }
 
@@ -819,6 +848,9 @@ impl Config {
         }
         if self.mail.support_addresses.iter().any(|a| !a.contains('@')) {
             bail!("mail.support_addresses must be email addresses");
+        }
+        if self.database.lease_seconds < 3 {
+            bail!("database.lease_seconds must be at least 3");
         }
         if self.threading.reopen_days < 0 {
             bail!("threading.reopen_days must not be negative");

@@ -265,7 +265,11 @@ fn run_with_the_shipped_config_needs_no_server() {
     signal(&child, "-TERM");
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "daemon log:\n{}", log());
-    assert!(log().contains("SIGHUP: reloading the rules"), "{}", log());
+    assert!(
+        log().contains("SIGHUP: reloading the config, rules and templates"),
+        "{}",
+        log()
+    );
     assert!(dir.path().join("var/ticketd.db").exists());
     let list = ticketd(dir.path(), &["tickets", "list"], b"", &[]);
     assert!(stdout(&list).contains("TKT-2026-0001"), "{}", stdout(&list));

@@ -156,7 +156,7 @@ async fn least_open_picks_the_member_with_the_fewest_open_tickets(backend: Backe
             Status::Closed,
             "ewa@example.com",
             common::START,
-            &env.pipeline.policies,
+            &env.pipeline.settings.current().policies,
         )
         .await
         .unwrap();
@@ -416,18 +416,15 @@ async fn rule_files_reload_on_change_and_a_broken_set_keeps_the_last_good_one() 
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     write_rule(&rules, "billing");
-    let mut config = ticketd::config::Config::parse(&common::base_config(dir.path(), "")).unwrap();
-    config.rules.dir = Some(rules.clone());
-    let live = Arc::new(ticketd::rules::Live::new(
-        ticketd::rules::load::load_configured(&config).unwrap(),
-    ));
+    let rules_dir = rules.clone();
+    let env = Env::configured(Backend::Sqlite, "", move |c| c.rules.dir = Some(rules_dir)).await;
+    let live = env.pipeline.rules.clone();
     assert_eq!(first_action(&live), "set_category billing");
     let cancel = tokio_util::sync::CancellationToken::new();
-    let templates = ticketd::notify::Notifier::new(&config).unwrap().templates();
     let task = tokio::spawn(ticketd::reload::run(
-        config.clone(),
-        (live.clone(), templates),
-        None,
+        env.config.clone(),
+        ticketd::reload::Handles::of(&env.pipeline),
+        (None, None),
         cancel.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -662,8 +659,8 @@ async fn refused_rules_are_mailed_to_the_admins_once() {
     };
     let task = tokio::spawn(ticketd::reload::run(
         env.config.clone(),
-        (live.clone(), env.pipeline.notifier().templates()),
-        Some(alert),
+        ticketd::reload::Handles::of(&env.pipeline),
+        (Some(alert), None),
         cancel.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;

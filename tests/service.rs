@@ -228,7 +228,7 @@ fn the_daemon_tells_systemd_where_it_stands() {
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     let again = wait_for(&socket, "READY=1", &log);
     assert!(
-        again.contains("STATUS=reloaded; 1 rules active; templates refused"),
+        again.contains("STATUS=reloaded; config unchanged; 1 rules active; templates refused"),
         "{again}"
     );
     // Fixed, the next SIGHUP takes the templates.
@@ -257,6 +257,160 @@ fn the_daemon_tells_systemd_where_it_stands() {
         "the broken rules are reported:\n{}",
         log()
     );
+}
+
+/// The daemon started on `config`, with its notify socket and stderr log.
+struct Daemon {
+    child: std::process::Child,
+    socket: UnixDatagram,
+    log_path: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &std::path::Path, config: &std::path::Path) -> Daemon {
+        let socket_path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&socket_path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log_path = dir.join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env_remove("TICKETD_DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            socket,
+            log_path,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn wait_for(&self, want: &str) -> String {
+        wait_for(&self.socket, want, &|| self.log())
+    }
+
+    fn reload(&self) -> String {
+        kill(self.child.id(), "-HUP");
+        self.wait_for("RELOADING=1");
+        self.wait_for("READY=1")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_rereads_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(rules.join("10-vip.toml"), RULE).unwrap();
+    let settings = |extra: &str| {
+        common::base_config(
+            dir.path(),
+            &format!(
+                "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n\
+                 [[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n{extra}",
+                d = dir.path().display(),
+                r = rules.display()
+            ),
+        )
+    };
+    let config = dir.path().join("ticketd.toml");
+    std::fs::write(&config, settings("")).unwrap();
+    let daemon = Daemon::start(dir.path(), &config);
+    daemon.wait_for("READY=1");
+
+    // A config that does not parse is refused; the daemon keeps running on
+    // the last good one.
+    std::fs::write(&config, settings("[service\n")).unwrap();
+    let refused = daemon.reload();
+    assert!(
+        refused.contains("STATUS=reloaded; config refused; 1 rules active"),
+        "{refused}"
+    );
+
+    // A rule naming a team the config does not have yet: refused with the
+    // config that lacks it.
+    let billing = "[[rule]]\nname = \"billing\"\non = \"ticket.created\"\n\
+                   when = { subject.contains = \"Faktura\" }\nthen = [{ set_team = \"billing\" }]\n";
+    std::fs::write(rules.join("20-billing.toml"), billing).unwrap();
+    std::fs::write(&config, settings("[service]\nstop_timeout_seconds = 7\n")).unwrap();
+    let refused = daemon.reload();
+    assert!(
+        refused.contains("config and rules refused; 1 rules active"),
+        "{refused}"
+    );
+
+    // The config that adds the team is taken together with the rule; the
+    // changed [service] takes effect only after a restart, and says so.
+    std::fs::write(
+        &config,
+        settings("[service]\nstop_timeout_seconds = 7\n[[team]]\nname = \"billing\"\n"),
+    )
+    .unwrap();
+    let taken = daemon.reload();
+    assert!(
+        taken.contains(
+            "config reloaded; 2 rules active; templates reloaded; restart needed for service"
+        ),
+        "{taken}"
+    );
+
+    // Mail now meets the new rule and team.
+    let inbox = dir.path().join("inbox");
+    std::fs::write(
+        inbox.join("tmp/1.m.host"),
+        "From: jan@firma.pl\r\nTo: support@example.com\r\nSubject: Faktura 12/2026\r\n\
+         Message-ID: <reload-1@firma.pl>\r\n\r\nZla kwota.\r\n",
+    )
+    .unwrap();
+    std::fs::rename(inbox.join("tmp/1.m.host"), inbox.join("new/1.m.host")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tickets = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(&config)
+            .args(["tickets", "list", "--json"])
+            .env_remove("TICKETD_DATABASE_URL")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("Faktura") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ticket; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(tickets.contains("TKT-2026-0001"), "{tickets}");
+    let shown = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["tickets", "show", "TKT-2026-0001"])
+        .env_remove("TICKETD_DATABASE_URL")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.lines().any(|l| l == "team billing"), "{shown}");
+    assert!(daemon.log().contains("take effect only after a restart"));
 }
 
 fn burst_mail(i: usize) -> Vec<u8> {

@@ -5,7 +5,6 @@
 mod common;
 
 use common::{Env, START};
-use std::sync::Arc;
 use ticketd::scheduler::Scheduler;
 use ticketd::store::Backend;
 use ticketd::ticket::Status;
@@ -55,18 +54,7 @@ async fn env_with(backend: Backend, extra: &str) -> (Env, tempfile::TempDir) {
 }
 
 fn scheduler(env: &Env) -> Scheduler {
-    Scheduler {
-        store: env.store.clone(),
-        clock: env.clock.clone(),
-        policies: env.pipeline.policies.clone(),
-        rules: env.pipeline.rules.clone(),
-        calendar: None,
-        notifier: ticketd::notify::Notifier::new(&env.config).unwrap(),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        outbox_wake: Arc::new(tokio::sync::Notify::new()),
-        time_zone: env.config.rules_time_zone(),
-        seen: Default::default(),
-    }
+    Scheduler::of(&env.pipeline, &env.config)
 }
 
 fn mail(id: &str) -> Vec<u8> {
@@ -164,7 +152,7 @@ async fn pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_cl
             Status::Pending,
             "ewa@example.com",
             env.clock.now(),
-            &env.pipeline.policies,
+            &env.pipeline.settings.current().policies,
         )
         .await
         .unwrap();
@@ -214,7 +202,7 @@ async fn thresholds_fire_in_due_order(backend: Backend) {
     ticketd::store::changes::set_text(&mut tx, id, "priority", "medium", "critical", by)
         .await
         .unwrap();
-    ticketd::store::sla::reschedule(&mut tx, id, &env.pipeline.policies)
+    ticketd::store::sla::reschedule(&mut tx, id, &env.pipeline.settings.current().policies)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -276,7 +264,7 @@ async fn idle_pending_and_resolved_tickets_move_on_by_themselves(backend: Backen
             Status::Pending,
             "ewa@example.com",
             env.clock.now(),
-            &env.pipeline.policies,
+            &env.pipeline.settings.current().policies,
         )
         .await
         .unwrap();
@@ -335,7 +323,7 @@ async fn a_second_pending_period_gets_its_own_reminder(backend: Backend) {
                     status,
                     "ewa@example.com",
                     env.clock.now(),
-                    &env.pipeline.policies,
+                    &env.pipeline.settings.current().policies,
                 )
                 .await
                 .unwrap()
@@ -467,7 +455,7 @@ async fn scheduled_rules_run_once_per_slot(backend: Backend) {
             Status::Pending,
             "ewa@example.com",
             env.clock.now(),
-            &env.pipeline.policies,
+            &env.pipeline.settings.current().policies,
         )
         .await
         .unwrap();

@@ -258,7 +258,7 @@ on_both_backends!(
                 Status::Closed,
                 "agent@example.com",
                 env.clock.now(),
-                &env.pipeline.policies,
+                &env.pipeline.settings.current().policies,
             )
             .await
             .unwrap();
@@ -285,7 +285,7 @@ on_both_backends!(
                 Status::Closed,
                 "agent@example.com",
                 env.clock.now(),
-                &env.pipeline.policies,
+                &env.pipeline.settings.current().policies,
             )
             .await
             .unwrap();
@@ -311,7 +311,7 @@ on_both_backends!(
                 Status::Pending,
                 "agent@example.com",
                 env.clock.now(),
-                &env.pipeline.policies,
+                &env.pipeline.settings.current().policies,
             )
             .await
             .unwrap();
@@ -376,7 +376,7 @@ on_both_backends!(
                 Status::Pending,
                 "agent@example.com",
                 env.clock.now(),
-                &env.pipeline.policies,
+                &env.pipeline.settings.current().policies,
             )
             .await
             .unwrap();

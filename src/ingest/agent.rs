@@ -47,7 +47,8 @@ impl Pipeline {
             Channel::Discord => a.discord,
             _ => a.telegram,
         };
-        let Some(agent) = self.agents.iter().find(|a| id_of(a) == Some(m.user)) else {
+        let settings = self.settings.current();
+        let Some(agent) = settings.agents.iter().find(|a| id_of(a) == Some(m.user)) else {
             let reason = format!(
                 "{} user {} wrote in the agents' chat but is not a configured agent",
                 m.platform, m.user
@@ -177,7 +178,7 @@ impl Pipeline {
         self.rules(now)
             .run_command(tx, &actor, &action, state.id)
             .await?;
-        store::sla::reschedule(tx, state.id, &self.policies).await?;
+        store::sla::reschedule(tx, state.id, &self.settings.current().policies).await?;
         let after = changes::ticket_state(tx, state.id).await?;
         let answer = match after {
             Some(after) => changed(state, &after),
@@ -270,7 +271,7 @@ impl Pipeline {
         self.rules(now)
             .run(tx, Event::CommentAdded, state.id, &message)
             .await?;
-        store::sla::reschedule(tx, state.id, &self.policies).await?;
+        store::sla::reschedule(tx, state.id, &self.settings.current().policies).await?;
         if !internal && let Some(after) = changes::ticket_state(tx, state.id).await? {
             let participants = t::strings_of(
                 tx,
@@ -293,7 +294,8 @@ impl Pipeline {
     /// The agent or team `/assign` names: an agent's email, the part of it
     /// before the `@`, or a team's name (any case).
     fn target_named(&self, who: &str) -> Option<Target> {
-        let agent = self.agents.iter().find(|a| {
+        let settings = self.settings.current();
+        let agent = settings.agents.iter().find(|a| {
             a.email.eq_ignore_ascii_case(who)
                 || a.email
                     .split_once('@')
@@ -302,7 +304,8 @@ impl Pipeline {
         if let Some(agent) = agent {
             return Some(Target::Agent(agent.email.to_lowercase()));
         }
-        self.teams
+        settings
+            .teams
             .iter()
             .find(|t| t.eq_ignore_ascii_case(who))
             .map(|t| Target::Team(t.clone()))

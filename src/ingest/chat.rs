@@ -256,7 +256,7 @@ impl Pipeline {
         }
         let message = chat_facts(source, m);
         let applied = self.rules(now).run(tx, event, ticket_id, &message).await?;
-        store::sla::reschedule(tx, ticket_id, &self.policies).await?;
+        store::sla::reschedule(tx, ticket_id, &self.settings.current().policies).await?;
         if applied.spam_by.is_none()
             && let Some(state) = changes::ticket_state(tx, ticket_id).await?
         {
@@ -336,7 +336,7 @@ impl Pipeline {
                 self.rules(now)
                     .run_command(tx, &actor, &Action::Close, line.id)
                     .await?;
-                store::sla::reschedule(tx, line.id, &self.policies).await?;
+                store::sla::reschedule(tx, line.id, &self.settings.current().policies).await?;
                 ("", Some(line), format!("/close: {} closed", line.number))
             }
             _ => ("nothing_open", None, "nothing open".to_string()),

@@ -125,19 +125,13 @@ pub struct Pipeline {
     notifier: Notifier,
     /// The active rules; `replace` swaps them on reload.
     pub rules: Arc<crate::rules::Live>,
-    /// The calendar of the rules' `business_hours` condition.
-    calendar: Option<crate::calendar::BusinessHours>,
-    /// SLA targets: new and changed tickets get their due times in the
-    /// ingest transaction.
-    pub policies: crate::sla::Policies,
+    /// Agents, teams, SLA policies and the rules' calendar: new and changed
+    /// tickets get their due times in the ingest transaction; SIGHUP swaps them.
+    pub settings: Arc<crate::live::Live<crate::live::Settings>>,
     /// Rung after a commit that may have moved an SLA timer.
     pub sla_wake: Arc<tokio::sync::Notify>,
     /// Rung after a commit that queued notifications.
     pub outbox_wake: Arc<tokio::sync::Notify>,
-    /// The agents (their chat identities and roles) and teams, for the
-    /// agents' chat.
-    agents: Vec<crate::config::Agent>,
-    teams: Vec<String>,
     /// The agents' Discord channel (its threads are tickets').
     discord_agent_channel: Option<i64>,
 }
@@ -173,15 +167,12 @@ impl Pipeline {
             quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
-            calendar: config.rules_calendar(),
-            policies: crate::sla::Policies::of(config),
+            settings: Arc::new(crate::live::Live::new(crate::live::Settings::of(config))),
             sla_wake: Arc::new(tokio::sync::Notify::new()),
             rules: Arc::new(crate::rules::Live::new(
                 crate::rules::load::load_configured(config).map_err(rule_errors)?,
             )),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
-            agents: config.agent.clone(),
-            teams: config.team.iter().map(|t| t.name.clone()).collect(),
             discord_agent_channel: config
                 .discord
                 .as_ref()
@@ -512,10 +503,11 @@ impl Pipeline {
                             .await?;
                     }
                 }
+                let policies = &self.settings.current().policies;
                 match &state {
                     // Untouched by rules: the clocks follow from what we know.
-                    Some(s) if applied.matched.is_empty() && !self.policies.by_organization() => {
-                        let timers = self.policies.timers(&crate::sla::Clocked {
+                    Some(s) if applied.matched.is_empty() && !policies.by_organization() => {
+                        let timers = policies.timers(&crate::sla::Clocked {
                             created_at: now,
                             updated_at: now,
                             priority: self.default_priority,
@@ -528,7 +520,7 @@ impl Pipeline {
                         });
                         store::sla::write_timers(tx, ticket_id, &timers).await?;
                     }
-                    _ => store::sla::reschedule(tx, ticket_id, &self.policies).await?,
+                    _ => store::sla::reschedule(tx, ticket_id, policies).await?,
                 }
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
@@ -572,7 +564,8 @@ impl Pipeline {
                     .run(tx, Event::CommentAdded, ticket_id, &message)
                     .await?;
                 if first_response || reopen || !applied.matched.is_empty() {
-                    store::sla::reschedule(tx, ticket_id, &self.policies).await?;
+                    store::sla::reschedule(tx, ticket_id, &self.settings.current().policies)
+                        .await?;
                 }
                 let from_customer =
                     matches!(author_kind, AuthorKind::Requester | AuthorKind::Participant);
@@ -696,7 +689,7 @@ impl Pipeline {
     fn rules(&self, now: i64) -> apply::Rules<'_> {
         apply::Rules::new(
             self.rules.current(),
-            self.calendar.as_ref(),
+            self.settings.current(),
             &self.notifier,
             now,
         )

@@ -17,6 +17,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: i64 = 200;
+/// How long a claimed batch is this instance's: longer than the slowest
+/// batch takes. A batch claimed by an instance that died is sent by another
+/// one after this.
+const CLAIM_SECONDS: i64 = 600;
 
 pub struct Dispatcher {
     pub store: Store,
@@ -66,7 +70,7 @@ impl Dispatcher {
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
         let due = self
             .store
-            .due_notifications(self.clock.now(), BATCH)
+            .claim_notifications(self.clock.now(), BATCH, CLAIM_SECONDS)
             .await?;
         let count = due.len();
         let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)

@@ -60,7 +60,9 @@ pub struct Notifier {
     templates: std::sync::Arc<templates::Live>,
     from_domain: String,
     support_addresses: Vec<String>,
-    agents: Vec<String>,
+    /// The agents' addresses (exempt from the loop rules); shared by every
+    /// clone and swapped on reload.
+    agents: std::sync::Arc<crate::live::Live<Vec<String>>>,
     token_key: Option<Vec<u8>>,
     ticket_url: String,
     per_hour: i64,
@@ -91,11 +93,7 @@ impl Notifier {
             templates: std::sync::Arc::new(templates::Live::new(templates)),
             from_domain: from.email.domain().to_string(),
             support_addresses: config.support_addresses(),
-            agents: config
-                .agent
-                .iter()
-                .map(|a| a.email.to_ascii_lowercase())
-                .collect(),
+            agents: std::sync::Arc::new(crate::live::Live::new(agent_addresses(config))),
             token_key: config.reply_token_key()?,
             ticket_url: config.notify.ticket_url.clone(),
             per_hour: config.notify.auto_reply_per_hour,
@@ -177,6 +175,11 @@ impl Notifier {
     /// The active templates (the reload task swaps them).
     pub fn templates(&self) -> std::sync::Arc<templates::Live> {
         self.templates.clone()
+    }
+
+    /// Takes the agents of a reloaded config.
+    pub fn set_agents(&self, config: &Config) {
+        self.agents.replace(agent_addresses(config));
     }
 
     /// Whether agents have a chat (a Telegram group, a Discord channel).
@@ -357,7 +360,7 @@ impl Notifier {
         if crate::parse::autogen::is_robot_address(to) {
             return Ok(Some(format!("{to} is a robot address")));
         }
-        if self.agents.contains(&to.to_ascii_lowercase()) {
+        if self.agents.current().contains(&to.to_ascii_lowercase()) {
             return Ok(None);
         }
         let hour = outbox::automatic_count_since(tx, to, now - 3600).await?;
@@ -488,4 +491,12 @@ fn new_message_id(number: &str, domain: &str, now: Timestamp) -> String {
     h.write_i64(now);
     h.write(number.as_bytes());
     format!("ticketd.{number}.{now}.{:016x}@{domain}", h.finish())
+}
+
+fn agent_addresses(config: &Config) -> Vec<String> {
+    config
+        .agent
+        .iter()
+        .map(|a| a.email.to_ascii_lowercase())
+        .collect()
 }

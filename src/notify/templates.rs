@@ -103,17 +103,9 @@ pub struct Templates {
 
 /// The active templates, swapped whole on reload (SIGHUP); a set that does
 /// not load is refused and the last good one stays.
-pub struct Live(std::sync::RwLock<std::sync::Arc<Templates>>);
+pub type Live = crate::live::Live<Templates>;
 
 impl Live {
-    pub fn new(templates: Templates) -> Live {
-        Live(std::sync::RwLock::new(std::sync::Arc::new(templates)))
-    }
-
-    pub fn current(&self) -> std::sync::Arc<Templates> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
     /// Loads the templates again from `dir`; on errors keeps the current
     /// set and returns them.
     pub fn reload(
@@ -121,8 +113,7 @@ impl Live {
         dir: Option<&Path>,
         default_language: &str,
     ) -> Result<(), Vec<TemplateError>> {
-        let fresh = Templates::load(dir, default_language)?;
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(fresh);
+        self.replace(Templates::load(dir, default_language)?);
         Ok(())
     }
 }

@@ -101,7 +101,24 @@ pub fn load_dir(dir: &Path, catalog: &Catalog) -> Result<RuleSet, Vec<RuleError>
             Err(e) => return Err(error(format!("cannot read {}: {e}", file.display()))),
         }
     }
-    load_texts(&texts, catalog)
+    let mut set = load_texts(&texts, catalog)?;
+    set.digest = digest(&texts);
+    Ok(set)
+}
+
+/// SHA-256 over each file's name (not its folder, which differs between
+/// machines) and contents, in file-name order.
+fn digest(texts: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (path, text) in texts {
+        let name = Path::new(path).file_name().unwrap_or_default();
+        hash.update(name.as_encoded_bytes());
+        hash.update([0]);
+        hash.update(text.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Builds a rule set from (file name, text) pairs, in the given order.

@@ -116,6 +116,9 @@ pub struct RuleSet {
     pub max_depth: usize,
     /// The subject and body regexes' literals (built by [`RuleSet::index`]).
     pub prefilter: prefilter::Prefilter,
+    /// SHA-256 of the rule files (names and contents), to tell instances'
+    /// rule sets apart; empty without a rules folder.
+    pub digest: String,
 }
 
 impl Default for RuleSet {
@@ -124,6 +127,7 @@ impl Default for RuleSet {
             rules: Vec::new(),
             max_depth: DEFAULT_MAX_DEPTH,
             prefilter: prefilter::Prefilter::default(),
+            digest: String::new(),
         }
     }
 }
@@ -131,29 +135,7 @@ impl Default for RuleSet {
 pub const DEFAULT_MAX_DEPTH: usize = 10;
 
 /// The active rule set, swapped as a whole on reload.
-#[derive(Debug, Default)]
-pub struct Live(std::sync::RwLock<std::sync::Arc<RuleSet>>);
-
-impl Live {
-    pub fn new(set: RuleSet) -> Live {
-        Live(std::sync::RwLock::new(std::sync::Arc::new(set)))
-    }
-
-    pub fn current(&self) -> std::sync::Arc<RuleSet> {
-        match self.0.read() {
-            Ok(set) => set.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    pub fn replace(&self, set: RuleSet) {
-        let set = std::sync::Arc::new(set);
-        match self.0.write() {
-            Ok(mut current) => *current = set,
-            Err(poisoned) => *poisoned.into_inner() = set,
-        }
-    }
-}
+pub type Live = crate::live::Live<RuleSet>;
 
 /// What one rule did with one event.
 #[derive(Debug, Clone)]

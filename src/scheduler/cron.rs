@@ -99,8 +99,9 @@ impl Scheduler {
             tx.rollback().await?;
             return Ok(false);
         }
-        let rules = Rules::new(set.clone(), self.calendar.as_ref(), &self.notifier, now);
-        let open_hours = self.calendar.as_ref().is_some_and(|c| c.is_open(now));
+        let settings = self.settings.current();
+        let open_hours = settings.calendar.as_ref().is_some_and(|c| c.is_open(now));
+        let rules = Rules::new(set.clone(), settings.clone(), &self.notifier, now);
         let matching: Vec<TicketState> = changes::open_ticket_states(&mut tx)
             .await?
             .into_iter()
@@ -118,7 +119,7 @@ impl Scheduler {
                 rules
                     .run_actions(&mut tx, (Event::Schedule, &rule.name), &actions, state.id)
                     .await?;
-                sla::reschedule(&mut tx, state.id, &self.policies).await?;
+                sla::reschedule(&mut tx, state.id, &settings.policies).await?;
             }
         }
         for action in summaries {

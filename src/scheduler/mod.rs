@@ -7,12 +7,10 @@
 pub mod cron;
 
 use crate::apply::{self, Rules, subject_of};
-use crate::calendar::BusinessHours;
 use crate::clock::Clock;
 use crate::notify::{Notifier, SlaNotice};
 use crate::rules::action::Recipient;
 use crate::rules::{Event, Live};
-use crate::sla::Policies;
 use crate::store::{self, Store, changes, sla};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +25,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 pub struct Scheduler {
     pub store: Store,
     pub clock: Clock,
-    pub policies: Policies,
     pub rules: Arc<Live>,
-    pub calendar: Option<BusinessHours>,
+    /// SLA policies and the rules' calendar; SIGHUP swaps them.
+    pub settings: Arc<crate::live::Live<crate::live::Settings>>,
     pub notifier: Notifier,
     /// Rung by ingest after commits that may have moved a timer.
     pub wake: Arc<Notify>,
@@ -41,6 +39,22 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    /// The scheduler of a pipeline: its store, clock, rules, settings,
+    /// notifier (and so templates) and wake-ups.
+    pub fn of(pipeline: &crate::ingest::Pipeline, config: &crate::config::Config) -> Scheduler {
+        Scheduler {
+            store: pipeline.store.clone(),
+            clock: pipeline.clock.clone(),
+            rules: pipeline.rules.clone(),
+            settings: pipeline.settings.clone(),
+            notifier: pipeline.notifier().clone(),
+            wake: pipeline.sla_wake.clone(),
+            outbox_wake: pipeline.outbox_wake.clone(),
+            time_zone: config.rules_time_zone(),
+            seen: Default::default(),
+        }
+    }
+
     pub async fn run(&self, shutdown: CancellationToken) {
         loop {
             let fired = match self.fire_due().await {
@@ -89,18 +103,14 @@ impl Scheduler {
             return Ok(0);
         }
         let ids: Vec<i64> = due.iter().map(|t| t.ticket_id).collect();
-        let rules = Rules::new(
-            self.rules.current(),
-            self.calendar.as_ref(),
-            &self.notifier,
-            now,
-        );
+        let settings = self.settings.current();
+        let rules = Rules::new(self.rules.current(), settings.clone(), &self.notifier, now);
         let mut tx = self.store.begin().await?;
         // Notices and history rows go in with a few multi-row inserts.
         tx.defer_appends();
         // The tickets may have changed since (status, priority, team by any
         // path): recompute first; a timer that moved later does not fire.
-        sla::reschedule_all(&mut tx, &ids, &self.policies).await?;
+        sla::reschedule_all(&mut tx, &ids, &settings.policies).await?;
         let fired = sla::fire(&mut tx, &due, now).await?;
         for timer in &fired {
             if timer.kind.is_sla() {
@@ -111,7 +121,7 @@ impl Scheduler {
         }
         // Rules may have escalated the priority: move the timers left.
         let ids: Vec<i64> = fired.iter().map(|t| t.ticket_id).collect();
-        sla::reschedule_all(&mut tx, &ids, &self.policies).await?;
+        sla::reschedule_all(&mut tx, &ids, &settings.policies).await?;
         tx.commit().await?;
         self.outbox_wake.notify_one();
         Ok(fired.len())

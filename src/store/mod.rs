@@ -7,6 +7,7 @@ pub mod checkpoints;
 pub mod desk;
 pub mod directory;
 pub mod files;
+pub mod leases;
 pub mod outbox;
 pub mod queries;
 pub mod reports;

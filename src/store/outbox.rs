@@ -193,7 +193,7 @@ fn pending(r: &AnyRow) -> Result<Pending> {
 }
 
 impl Store {
-    /// Email and webhook notifications due now, oldest first.
+    /// Notifications due now, oldest first.
     pub async fn due_notifications(&self, now: Timestamp, limit: i64) -> Result<Vec<Pending>> {
         sqlx::query(
             "SELECT id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
@@ -209,6 +209,43 @@ impl Store {
         .iter()
         .map(pending)
         .collect()
+    }
+
+    /// Claims up to `limit` notifications due now for this instance, oldest
+    /// first: their next attempt moves `claim_seconds` ahead, so no other
+    /// instance takes them meanwhile (on PostgreSQL rows another instance is
+    /// claiming are skipped, not waited for). Delivery sets the next attempt
+    /// anew; a claim left by a dead instance lapses when that time comes.
+    pub async fn claim_notifications(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        claim_seconds: i64,
+    ) -> Result<Vec<Pending>> {
+        let lock = match self.backend {
+            super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE outbox SET next_attempt_at = $1
+             WHERE id IN (SELECT id FROM outbox
+                          WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord')
+                                AND next_attempt_at <= $2
+                          ORDER BY next_attempt_at, id LIMIT $3 {lock})
+             RETURNING id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
+                       reply_to, subject, body, html, attempts, created_at"
+        );
+        let mut claimed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now + claim_seconds)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(pending)
+            .collect::<Result<Vec<Pending>>>()?;
+        claimed.sort_by_key(|n| n.id);
+        Ok(claimed)
     }
 
     /// When the next pending notification is due, if any.
