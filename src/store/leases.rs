@@ -6,6 +6,7 @@
 
 use super::{Backend, Result, Store};
 use sqlx::Row;
+use std::ops::Not;
 
 /// One running instance as the others see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +50,10 @@ impl Store {
             .bind(name)
             .bind(holder)
             .bind(seconds)
-            .fetch_optional(self.pool())
+            .fetch_all(self.pool())
             .await?
-            .is_some())
+            .is_empty()
+            .not())
     }
 
     /// Takes `name` over from `dead` (an instance known to be gone), when
@@ -72,9 +74,10 @@ impl Store {
             .bind(seconds)
             .bind(name)
             .bind(dead)
-            .fetch_optional(self.pool())
+            .fetch_all(self.pool())
             .await?
-            .is_some())
+            .is_empty()
+            .not())
     }
 
     /// Gives `name` up, when `holder` still has it.
@@ -90,15 +93,19 @@ impl Store {
     /// Who holds `name` now (an expired lease is nobody's).
     pub async fn lease_holder(&self, name: &str) -> Result<Option<String>> {
         let sql = format!(
-            "SELECT holder FROM leases WHERE name = $1 AND expires_at > {}",
+            "SELECT holder, expires_at - {} AS left_seconds FROM leases WHERE name = $1",
             self.database_clock()
         );
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(self.pool())
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?)
+            .await?;
+        match row {
+            Some(row) if row.try_get::<i64, _>("left_seconds")? > 0 => {
+                Ok(Some(row.try_get("holder")?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Records that `me` runs now, with its rule set and clock offset;

@@ -1,0 +1,403 @@
+//! Several instances on one database: leases give each source to one
+//! instance at a time and pass to another when the holder dies; outbox
+//! claims share delivery without sending anything twice; instances with
+//! other rules or clocks are warned about. Store-level on both backends,
+//! then real ticketd processes on PostgreSQL.
+
+#[macro_use]
+mod common;
+#[path = "common/dovecot.rs"]
+mod dovecot;
+#[path = "common/tls.rs"]
+mod tls;
+
+use common::Env;
+use std::collections::HashSet;
+use std::time::Duration;
+use ticketd::store::outbox::{self, NewNotification};
+
+on_both_backends!(
+    a_lease_is_one_holders_until_it_expires,
+    |env: Env| async move {
+        // The whole Env, not only the fields used: its temporary folder must
+        // live as long as the test (edition 2021 captures fields separately).
+        let env = env;
+        let store = &env.store;
+        assert!(store.acquire_lease("imap:support", "a", 2).await.unwrap());
+        assert!(
+            !store.acquire_lease("imap:support", "b", 2).await.unwrap(),
+            "held by a"
+        );
+        assert!(
+            store.acquire_lease("imap:other", "b", 2).await.unwrap(),
+            "another source is free"
+        );
+        assert!(
+            store.acquire_lease("imap:support", "a", 2).await.unwrap(),
+            "a renews"
+        );
+        assert_eq!(
+            store.lease_holder("imap:support").await.unwrap().as_deref(),
+            Some("a")
+        );
+        // a stops renewing: after expiry (by the database's clock) b takes it.
+        tokio::time::sleep(Duration::from_millis(3100)).await;
+        assert_eq!(store.lease_holder("imap:support").await.unwrap(), None);
+        assert!(store.acquire_lease("imap:support", "b", 2).await.unwrap());
+        assert!(
+            !store.acquire_lease("imap:support", "a", 2).await.unwrap(),
+            "a lost it"
+        );
+        // A release by a former holder changes nothing; b's own release frees it.
+        store.release_lease("imap:support", "a").await.unwrap();
+        assert!(!store.acquire_lease("imap:support", "c", 2).await.unwrap());
+        store.release_lease("imap:support", "b").await.unwrap();
+        assert!(store.acquire_lease("imap:support", "c", 2).await.unwrap());
+        // Taking over from a dead holder works only while it still holds it.
+        assert!(
+            !store
+                .take_over_lease("imap:support", "b", "d", 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .take_over_lease("imap:support", "c", "d", 2)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.lease_holder("imap:support").await.unwrap().as_deref(),
+            Some("d")
+        );
+    }
+);
+
+on_both_backends!(
+    concurrent_claims_share_the_outbox_without_overlap,
+    |env: Env| async move {
+        // The whole Env, not only the fields used: its temporary folder must
+        // live as long as the test (edition 2021 captures fields separately).
+        let env = env;
+        let now = env.clock.now();
+        let mut tx = env.store.begin().await.unwrap();
+        for i in 0..600 {
+            let n = NewNotification {
+                event: "test".into(),
+                channel: "email".into(),
+                recipient: format!("klient{i}@firma.pl"),
+                subject: format!("n {i}"),
+                body: "b".into(),
+                ..Default::default()
+            };
+            outbox::enqueue(&mut tx, &n, now).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        // Four claimers at once, as four instances' dispatchers would.
+        let claims = (0..4).map(|_| {
+            let store = env.store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_notifications(now, 50, 600).await.unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|n| n.id));
+                }
+            })
+        });
+        let mut all = Vec::new();
+        for claim in claims {
+            all.extend(claim.await.unwrap());
+        }
+        let distinct: HashSet<i64> = all.iter().copied().collect();
+        assert_eq!(
+            (all.len(), distinct.len()),
+            (600, 600),
+            "each claimed exactly once"
+        );
+        // Claimed rows are nobody else's until the claim lapses …
+        assert!(
+            env.store
+                .claim_notifications(now + 599, 50, 600)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // … then another instance may take what a dead one left.
+        assert_eq!(
+            env.store
+                .claim_notifications(now + 600, 1000, 600)
+                .await
+                .unwrap()
+                .len(),
+            600
+        );
+    }
+);
+
+on_both_backends!(
+    instances_see_each_others_rules_and_clocks,
+    |env: Env| async move {
+        // The whole Env, not only the fields used: its temporary folder must
+        // live as long as the test (edition 2021 captures fields separately).
+        let env = env;
+        use ticketd::store::leases::Instance;
+        let clock = env.store.database_now().await.unwrap();
+        let local = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (clock - local).abs() <= 1,
+            "database clock {clock}, local {local}"
+        );
+        let a = Instance {
+            id: "host-a:1:aa".into(),
+            host: "host-a".into(),
+            rules_digest: "1111111111111111".into(),
+            clock_offset: 0,
+        };
+        let b = Instance {
+            id: "host-b:2:bb".into(),
+            host: "host-b".into(),
+            rules_digest: "2222222222222222".into(),
+            clock_offset: 9,
+        };
+        assert!(
+            env.store
+                .instance_heartbeat(&a, 60)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let seen_by_b = env.store.instance_heartbeat(&b, 60).await.unwrap();
+        assert_eq!(seen_by_b, [a.clone()]);
+        let warnings = ticketd::cluster::warnings(&b, &seen_by_b);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("9 s ahead of the database's"),
+            "{warnings:?}"
+        );
+        assert!(warnings[1].contains("instance host-a:1:aa on host-a runs a different rule set"));
+        env.store.instance_gone(&a.id).await.unwrap();
+        assert!(
+            env.store
+                .instance_heartbeat(&b, 60)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
+
+mod processes {
+    //! Real ticketd processes sharing one PostgreSQL database.
+    use super::common;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+    use ticketd::store::{Backend, Store};
+
+    pub struct Daemon {
+        pub child: Child,
+        pub log: PathBuf,
+    }
+
+    impl Daemon {
+        pub fn start(config: &Path, log: PathBuf) -> Daemon {
+            let child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+                .arg("--config")
+                .arg(config)
+                .arg("run")
+                .env_remove("TICKETD_DATABASE_URL")
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            Daemon { child, log }
+        }
+
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        }
+
+        pub fn kill(&mut self, signal: &str) {
+            Command::new("kill")
+                .args([signal, &self.child.id().to_string()])
+                .status()
+                .unwrap();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// A fresh PostgreSQL database, its store and a config for it.
+    pub async fn database(dir: &Path, extra: &str) -> (Store, PathBuf, String) {
+        let (url, name) = common::fresh_database(Backend::Postgres, dir).await;
+        let config = dir.join("ticketd.toml");
+        let text = common::base_config(
+            dir,
+            &format!(
+                "[database]\nurl = \"{url}\"\nmax_connections = 4\nlease_seconds = 3\n{extra}"
+            ),
+        );
+        std::fs::write(&config, text).unwrap();
+        let store = Store::connect(&url, 2).await.unwrap();
+        (store, config, name.unwrap())
+    }
+
+    pub async fn count(store: &Store, sql: &'static str) -> i64 {
+        use sqlx::Row;
+        // -1 until the instances have migrated the database.
+        match sqlx::query(sql).fetch_one(store.pool()).await {
+            Ok(row) => row.try_get(0).unwrap(),
+            Err(_) => -1,
+        }
+    }
+
+    /// Waits until `done` or panics after `limit` with the daemons' logs.
+    pub async fn until<F: std::future::Future<Output = bool>>(
+        what: &str,
+        limit: Duration,
+        daemons: &[Daemon],
+        mut done: impl FnMut() -> F,
+    ) {
+        let deadline = Instant::now() + limit;
+        while !done().await {
+            if Instant::now() > deadline {
+                let logs: Vec<String> = daemons.iter().map(|d| d.log()).collect();
+                panic!(
+                    "{what}: not within {limit:?}; logs:\n{}",
+                    logs.join("\n-----\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn mail(i: usize) -> Vec<u8> {
+    format!(
+        "From: Klient {i} <klient{i}@firma.pl>\r\nTo: support@example.com\r\nSubject: Zgłoszenie nr {i}\r\n\
+         Message-ID: <cluster-{i}@firma.pl>\r\nDate: Fri, 20 Nov 2026 10:00:00 +0100\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nTreść zgłoszenia {i}.\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_drain_one_mailbox_exactly_once_while_the_holder_is_killed() {
+    use processes::*;
+    const MESSAGES: usize = 5000;
+    let dovecot = dovecot::Dovecot::start();
+    let mut client = dovecot.client().await;
+    let batch: Vec<Vec<u8>> = (0..MESSAGES).map(mail).collect();
+    dovecot::append(&mut client, "INBOX", &batch).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mailbox = dovecot.mailbox_toml("support", "none", "backfill = \"all\"\nbatch_size = 100");
+    let (store, config, database) = database(dir.path(), &mailbox).await;
+
+    // Three instances start at once (and migrate at once).
+    let mut daemons: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::start(&config, dir.path().join(format!("ticketd-{i}.log"))))
+        .collect();
+    until(
+        "a quarter drained",
+        Duration::from_secs(120),
+        &daemons,
+        || async { count(&store, "SELECT COUNT(*) FROM tickets").await >= (MESSAGES / 4) as i64 },
+    )
+    .await;
+    // SIGKILL the instance holding the mailbox, mid-way.
+    let holder = store
+        .lease_holder("imap:support")
+        .await
+        .unwrap()
+        .expect("a holder");
+    let pid: u32 = holder.rsplitn(3, ':').nth(1).unwrap().parse().unwrap();
+    let victim = daemons
+        .iter()
+        .position(|d| d.child.id() == pid)
+        .expect("one of ours");
+    let before = count(&store, "SELECT COUNT(*) FROM tickets").await;
+    daemons[victim].kill("-KILL");
+    let killed = std::time::Instant::now();
+    until(
+        "another instance took over",
+        Duration::from_secs(30),
+        &daemons,
+        || async {
+            count(&store, "SELECT COUNT(*) FROM tickets").await > before
+                && store
+                    .lease_holder("imap:support")
+                    .await
+                    .unwrap()
+                    .is_some_and(|h| h != holder)
+        },
+    )
+    .await;
+    eprintln!(
+        "failover: {:.1} s from SIGKILL to the next commit by another instance",
+        killed.elapsed().as_secs_f64()
+    );
+    until(
+        "all drained",
+        Duration::from_secs(300),
+        &daemons,
+        || async { count(&store, "SELECT COUNT(*) FROM tickets").await >= MESSAGES as i64 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Each message exactly once: one ticket each, one "created" each.
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM tickets").await,
+        MESSAGES as i64
+    );
+    assert_eq!(
+        count(&store, "SELECT COUNT(DISTINCT subject) FROM tickets").await,
+        MESSAGES as i64
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'created'"
+        )
+        .await,
+        MESSAGES as i64
+    );
+    // Numbers stayed unique and gap-free across the instances.
+    assert_eq!(
+        count(&store, "SELECT COUNT(DISTINCT number) FROM tickets").await,
+        MESSAGES as i64
+    );
+    let last = format!("TKT-{}-{:04}", chrono_year(), MESSAGES);
+    let numbers: Vec<String> =
+        sqlx::query_scalar("SELECT number FROM tickets ORDER BY number DESC LIMIT 1")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(numbers, [last]);
+    let survivors: Vec<String> = daemons.iter().map(Daemon::log).collect();
+    assert!(
+        survivors.iter().any(|l| l.contains("lease taken")),
+        "{survivors:?}"
+    );
+    drop(daemons);
+    store.close().await;
+    common::drop_database(&database).await;
+}
+
+fn chrono_year() -> i32 {
+    use chrono::Datelike;
+    chrono::Utc::now().year()
+}
