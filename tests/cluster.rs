@@ -173,7 +173,7 @@ on_both_backends!(
                 .is_empty()
         );
         let seen_by_b = env.store.instance_heartbeat(&b, 60).await.unwrap();
-        assert_eq!(seen_by_b, [a.clone()]);
+        assert_eq!(seen_by_b, std::slice::from_ref(&a));
         let warnings = ticketd::cluster::warnings(&b, &seen_by_b);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(
@@ -323,7 +323,7 @@ async fn three_instances_drain_one_mailbox_exactly_once_while_the_holder_is_kill
         .await
         .unwrap()
         .expect("a holder");
-    let pid: u32 = holder.rsplitn(3, ':').nth(1).unwrap().parse().unwrap();
+    let pid: u32 = holder.rsplit(':').nth(1).unwrap().parse().unwrap();
     let victim = daemons
         .iter()
         .position(|d| d.child.id() == pid)
