@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/dovecot.rs"]
 mod dovecot;
+#[path = "common/smtp.rs"]
+mod smtp;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -191,6 +193,55 @@ on_both_backends!(
         );
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_schedulers_fire_each_sla_event_once() {
+    const TICKETS: usize = 1000;
+    let rules = "[[rule]]\nname = \"warned\"\non = \"sla.warning\"\nthen = [{ add_tag = \"sla-warned\" }]\n";
+    let (env, _rules) = Env::with_rules(ticketd::store::Backend::Postgres, "", rules).await;
+    let batch: Vec<ticketd::ingest::Inbound> = (0..TICKETS)
+        .map(|i| ticketd::ingest::Inbound::new("test", format!("sla-{i}"), mail(i)))
+        .collect();
+    for chunk in batch.chunks(100) {
+        env.pipeline.ingest(chunk).await.unwrap();
+    }
+    // 80 % of the 8 h first-response target: every ticket's warning is due.
+    env.clock.advance(6 * 3600 + 24 * 60);
+    let schedulers = (0..3).map(|_| {
+        let scheduler = ticketd::scheduler::Scheduler::of(&env.pipeline_clone(), &env.config);
+        tokio::spawn(async move {
+            let mut fired = 0;
+            loop {
+                match scheduler.fire_due().await.unwrap() {
+                    0 => return fired,
+                    n => fired += n,
+                }
+            }
+        })
+    });
+    let mut fired = Vec::new();
+    for s in schedulers {
+        fired.push(s.await.unwrap());
+    }
+    assert_eq!(fired.iter().sum::<usize>(), TICKETS, "{fired:?}");
+    let history = |sql: &'static str| {
+        let store = env.store.clone();
+        async move {
+            use sqlx::Row;
+            let row = sqlx::query(sql).fetch_one(store.pool()).await.unwrap();
+            row.try_get::<i64, _>(0).unwrap()
+        }
+    };
+    assert_eq!(
+        history("SELECT COUNT(*) FROM ticket_history WHERE rule = 'warned'").await,
+        TICKETS as i64
+    );
+    assert_eq!(
+        history("SELECT COUNT(DISTINCT ticket_id) FROM ticket_history WHERE rule = 'warned'").await,
+        TICKETS as i64
+    );
+    env.finish().await;
+}
 
 mod processes {
     //! Real ticketd processes sharing one PostgreSQL database.
@@ -391,6 +442,61 @@ async fn three_instances_drain_one_mailbox_exactly_once_while_the_holder_is_kill
     assert!(
         survivors.iter().any(|l| l.contains("lease taken")),
         "{survivors:?}"
+    );
+    drop(daemons);
+    store.close().await;
+    common::drop_database(&database).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_deliver_every_notification_exactly_once() {
+    use processes::*;
+    const NOTIFICATIONS: usize = 5000;
+    let server = smtp::SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, config, database) = database(dir.path(), &server.toml()).await;
+    store.migrate().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..NOTIFICATIONS {
+        let n = NewNotification {
+            event: "test".into(),
+            channel: "email".into(),
+            recipient: format!("klient{i}@firma.pl"),
+            subject: format!("Powiadomienie {i}"),
+            body: "Treść.".into(),
+            ..Default::default()
+        };
+        outbox::enqueue(&mut tx, &n, now).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let daemons: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::start(&config, dir.path().join(format!("ticketd-{i}.log"))))
+        .collect();
+    let started = std::time::Instant::now();
+    until("all sent", Duration::from_secs(300), &daemons, || async {
+        count(&store, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'").await
+            >= NOTIFICATIONS as i64
+    })
+    .await;
+    eprintln!(
+        "{NOTIFICATIONS} notifications sent by three instances in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = server.messages();
+    let subjects: HashSet<String> = received
+        .iter()
+        .filter_map(|m| smtp::header(m, "Subject"))
+        .collect();
+    assert_eq!(
+        (received.len(), subjects.len()),
+        (NOTIFICATIONS, NOTIFICATIONS),
+        "each notification exactly once at the SMTP server"
     );
     drop(daemons);
     store.close().await;
