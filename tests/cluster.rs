@@ -507,3 +507,27 @@ fn chrono_year() -> i32 {
     use chrono::Datelike;
     chrono::Utc::now().year()
 }
+
+on_both_backends!(
+    a_database_newer_than_the_binary_is_refused,
+    |env: Env| async move {
+        let env = env;
+        let future = match env.backend {
+            ticketd::store::Backend::Postgres => {
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'future', TRUE, '\\x00'::bytea, 0)"
+            }
+            ticketd::store::Backend::Sqlite => {
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'future', 1, X'00', 0)"
+            }
+        };
+        sqlx::query(future).execute(env.store.pool()).await.unwrap();
+        let error = env.store.migrate().await.unwrap_err().to_string();
+        assert!(
+            error.contains("the database has schema version 9999, newer than this ticketd knows"),
+            "{error}"
+        );
+        env.finish().await;
+    }
+);

@@ -89,6 +89,10 @@ impl From<sqlx::migrate::MigrateError> for Error {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         match e {
             sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
+            sqlx::migrate::MigrateError::VersionMissing(version) => Error::Permanent(format!(
+                "the database has schema version {version}, newer than this ticketd knows \
+                 (another instance was upgraded?); run the newer ticketd binary everywhere"
+            )),
             other => Error::Permanent(other.to_string()),
         }
     }
