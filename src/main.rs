@@ -70,6 +70,13 @@ enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// Copy the configured SQLite database into an empty PostgreSQL database
+    /// (migrated first), verified table by table by row counts and checksums.
+    /// Stop the daemon first.
+    CopyTo {
+        /// postgres://… of the target database.
+        url: String,
+    },
     /// A consistent copy of the SQLite database while ticketd runs
     /// (`VACUUM INTO`); for PostgreSQL it says how to use pg_dump.
     Backup {
@@ -267,6 +274,27 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             by,
             format,
         } => report_command(&config, (from, to), by, format).await,
+        Command::CopyTo { url } => {
+            let source = ticketd::store::Store::connect(&config.database.url, 1).await?;
+            let target = ticketd::store::Store::connect(&url, 2).await?;
+            target.migrate().await?;
+            let copied = ticketd::store::copy::copy(&source, &target).await;
+            source.close().await;
+            target.close().await;
+            let copied = copied?;
+            for c in &copied {
+                println!(
+                    "{:<24} {:>10} rows  checksum {}",
+                    c.table, c.rows, c.checksum
+                );
+            }
+            let rows: i64 = copied.iter().map(|c| c.rows).sum();
+            println!(
+                "copied {} tables, {rows} rows; every table's rows and checksum match",
+                copied.len()
+            );
+            Ok(0)
+        }
         Command::Migrate => {
             let store = app::open_store(&config).await?;
             store.close().await;

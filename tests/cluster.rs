@@ -531,3 +531,93 @@ on_both_backends!(
         env.finish().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_is_copied_into_postgresql_and_verified() {
+    let env = Env::new(ticketd::store::Backend::Sqlite).await;
+    let mut numbers = Vec::new();
+    for fixture in [
+        "gmail-new-ticket-pl-utf8.eml",
+        "iso-8859-2-qp-subject.eml",
+        "rfc2231-polish-attachment-name.eml",
+        "html-only-newsletter-style.eml",
+        "out-of-office-auto-reply.eml",
+    ] {
+        if let Some(n) = env.ingest(&common::fixture(fixture)).await.ticket
+            && !numbers.contains(&n)
+        {
+            numbers.push(n);
+        }
+    }
+    assert!(numbers.len() >= 4, "{numbers:?}");
+    let config = env.dir.path().join("ticketd.toml");
+    std::fs::write(
+        &config,
+        common::base_config(
+            env.dir.path(),
+            &format!("[database]\nurl = \"{}\"\n", env.database_url),
+        ),
+    )
+    .unwrap();
+    let (target_url, target_db) =
+        common::fresh_database(ticketd::store::Backend::Postgres, env.dir.path()).await;
+    let copy = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(&config)
+            .args(["copy-to", &target_url])
+            .env_remove("TICKETD_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = copy();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("every table's rows and checksum match"),
+        "{stdout}"
+    );
+    let tickets_line = format!(" {} rows", numbers.len());
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("tickets ") && l.contains(&tickets_line)),
+        "{stdout}"
+    );
+
+    // The same tickets, comments, attachments and history on PostgreSQL.
+    let target = ticketd::store::Store::connect(&target_url, 2)
+        .await
+        .unwrap();
+    for number in &numbers {
+        let before = serde_json::to_value(env.show(number).await).unwrap();
+        let after =
+            serde_json::to_value(target.ticket_detail(number).await.unwrap().unwrap()).unwrap();
+        assert_eq!(before, after, "{number}");
+    }
+    // Work goes on there: the next ticket gets the next number and id.
+    let mut config = env.config.clone();
+    config.database.url = target_url.clone();
+    let pipeline =
+        ticketd::ingest::Pipeline::new(&config, target.clone(), env.clock.clone()).unwrap();
+    let batch = [ticketd::ingest::Inbound::new("test", "after-copy", mail(1))];
+    let next = pipeline.ingest(&batch).await.unwrap().pop().unwrap();
+    let expected = format!("TKT-2026-{:04}", numbers.len() + 1);
+    assert_eq!(next.ticket.as_deref(), Some(expected.as_str()), "{next}");
+
+    // A second copy into the now used database is refused, changing nothing.
+    let again = copy();
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("the target database is not empty"),
+        "{stderr}"
+    );
+    target.close().await;
+    common::drop_database(&target_db.unwrap()).await;
+    env.finish().await;
+}
