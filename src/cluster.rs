@@ -86,11 +86,19 @@ impl Cluster {
                     _ = &mut work => break false,
                     _ = tokio::time::sleep(every) => {}
                 }
-                match self
-                    .store
-                    .acquire_lease(name, &self.id, self.lease_seconds)
-                    .await
-                {
+                // A database that does not answer counts as one that refuses:
+                // the renewal may not outlast the lease.
+                let renewal = tokio::time::timeout(
+                    every,
+                    self.store.acquire_lease(name, &self.id, self.lease_seconds),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::store::Error::Unavailable(
+                        "no answer within a third of the lease".into(),
+                    ))
+                });
+                match renewal {
                     Ok(true) => renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(

@@ -8,6 +8,8 @@
 mod common;
 #[path = "common/dovecot.rs"]
 mod dovecot;
+#[path = "common/postgres.rs"]
+mod postgres;
 #[path = "common/smtp.rs"]
 mod smtp;
 #[path = "common/tls.rs"]
@@ -620,4 +622,89 @@ async fn a_sqlite_database_is_copied_into_postgresql_and_verified() {
     target.close().await;
     common::drop_database(&target_db.unwrap()).await;
     env.finish().await;
+}
+
+/// Delivers mail `i` into a Maildir as an MTA does (tmp/, then new/).
+fn deliver(maildir: &std::path::Path, i: usize) {
+    let name = format!("{i}.restart.host");
+    std::fs::write(maildir.join("tmp").join(&name), mail(i)).unwrap();
+    std::fs::rename(
+        maildir.join("tmp").join(&name),
+        maildir.join("new").join(&name),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_mid_run_loses_nothing() {
+    use processes::*;
+    const MESSAGES: usize = 1000;
+    let mut pg = postgres::PrivatePostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    let config = dir.path().join("ticketd.toml");
+    let extra = format!(
+        "[database]\nurl = \"{}\"\nlease_seconds = 3\n[[maildir]]\nname = \"inbox\"\npath = \"{}\"\n",
+        pg.url(),
+        inbox.display()
+    );
+    std::fs::write(&config, common::base_config(dir.path(), &extra)).unwrap();
+    let daemons = vec![Daemon::start(&config, dir.path().join("ticketd.log"))];
+    let store = ticketd::store::Store::connect(&pg.url(), 2).await.unwrap();
+    for i in 0..MESSAGES / 2 {
+        deliver(&inbox, i);
+    }
+    until("half stored", Duration::from_secs(60), &daemons, || async {
+        count(&store, "SELECT COUNT(*) FROM tickets").await >= (MESSAGES / 4) as i64
+    })
+    .await;
+    // The database goes away for longer than a lease while mail keeps coming.
+    store.close().await;
+    pg.stop();
+    for i in MESSAGES / 2..MESSAGES {
+        deliver(&inbox, i);
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let waiting = std::fs::read_dir(inbox.join("new")).unwrap().count();
+    assert!(
+        waiting > 0,
+        "nothing may be acknowledged while the database is down"
+    );
+    pg.restart_after(Duration::ZERO);
+    let store = ticketd::store::Store::connect(&pg.url(), 2).await.unwrap();
+    until(
+        "all stored after the restart",
+        Duration::from_secs(120),
+        &daemons,
+        || async { count(&store, "SELECT COUNT(*) FROM tickets").await >= MESSAGES as i64 },
+    )
+    .await;
+    until(
+        "all acknowledged",
+        Duration::from_secs(30),
+        &daemons,
+        || async { std::fs::read_dir(inbox.join("new")).unwrap().count() == 0 },
+    )
+    .await;
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM tickets").await,
+        MESSAGES as i64
+    );
+    assert_eq!(
+        count(&store, "SELECT COUNT(DISTINCT subject) FROM tickets").await,
+        MESSAGES as i64
+    );
+    assert_eq!(
+        std::fs::read_dir(inbox.join("cur")).unwrap().count(),
+        MESSAGES
+    );
+    // The source stopped before its lease could lapse, and took it again.
+    let log = daemons[0].log();
+    assert!(log.contains("cannot renew the lease"), "{log}");
+    assert_eq!(log.matches("lease taken").count(), 2, "{log}");
+    drop(daemons);
+    store.close().await;
 }
