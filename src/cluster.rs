@@ -7,7 +7,6 @@
 use crate::store::Store;
 use crate::store::leases::Instance;
 use std::future::Future;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -240,7 +239,19 @@ fn process_gone(holder: &str, host: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    their_host == host && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+    their_host == host && pid != std::process::id() && !running(pid)
+}
+
+/// Whether `pid` runs: it exists and is not a zombie (dead, not yet reaped).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "PID (COMM) STATE …"; COMM may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_none_or(|state| state != "Z"),
+        Err(_) => false,
+    }
 }
 
 fn short(digest: &str) -> &str {
@@ -286,6 +297,12 @@ mod tests {
         assert!(process_gone("h:4294967295:ab", "h"));
         assert!(!process_gone("other:4294967295:ab", "h"), "another host's");
         assert!(!process_gone("garbage", "h"));
+        // A zombie (killed, not yet reaped) is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let zombie = child.id();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(process_gone(&format!("h:{zombie}:ab"), "h"));
+        child.wait().unwrap();
     }
 
     #[test]

@@ -77,6 +77,36 @@ on_both_backends!(
     }
 );
 
+/// Exactly `messages` tickets, one per message (their subjects differ).
+async fn assert_one_ticket_each(store: &ticketd::store::Store, messages: usize) {
+    use processes::count;
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM tickets").await,
+        messages as i64
+    );
+    assert_eq!(
+        count(store, "SELECT COUNT(DISTINCT subject) FROM tickets").await,
+        messages as i64
+    );
+}
+
+/// Queues `count` mails to distinct customers, due at `now`.
+async fn queue_notifications(store: &ticketd::store::Store, count: usize, now: i64) {
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..count {
+        let n = NewNotification {
+            event: "test".into(),
+            channel: "email".into(),
+            recipient: format!("klient{i}@firma.pl"),
+            subject: format!("Powiadomienie {i}"),
+            body: "Treść.".into(),
+            ..Default::default()
+        };
+        outbox::enqueue(&mut tx, &n, now).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
 on_both_backends!(
     concurrent_claims_share_the_outbox_without_overlap,
     |env: Env| async move {
@@ -84,19 +114,7 @@ on_both_backends!(
         // live as long as the test (edition 2021 captures fields separately).
         let env = env;
         let now = env.clock.now();
-        let mut tx = env.store.begin().await.unwrap();
-        for i in 0..600 {
-            let n = NewNotification {
-                event: "test".into(),
-                channel: "email".into(),
-                recipient: format!("klient{i}@firma.pl"),
-                subject: format!("n {i}"),
-                body: "b".into(),
-                ..Default::default()
-            };
-            outbox::enqueue(&mut tx, &n, now).await.unwrap();
-        }
-        tx.commit().await.unwrap();
+        queue_notifications(&env.store, 600, now).await;
         // Four claimers at once, as four instances' dispatchers would.
         let claims = (0..4).map(|_| {
             let store = env.store.clone();
@@ -412,14 +430,7 @@ async fn three_instances_drain_one_mailbox_exactly_once_while_the_holder_is_kill
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Each message exactly once: one ticket each, one "created" each.
-    assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM tickets").await,
-        MESSAGES as i64
-    );
-    assert_eq!(
-        count(&store, "SELECT COUNT(DISTINCT subject) FROM tickets").await,
-        MESSAGES as i64
-    );
+    assert_one_ticket_each(&store, MESSAGES).await;
     assert_eq!(
         count(
             &store,
@@ -462,19 +473,7 @@ async fn three_instances_deliver_every_notification_exactly_once() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let mut tx = store.begin().await.unwrap();
-    for i in 0..NOTIFICATIONS {
-        let n = NewNotification {
-            event: "test".into(),
-            channel: "email".into(),
-            recipient: format!("klient{i}@firma.pl"),
-            subject: format!("Powiadomienie {i}"),
-            body: "Treść.".into(),
-            ..Default::default()
-        };
-        outbox::enqueue(&mut tx, &n, now).await.unwrap();
-    }
-    tx.commit().await.unwrap();
+    queue_notifications(&store, NOTIFICATIONS, now).await;
 
     let daemons: Vec<Daemon> = (0..3)
         .map(|i| Daemon::start(&config, dir.path().join(format!("ticketd-{i}.log"))))
@@ -689,14 +688,7 @@ async fn a_postgresql_restart_mid_run_loses_nothing() {
         || async { std::fs::read_dir(inbox.join("new")).unwrap().count() == 0 },
     )
     .await;
-    assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM tickets").await,
-        MESSAGES as i64
-    );
-    assert_eq!(
-        count(&store, "SELECT COUNT(DISTINCT subject) FROM tickets").await,
-        MESSAGES as i64
-    );
+    assert_one_ticket_each(&store, MESSAGES).await;
     assert_eq!(
         std::fs::read_dir(inbox.join("cur")).unwrap().count(),
         MESSAGES

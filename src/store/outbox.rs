@@ -171,6 +171,22 @@ async fn stored_thread(
     .collect()
 }
 
+/// The pending notifications due by `$1`, oldest first, at most `$2`.
+macro_rules! due {
+    () => {
+        "FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord') \
+         AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+    };
+}
+
+/// The columns [`pending`] reads.
+macro_rules! pending_columns {
+    () => {
+        "id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs, \
+         reply_to, subject, body, html, attempts, created_at"
+    };
+}
+
 fn pending(r: &AnyRow) -> Result<Pending> {
     let refs: String = r.try_get("refs")?;
     Ok(Pending {
@@ -195,20 +211,14 @@ fn pending(r: &AnyRow) -> Result<Pending> {
 impl Store {
     /// Notifications due now, oldest first.
     pub async fn due_notifications(&self, now: Timestamp, limit: i64) -> Result<Vec<Pending>> {
-        sqlx::query(
-            "SELECT id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
-                    reply_to, subject, body, html, attempts, created_at
-             FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord')
-                   AND next_attempt_at <= $1
-             ORDER BY next_attempt_at, id LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(pending)
-        .collect()
+        sqlx::query(concat!("SELECT ", pending_columns!(), " ", due!()))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(pending)
+            .collect()
     }
 
     /// Claims up to `limit` notifications due now for this instance, oldest
@@ -227,18 +237,14 @@ impl Store {
             super::Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE outbox SET next_attempt_at = $1
-             WHERE id IN (SELECT id FROM outbox
-                          WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord')
-                                AND next_attempt_at <= $2
-                          ORDER BY next_attempt_at, id LIMIT $3 {lock})
-             RETURNING id, ticket_id, event, channel, recipient, automatic, message_id, in_reply_to, refs,
-                       reply_to, subject, body, html, attempts, created_at"
+            "UPDATE outbox SET next_attempt_at = $3 WHERE id IN (SELECT id {} {lock}) RETURNING {}",
+            due!(),
+            pending_columns!()
         );
         let mut claimed = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now + claim_seconds)
             .bind(now)
             .bind(limit)
+            .bind(now + claim_seconds)
             .fetch_all(self.pool())
             .await?
             .iter()

@@ -1,0 +1,251 @@
+//! Scale-out benchmark against a private Dovecot and the machine's
+//! PostgreSQL (TICKETD_TEST_PG, else postgres://postgres@127.0.0.1:5432/postgres):
+//!
+//!     cargo bench --bench cluster -- [--messages 4000]
+//!
+//! 1. One `ticketd run` drains one mailbox of N messages into SQLite, then
+//!    into PostgreSQL: messages/s from start to the last checkpoint.
+//! 2. Two mailboxes of N each into PostgreSQL, by one instance and by two:
+//!    2N / time, and the speed-up of two instances.
+//! 3. Failover with two instances on one mailbox: the holder is frozen
+//!    (SIGSTOP: alive, so its lease must expire; as a hung or cut-off
+//!    machine), then another holder is killed (SIGKILL: a dead process on the
+//!    same host is taken over at once); each time a new message is APPENDed
+//!    and timed until committed by the other instance.
+
+#[path = "support/args.rs"]
+mod args;
+#[path = "../tests/common/dovecot.rs"]
+mod dovecot;
+#[path = "support/messages.rs"]
+mod messages;
+#[path = "../tests/common/tls.rs"]
+mod tls;
+
+use args::arg;
+use sqlx::{Connection, Executor};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use ticketd::store::Store;
+
+const LEASE_SECONDS: u32 = 20;
+
+fn admin_url() -> String {
+    std::env::var("TICKETD_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database named `name`; returns its URL.
+async fn fresh_pg(name: &str) -> anyhow::Result<String> {
+    sqlx::any::install_default_drivers();
+    let admin = admin_url();
+    let mut conn = sqlx::AnyConnection::connect(&admin).await?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .await?;
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Ok(format!("{base}/{name}"))
+}
+
+fn write_config(dir: &Path, db: &str, mailboxes: &str) -> anyhow::Result<std::path::PathBuf> {
+    let path = dir.join("ticketd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = \"{db}\"\nlease_seconds = {LEASE_SECONDS}\n[mail]\nquarantine_dir = \"{d}/q\"\noutbox_dir = \"{d}/out\"\n[attachments]\ndir = \"{d}/a\"\n{mailboxes}",
+            d = dir.display()
+        ),
+    )?;
+    Ok(path)
+}
+
+fn start(config: &Path) -> anyhow::Result<Child> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env(
+            "RUST_LOG",
+            std::env::var("TICKETD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .env_remove("TICKETD_DATABASE_URL")
+        .stdout(Stdio::null())
+        .spawn()?)
+}
+
+/// Running daemons, killed when dropped (also when the benchmark fails).
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Seconds until every mailbox's checkpoint reached `n`.
+async fn drained(
+    store: &Store,
+    mailboxes: &[&str],
+    n: usize,
+    started: Instant,
+) -> anyhow::Result<f64> {
+    loop {
+        let mut done = true;
+        for m in mailboxes {
+            let position = store
+                .checkpoint(&format!("imap:{m}"))
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |cp| cp.position);
+            done &= position >= n as i64;
+        }
+        if done {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(900),
+            "drain took over 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn committed(store: &Store, message_id: &str) -> bool {
+    sqlx::query("SELECT 1 FROM message_ids WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_optional(store.pool())
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// Drains `mailboxes` (N messages each) with `instances` processes on `db`.
+async fn run(
+    dovecot: &dovecot::Dovecot,
+    db: &str,
+    mailboxes: &[(&str, &str)],
+    instances: usize,
+    n: usize,
+) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let toml: String = mailboxes
+        .iter()
+        .map(|(name, folder)| {
+            dovecot.mailbox_toml(
+                name,
+                "none",
+                &format!("folder = \"{folder}\"\nbackfill = \"all\"\nbatch_size = 200"),
+            )
+        })
+        .collect();
+    let config = write_config(dir.path(), db, &toml)?;
+    let status = Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "migrate failed");
+    let store = Store::connect(db, 2).await?;
+    let started = Instant::now();
+    let children = Children(
+        (0..instances)
+            .map(|_| start(&config))
+            .collect::<Result<_, _>>()?,
+    );
+    let names: Vec<&str> = mailboxes.iter().map(|(name, _)| *name).collect();
+    let secs = drained(&store, &names, n, started).await;
+    drop(children);
+    store.close().await;
+    secs
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = arg("--messages", 4000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dovecot = dovecot::Dovecot::start();
+        let mut client = dovecot.client().await;
+        let t = Instant::now();
+        for (folder, offset) in [("INBOX", 0), ("Second", n)] {
+            let _ = client.create(folder).await;
+            for i in 0..n {
+                client.append(folder, None, None, messages::message(offset + i)).await?;
+            }
+        }
+        println!("appended 2 × {n} messages in {:.1} s", t.elapsed().as_secs_f64());
+        // Messages stay unflagged for the next run: each run starts on a
+        // fresh database, whose checkpoints are empty.
+        let one = [("one", "INBOX")];
+        let two = [("one", "INBOX"), ("two", "Second")];
+
+        let dir = tempfile::tempdir()?;
+        if arg("--throughput", 1) == 1 {
+        let sqlite = format!("sqlite://{}/ticketd.db", dir.path().display());
+        let secs = run(&dovecot, &sqlite, &one, 1, n).await?;
+        println!("1 instance, 1 mailbox, SQLite:      {n} in {secs:.2} s = {:.0} messages/s", n as f64 / secs);
+        let secs = run(&dovecot, &fresh_pg("ticketd_bench_a").await?, &one, 1, n).await?;
+        println!("1 instance, 1 mailbox, PostgreSQL:  {n} in {secs:.2} s = {:.0} messages/s", n as f64 / secs);
+        let single = run(&dovecot, &fresh_pg("ticketd_bench_b").await?, &two, 1, n).await?;
+        println!("1 instance, 2 mailboxes, PostgreSQL: {} in {single:.2} s = {:.0} messages/s", 2 * n, 2.0 * n as f64 / single);
+        let double = run(&dovecot, &fresh_pg("ticketd_bench_c").await?, &two, 2, n).await?;
+        println!("2 instances, 2 mailboxes, PostgreSQL: {} in {double:.2} s = {:.0} messages/s ({:.2}× one instance)", 2 * n, 2.0 * n as f64 / double, single / double);
+
+        }
+        // Failover.
+        let db = fresh_pg("ticketd_bench_d").await?;
+        let fail_dir = tempfile::tempdir()?;
+        let toml = dovecot.mailbox_toml("one", "none", "backfill = \"none\"");
+        let config = write_config(fail_dir.path(), &db, &toml)?;
+        let children = Children((0..3).map(|_| start(&config)).collect::<Result<_, _>>()?);
+        let store = Store::connect(&db, 2).await?;
+        // backfill = "none": only mail after the holder's first session counts.
+        let t = Instant::now();
+        while store.checkpoint("imap:one").await.ok().flatten().is_none() {
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "no instance started the mailbox");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for (k, signal) in ["-STOP", "-KILL"].iter().enumerate() {
+            // A message the current holder takes, so it is working.
+            let warm = 10 * n + 2 * k;
+            client.append("INBOX", None, None, messages::message(warm)).await?;
+            let t = Instant::now();
+            while !committed(&store, &messages::message_id(warm)).await {
+                anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "no holder took message {warm}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let holder = store.lease_holder("imap:one").await?.expect("a holder");
+            let pid: u32 = holder.rsplit(':').nth(1).unwrap_or("0").parse()?;
+            Command::new("kill").args([*signal, &pid.to_string()]).status()?;
+            let t = Instant::now();
+            let probe = warm + 1;
+            client.append("INBOX", None, None, messages::message(probe)).await?;
+            while !committed(&store, &messages::message_id(probe)).await {
+                anyhow::ensure!(t.elapsed() < Duration::from_secs(120), "no failover within 2 minutes");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            println!(
+                "failover after {signal} of the holder (lease {LEASE_SECONDS} s): {:.1} s until another instance committed the next message",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        drop(children);
+        store.close().await;
+        Ok(())
+    })
+}
