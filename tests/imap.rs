@@ -239,6 +239,9 @@ async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
     );
     env.finish().await;
 
+    // Unread mail from before the first start is left alone: not taken, not
+    // marked read.
+    append(&mut client, "INBOX", &[fixture("gmail-quoted-reply.eml")]).await;
     let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"none\"").await;
     let daemon = Daemon::start(&env);
     wait_for("the checkpoint", async || {
@@ -258,6 +261,11 @@ async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
     wait_for("the new message", async || ticket_count(&env).await == 1).await;
     daemon.stop().await;
     assert_eq!(env.show("TKT-2026-0001").await.subject, "Logowanie – błąd");
+    let old = flags(&mut client, "INBOX").await;
+    assert!(
+        !old[2].1.iter().any(|f| f.contains("Seen")),
+        "the old unread message stays unread: {old:?}"
+    );
     env.finish().await;
 }
 

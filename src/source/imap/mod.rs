@@ -150,11 +150,15 @@ impl Worker<'_> {
         validity: i64,
         uid_next: i64,
     ) -> Result<()> {
-        let mut last = self
+        let (mut last, resumed) = self
             .starting_point(&mut session, validity, uid_next)
             .await?;
-        self.acknowledge_leftovers(&mut session, moves, last)
-            .await?;
+        // Only a checkpoint ticketd saved itself covers messages it took; a
+        // starting point just chosen (backfill) covers mail it never took.
+        if resumed {
+            self.acknowledge_leftovers(&mut session, moves, last)
+                .await?;
+        }
         loop {
             last = self.drain(&mut session, moves, validity, last).await?;
             if self.shutdown.is_cancelled() {
@@ -178,17 +182,18 @@ impl Worker<'_> {
 
     /// The last UID already handled: from the checkpoint, or chosen on first
     /// start (`backfill`), or 0 after a UIDVALIDITY change (a rescan whose
-    /// messages the dedupe check turns into duplicates).
+    /// messages the dedupe check turns into duplicates). True when it is
+    /// this folder's saved checkpoint.
     async fn starting_point(
         &self,
         session: &mut ImapSession,
         validity: i64,
         uid_next: i64,
-    ) -> Result<i64> {
+    ) -> Result<(i64, bool)> {
         let store = &self.pipeline.store;
         let now = self.pipeline.clock.now();
         let position = match store.checkpoint(self.source).await? {
-            Some(cp) if cp.validity == validity => return Ok(cp.position),
+            Some(cp) if cp.validity == validity => return Ok((cp.position, true)),
             Some(cp) => {
                 tracing::warn!(mailbox = %self.mb.name, old = cp.validity, new = validity, "UIDVALIDITY changed; rescanning the folder");
                 0
@@ -213,7 +218,7 @@ impl Worker<'_> {
         store
             .set_checkpoint(self.source, Checkpoint { validity, position }, now)
             .await?;
-        Ok(position)
+        Ok((position, false))
     }
 
     /// Messages at or below the checkpoint are committed; any still waiting for
