@@ -23,9 +23,6 @@ use ticketd::store::outbox::{self, NewNotification};
 on_both_backends!(
     a_lease_is_one_holders_until_it_expires,
     |env: Env| async move {
-        // The whole Env, not only the fields used: its temporary folder must
-        // live as long as the test (edition 2021 captures fields separately).
-        let env = env;
         let store = &env.store;
         assert!(store.acquire_lease("imap:support", "a", 2).await.unwrap());
         assert!(
@@ -110,9 +107,6 @@ async fn queue_notifications(store: &ticketd::store::Store, count: usize, now: i
 on_both_backends!(
     concurrent_claims_share_the_outbox_without_overlap,
     |env: Env| async move {
-        // The whole Env, not only the fields used: its temporary folder must
-        // live as long as the test (edition 2021 captures fields separately).
-        let env = env;
         let now = env.clock.now();
         queue_notifications(&env.store, 600, now).await;
         // Four claimers at once, as four instances' dispatchers would.
@@ -162,9 +156,6 @@ on_both_backends!(
 on_both_backends!(
     instances_see_each_others_rules_and_clocks,
     |env: Env| async move {
-        // The whole Env, not only the fields used: its temporary folder must
-        // live as long as the test (edition 2021 captures fields separately).
-        let env = env;
         use ticketd::store::leases::Instance;
         let clock = env.store.database_now().await.unwrap();
         let local = std::time::SystemTime::now()
@@ -512,7 +503,6 @@ fn chrono_year() -> i32 {
 on_both_backends!(
     a_database_newer_than_the_binary_is_refused,
     |env: Env| async move {
-        let env = env;
         let future = match env.backend {
             ticketd::store::Backend::Postgres => {
                 "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \

@@ -25,7 +25,10 @@ pub struct Env {
     pub pipeline: Pipeline,
     pub clock: Clock,
     pub config: Config,
-    pub dir: tempfile::TempDir,
+    /// Shared, so `on_both_backends!` can keep the folder alive for the
+    /// whole test even when the body's `async move` captures only some
+    /// fields of the `Env` (edition 2021) and drops the rest at once.
+    pub dir: std::sync::Arc<tempfile::TempDir>,
     pub database_url: String,
     pg_database: Option<String>,
 }
@@ -131,7 +134,7 @@ impl Env {
             pipeline,
             clock,
             config,
-            dir,
+            dir: std::sync::Arc::new(dir),
             database_url,
             pg_database,
         }
@@ -248,12 +251,14 @@ macro_rules! on_both_backends {
             async fn sqlite() {
                 let env =
                     common::Env::configured(ticketd::store::Backend::Sqlite, "", $adjust).await;
+                let _folder = env.dir.clone();
                 ($body)(env).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 let env =
                     common::Env::configured(ticketd::store::Backend::Postgres, "", $adjust).await;
+                let _folder = env.dir.clone();
                 ($body)(env).await;
             }
         }
