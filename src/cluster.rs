@@ -19,6 +19,7 @@ pub struct Cluster {
     pub store: Store,
     /// This instance: `host:pid:random`.
     pub id: String,
+    host: String,
     pub lease_seconds: i64,
 }
 
@@ -29,6 +30,7 @@ impl Cluster {
         Cluster {
             store,
             id: format!("{host}:{}:{nonce:08x}", std::process::id()),
+            host,
             lease_seconds: i64::from(lease_seconds),
         }
     }
@@ -49,29 +51,29 @@ impl Cluster {
         let every = self.renew_every();
         let mut waiting_said = false;
         loop {
-            match self
+            let taken = match self
                 .store
                 .acquire_lease(name, &self.id, self.lease_seconds)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) if self.take_from_dead(name).await => {}
+                Ok(true) => true,
+                Ok(false) if self.take_from_dead(name).await => true,
                 Ok(false) => {
                     if !waiting_said {
                         tracing::info!(lease = name, "held by another instance; standing by");
                         waiting_said = true;
                     }
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(every) => continue,
-                    }
+                    false
                 }
                 Err(e) => {
                     tracing::warn!(lease = name, "cannot take the lease: {e}");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(every) => continue,
-                    }
+                    false
+                }
+            };
+            if !taken {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(every) => continue,
                 }
             }
             tracing::info!(lease = name, instance = %self.id, "lease taken: working this source");
@@ -141,7 +143,7 @@ impl Cluster {
         let Ok(Some(holder)) = self.store.lease_holder(name).await else {
             return false;
         };
-        if !process_gone(&holder, &host_name()) {
+        if !process_gone(&holder, &self.host) {
             return false;
         }
         let taken = self
@@ -192,7 +194,7 @@ impl Cluster {
         let database = self.store.database_now().await?;
         let me = Instance {
             id: self.id.clone(),
-            host: host_name(),
+            host: self.host.clone(),
             rules_digest: digest.to_string(),
             clock_offset: clock.now() - database,
         };

@@ -182,10 +182,10 @@ async fn reload_all(
     match templates.reload(notify.templates_dir.as_deref(), &notify.default_language) {
         Ok(()) => status.push("templates reloaded".into()),
         Err(errors) => {
-            for e in &errors {
-                tracing::error!("{e}");
-            }
-            tracing::error!("the new templates were refused; the last good set stays");
+            log_refused(
+                &errors,
+                "the new templates were refused; the last good set stays",
+            );
             status.push(format!(
                 "templates refused ({} errors), the last good set stays",
                 errors.len()
@@ -220,12 +220,9 @@ enum Refused {
 /// database, then swaps rules, settings and the notifier's agents at once.
 async fn take_config(config: &mut Config, fresh: Config, handles: &Handles) -> Result<(), Refused> {
     let set = load::load_configured(&fresh).map_err(|errors| {
-        for e in &errors {
-            tracing::error!("{e}");
-        }
-        tracing::error!(
-            errors = errors.len(),
-            "the changed config and its rules were refused; the last good ones stay active"
+        log_refused(
+            &errors,
+            "the changed config and its rules were refused; the last good ones stay active",
         );
         Refused::Rules(errors)
     })?;
@@ -331,16 +328,21 @@ pub fn reload(config: &Config, live: &Live) -> Result<usize, Vec<RuleError>> {
             Ok(count)
         }
         Err(errors) => {
-            for e in &errors {
-                tracing::error!("{e}");
-            }
-            tracing::error!(
-                errors = errors.len(),
-                "the new rules were refused; the last good rule set stays active"
+            log_refused(
+                &errors,
+                "the new rules were refused; the last good rule set stays active",
             );
             Err(errors)
         }
     }
+}
+
+/// Each error on its own line, then what was kept.
+fn log_refused(errors: &[impl std::fmt::Display], kept: &str) {
+    for e in errors {
+        tracing::error!("{e}");
+    }
+    tracing::error!(errors = errors.len(), "{kept}");
 }
 
 #[cfg(test)]

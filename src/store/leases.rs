@@ -6,7 +6,6 @@
 
 use super::{Backend, Result, Store};
 use sqlx::Row;
-use std::ops::Not;
 
 /// One running instance as the others see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,10 +49,9 @@ impl Store {
             .bind(name)
             .bind(holder)
             .bind(seconds)
-            .fetch_all(self.pool())
+            .fetch_optional(self.pool())
             .await?
-            .is_empty()
-            .not())
+            .is_some())
     }
 
     /// Takes `name` over from `dead` (an instance known to be gone), when
@@ -74,10 +72,9 @@ impl Store {
             .bind(seconds)
             .bind(name)
             .bind(dead)
-            .fetch_all(self.pool())
+            .fetch_optional(self.pool())
             .await?
-            .is_empty()
-            .not())
+            .is_some())
     }
 
     /// Gives `name` up, when `holder` still has it.
@@ -93,19 +90,15 @@ impl Store {
     /// Who holds `name` now (an expired lease is nobody's).
     pub async fn lease_holder(&self, name: &str) -> Result<Option<String>> {
         let sql = format!(
-            "SELECT holder, expires_at - {} AS left_seconds FROM leases WHERE name = $1",
+            "SELECT holder FROM leases WHERE name = $1 AND expires_at > {}",
             self.database_clock()
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(self.pool())
-            .await?;
-        match row {
-            Some(row) if row.try_get::<i64, _>("left_seconds")? > 0 => {
-                Ok(Some(row.try_get("holder")?))
-            }
-            _ => Ok(None),
-        }
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
     }
 
     /// Records that `me` runs now, with its rule set and clock offset;
