@@ -75,12 +75,24 @@ pub async fn run(
     }
     // Each source runs only while this instance holds its lease, so
     // instances sharing a database never work one source twice.
-    let cluster = crate::cluster::Cluster::new(store.clone(), config.database.lease_seconds);
+    let telegram = crate::source::telegram::TelegramSource::new(&config)?;
+    let discord = crate::source::discord::DiscordSource::new(&config)?;
+    let leases: Vec<String> = (config.maildir.iter())
+        .map(|md| maildir_lease(&md.name))
+        .chain(config.mailbox.iter().map(|mb| imap_lease(&mb.name)))
+        .chain(telegram.as_ref().map(|_| "telegram".to_string()))
+        .chain(discord.as_ref().map(|_| "discord".to_string()))
+        .collect();
+    let cluster =
+        crate::cluster::Cluster::new(store.clone(), config.database.lease_seconds, leases);
+    cluster
+        .announce(&pipeline.rules.current().digest, &pipeline.clock)
+        .await;
     for md in config.maildir.clone() {
         let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
         tasks.spawn(async move {
             let (pipeline, md) = (&pipeline, &md);
-            let lease = format!("maildir:{}", md.name);
+            let lease = maildir_lease(&md.name);
             cluster
                 .hold(&lease, cancel, |cancel| async move {
                     if let Err(e) = maildir::run(pipeline, md, cancel).await {
@@ -94,13 +106,13 @@ pub async fn run(
         let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
         tasks.spawn(async move {
             let (pipeline, mb) = (&pipeline, &mb);
-            let lease = format!("imap:{}", mb.name);
+            let lease = imap_lease(&mb.name);
             cluster
                 .hold(&lease, cancel, |cancel| imap::run(pipeline, mb, cancel))
                 .await
         });
     }
-    if let Some(source) = crate::source::telegram::TelegramSource::new(&config)? {
+    if let Some(source) = telegram {
         let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
         tasks.spawn(async move {
             let (pipeline, source) = (&pipeline, &source);
@@ -109,7 +121,7 @@ pub async fn run(
                 .await
         });
     }
-    if let Some(source) = crate::source::discord::DiscordSource::new(&config)? {
+    if let Some(source) = discord {
         let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
         tasks.spawn(async move {
             let (pipeline, source) = (&pipeline, &source);
@@ -214,4 +226,14 @@ pub async fn shutdown_signal() {
         tracing::warn!("second signal: exiting now");
         std::process::exit(1);
     });
+}
+
+/// The lease of a Maildir source.
+fn maildir_lease(name: &str) -> String {
+    format!("maildir:{name}")
+}
+
+/// The lease of an IMAP mailbox.
+fn imap_lease(name: &str) -> String {
+    format!("imap:{name}")
 }

@@ -1,12 +1,16 @@
 //! Several ticketd instances on one (PostgreSQL) database. Each source runs
 //! only while its instance holds the source's lease; a dead instance's
 //! leases expire and another instance takes its sources over, continuing
-//! from the checkpoints. Every instance also says every lease period that it
-//! runs, with its rule set and clock, so differences are warned about.
+//! from the checkpoints. Leases spread out: a free one goes to the least
+//! busy instance that runs its source, and an instance that holds two more
+//! than another hands one over. Every instance also says every third of a
+//! lease period that it runs, with its sources, rule set and clock, so the
+//! others can share out the work and differences are warned about.
 
 use crate::store::Store;
-use crate::store::leases::Instance;
+use crate::store::leases::{Instance, Load};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -21,10 +25,27 @@ pub struct Cluster {
     pub id: String,
     host: String,
     pub lease_seconds: i64,
+    /// The leases of the sources this instance runs.
+    sources: Vec<String>,
+    /// Taken while one of this instance's sources decides whether to take
+    /// or hand back its lease, so they decide one after another.
+    balance: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How a spell of holding a lease ended.
+enum Held {
+    /// The source stopped by itself (or on shutdown).
+    Done,
+    /// The lease was lost or could not be renewed.
+    Lost,
+    /// Handed to a less busy instance; the guard keeps this instance's other
+    /// sources from deciding until the lease is released.
+    HandedBack(tokio::sync::OwnedMutexGuard<()>),
 }
 
 impl Cluster {
-    pub fn new(store: Store, lease_seconds: u32) -> Cluster {
+    /// `sources`: the lease names of the sources this instance will run.
+    pub fn new(store: Store, lease_seconds: u32, sources: Vec<String>) -> Cluster {
         let host = host_name();
         let nonce: u32 = rand_u32();
         Cluster {
@@ -32,6 +53,8 @@ impl Cluster {
             id: format!("{host}:{}:{nonce:08x}", std::process::id()),
             host,
             lease_seconds: i64::from(lease_seconds),
+            sources,
+            balance: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -41,8 +64,11 @@ impl Cluster {
 
     /// Runs `work` while this instance holds the lease `name`: waits until
     /// it is free, renews it, and stops `work` (through its token) when the
-    /// lease is lost or cannot be renewed before it would expire. Returns
-    /// when `cancel` fires or `work` ends by itself; the lease is released.
+    /// lease is lost or cannot be renewed before it would expire. Leases
+    /// spread over the instances: a free one goes to the least busy instance
+    /// that runs its source, and a busy instance hands one to an idle one.
+    /// Returns when `cancel` fires or `work` ends by itself; the lease is
+    /// released.
     pub async fn hold<F, Fut>(&self, name: &str, cancel: CancellationToken, work: F)
     where
         F: Fn(CancellationToken) -> Fut,
@@ -51,26 +77,11 @@ impl Cluster {
         let every = self.renew_every();
         let mut waiting_said = false;
         loop {
-            let taken = match self
-                .store
-                .acquire_lease(name, &self.id, self.lease_seconds)
-                .await
-            {
-                Ok(true) => true,
-                Ok(false) if self.take_from_dead(name).await => true,
-                Ok(false) => {
-                    if !waiting_said {
-                        tracing::info!(lease = name, "held by another instance; standing by");
-                        waiting_said = true;
-                    }
-                    false
+            if !self.take(name).await {
+                if !waiting_said {
+                    tracing::info!(lease = name, "held by another instance; standing by");
+                    waiting_said = true;
                 }
-                Err(e) => {
-                    tracing::warn!(lease = name, "cannot take the lease: {e}");
-                    false
-                }
-            };
-            if !taken {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(every) => continue,
@@ -82,9 +93,9 @@ impl Cluster {
             let work = work(inner.clone());
             tokio::pin!(work);
             let mut renewed = Instant::now();
-            let lost = loop {
+            let held = loop {
                 tokio::select! {
-                    _ = &mut work => break false,
+                    _ = &mut work => break Held::Done,
                     _ = tokio::time::sleep(every) => {}
                 }
                 // A database that does not answer counts as one that refuses:
@@ -100,13 +111,18 @@ impl Cluster {
                     ))
                 });
                 match renewal {
-                    Ok(true) => renewed = Instant::now(),
+                    Ok(true) => {
+                        renewed = Instant::now();
+                        if let Some(turn) = self.hand_back_due(name).await {
+                            break Held::HandedBack(turn);
+                        }
+                    }
                     Ok(false) => {
                         tracing::warn!(
                             lease = name,
                             "lease lost to another instance; stopping this source"
                         );
-                        break true;
+                        break Held::Lost;
                     }
                     Err(e) => {
                         // Stop before the lease can expire: another instance may take it then.
@@ -117,23 +133,85 @@ impl Cluster {
                                 lease = name,
                                 "cannot renew the lease ({e}); stopping this source until the database answers"
                             );
-                            break true;
+                            break Held::Lost;
                         }
                         tracing::warn!(lease = name, "cannot renew the lease: {e}");
                     }
                 }
             };
-            if !lost {
-                if let Err(e) = self.store.release_lease(name, &self.id).await {
-                    tracing::warn!(lease = name, "cannot release the lease: {e}");
+            match held {
+                Held::Done => {
+                    self.release(name).await;
+                    return;
                 }
-                return;
+                Held::Lost => {
+                    inner.cancel();
+                    work.await;
+                }
+                Held::HandedBack(turn) => {
+                    // The source finishes what it has begun; then the lease goes.
+                    inner.cancel();
+                    work.await;
+                    self.release(name).await;
+                    drop(turn);
+                    tracing::info!(
+                        lease = name,
+                        "lease handed back for a less busy instance to take"
+                    );
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                }
             }
-            inner.cancel();
-            work.await;
             if cancel.is_cancelled() {
                 return;
             }
+        }
+    }
+
+    /// Tries once to take `name`: at once when no other instance that runs
+    /// it is less busy (or the holder is a dead process on this host), else
+    /// only once it has been free for a whole lease period.
+    async fn take(&self, name: &str) -> bool {
+        let _turn = self.balance.lock().await;
+        let fair = match self.store.instance_loads(self.lease_seconds).await {
+            Ok(loads) => may_take(&self.id, name, &loads),
+            Err(_) => true,
+        };
+        let acquired = match fair {
+            true => {
+                self.store
+                    .acquire_lease(name, &self.id, self.lease_seconds)
+                    .await
+            }
+            false => {
+                self.store
+                    .acquire_idle_lease(name, &self.id, self.lease_seconds, self.lease_seconds)
+                    .await
+            }
+        };
+        match acquired {
+            Ok(true) => true,
+            Ok(false) => self.take_from_dead(name).await,
+            Err(e) => {
+                tracing::warn!(lease = name, "cannot take the lease: {e}");
+                false
+            }
+        }
+    }
+
+    /// This instance's turn to hand `name` back, when another instance that
+    /// runs it is idler by two leases or more.
+    async fn hand_back_due(&self, name: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = self.balance.clone().lock_owned().await;
+        let loads = self.store.instance_loads(self.lease_seconds).await.ok()?;
+        should_hand_back(&self.id, name, &loads).then_some(turn)
+    }
+
+    async fn release(&self, name: &str) {
+        if let Err(e) = self.store.release_lease(name, &self.id).await {
+            tracing::warn!(lease = name, "cannot release the lease: {e}");
         }
     }
 
@@ -157,8 +235,9 @@ impl Cluster {
         taken
     }
 
-    /// Says every lease period that this instance runs, with `digest` of its
-    /// rule set, and warns about instances with other rules or clocks.
+    /// Says every third of a lease period that this instance runs, with its
+    /// sources and `digest` of its rule set, and warns about instances with
+    /// other rules or clocks.
     pub async fn heartbeat(
         &self,
         digest: impl Fn() -> String,
@@ -178,11 +257,19 @@ impl Cluster {
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(self.lease_seconds as u64)) => {}
+                _ = tokio::time::sleep(self.renew_every()) => {}
             }
         }
         if let Err(e) = self.store.instance_gone(&self.id).await {
             tracing::debug!("cannot remove this instance from the list: {e}");
+        }
+    }
+
+    /// Says once that this instance runs (before its sources start, so the
+    /// others count it when they share out the leases).
+    pub async fn announce(&self, digest: &str, clock: &crate::clock::Clock) {
+        if let Err(e) = self.beat(digest, clock).await {
+            tracing::warn!("instance heartbeat: {e}");
         }
     }
 
@@ -197,6 +284,7 @@ impl Cluster {
             host: self.host.clone(),
             rules_digest: digest.to_string(),
             clock_offset: clock.now() - database,
+            sources: self.sources.clone(),
         };
         let others = self
             .store
@@ -228,6 +316,31 @@ pub fn warnings(me: &Instance, others: &[Instance]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Whether `me` may take the free lease `name` at once: no other live
+/// instance that runs its source holds fewer leases.
+pub fn may_take(me: &str, name: &str, loads: &[Load]) -> bool {
+    let Some(mine) = loads.iter().find(|l| l.id == me) else {
+        return true;
+    };
+    loads
+        .iter()
+        .filter(|l| l.id != me && l.sources.iter().any(|s| s == name))
+        .all(|l| l.held >= mine.held)
+}
+
+/// Whether `me` should hand its lease `name` back: another live instance
+/// that runs the source holds two leases fewer or less, so moving it evens
+/// the work out (a difference of one would only move it to and fro).
+pub fn should_hand_back(me: &str, name: &str, loads: &[Load]) -> bool {
+    let Some(mine) = loads.iter().find(|l| l.id == me) else {
+        return false;
+    };
+    loads
+        .iter()
+        .filter(|l| l.id != me && l.sources.iter().any(|s| s == name))
+        .any(|l| l.held + 2 <= mine.held)
 }
 
 /// Whether `holder` (`host:pid:nonce`) names a process on `host` that no
@@ -289,7 +402,48 @@ mod tests {
             host: "h".into(),
             rules_digest: digest.into(),
             clock_offset: offset,
+            sources: Vec::new(),
         }
+    }
+
+    fn load(id: &str, sources: &[&str], held: i64) -> Load {
+        Load {
+            id: id.into(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            held,
+        }
+    }
+
+    #[test]
+    fn a_free_lease_goes_to_the_least_busy_instance_that_runs_its_source() {
+        let loads = [
+            load("a", &["imap:one", "imap:two"], 1),
+            load("b", &["imap:one", "imap:two"], 0),
+            load("c", &["telegram"], 0),
+        ];
+        assert!(!may_take("a", "imap:two", &loads), "b is idler");
+        assert!(may_take("b", "imap:two", &loads));
+        assert!(!may_take("a", "telegram", &loads), "c runs the bot, idle");
+        assert!(may_take("a", "maildir:x", &loads), "no one else runs it");
+        // A tie goes to whoever asks first; an instance not yet counted may take.
+        let even = [load("a", &["imap:one"], 0), load("b", &["imap:one"], 0)];
+        assert!(may_take("a", "imap:one", &even) && may_take("b", "imap:one", &even));
+        assert!(may_take("new", "imap:one", &loads));
+    }
+
+    #[test]
+    fn a_lease_is_handed_back_only_when_that_evens_the_work_out() {
+        let both = ["imap:one", "imap:two", "imap:three"];
+        let lopsided = [load("a", &both, 2), load("b", &both, 0)];
+        assert!(should_hand_back("a", "imap:one", &lopsided));
+        assert!(!should_hand_back("b", "imap:one", &lopsided));
+        // 2 against 1 would only swap the imbalance round.
+        let near = [load("a", &both, 2), load("b", &both, 1)];
+        assert!(!should_hand_back("a", "imap:one", &near));
+        // An idle instance without this source gets nothing.
+        let other = [load("a", &both, 3), load("c", &["telegram"], 0)];
+        assert!(!should_hand_back("a", "imap:one", &other));
+        assert!(!should_hand_back("gone", "imap:one", &lopsided));
     }
 
     #[test]

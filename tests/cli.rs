@@ -25,15 +25,28 @@ fn ticketd(dir: &Path, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Out
     child.wait_with_output().unwrap()
 }
 
-fn setup() -> tempfile::TempDir {
+/// A folder with `config/ticketd.toml` and the database it names.
+struct Site {
+    dir: tempfile::TempDir,
+    db: common::TestDatabase,
+}
+
+impl Site {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn setup() -> Site {
     let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDatabase::new(dir.path());
     std::fs::create_dir_all(dir.path().join("config")).unwrap();
     std::fs::write(
         dir.path().join("config/ticketd.toml"),
-        common::base_config(dir.path(), ""),
+        common::base_config(dir.path(), &db.toml()),
     )
     .unwrap();
-    dir
+    Site { dir, db }
 }
 
 fn stdout(o: &Output) -> String {
@@ -278,7 +291,7 @@ fn run_with_the_shipped_config_needs_no_server() {
 #[test]
 fn an_oversized_message_opens_a_ticket_from_its_headers_and_is_kept_whole() {
     let dir = setup();
-    let config = common::base_config(dir.path(), "")
+    let config = common::base_config(dir.path(), &dir.db.toml())
         .replace("[mail]\n", "[mail]\nmax_message_bytes = 2000\n");
     std::fs::write(dir.path().join("config/ticketd.toml"), config).unwrap();
     let mut mail = common::fixture("missing-message-id.eml");
@@ -317,7 +330,10 @@ fn check_reports_a_broken_template_with_file_and_line() {
         "Subject: {{ticket.subject}}\n\n{{comment.bodyy}}\n",
     )
     .unwrap();
-    let config = common::base_config(dir.path(), "[notify]\ntemplates_dir = \"tpl\"\n");
+    let config = common::base_config(
+        dir.path(),
+        &format!("{}[notify]\ntemplates_dir = \"tpl\"\n", dir.db.toml()),
+    );
     std::fs::write(dir.path().join("config/ticketd.toml"), config).unwrap();
     let out = ticketd(dir.path(), &["check"], b"", &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -389,7 +405,10 @@ fn outbox_mail(dir: &Path, needle: &str, log: &dyn Fn() -> String) -> String {
 #[test]
 fn check_reports_every_rule_error_with_file_line_and_column() {
     let dir = setup();
-    let config = common::base_config(dir.path(), "[rules]\ndir = \"rules\"\n");
+    let config = common::base_config(
+        dir.path(),
+        &format!("{}[rules]\ndir = \"rules\"\n", dir.db.toml()),
+    );
     std::fs::write(dir.path().join("config/ticketd.toml"), config).unwrap();
     std::fs::create_dir_all(dir.path().join("rules")).unwrap();
     std::fs::write(
@@ -474,6 +493,8 @@ fn rules_test_explains_a_message_and_runs_the_rule_files_tests() {
 fn rules_replay_compares_the_current_rules_with_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     copy_shipped(dir.path());
+    let db = common::TestDatabase::new(dir.path());
+    let database = [("TICKETD_DATABASE_URL", db.url.as_str())];
     // Whether it is after hours depends on when the test runs.
     std::fs::remove_file(dir.path().join("rules/50-after-hours.toml")).unwrap();
     let vip =
@@ -481,7 +502,7 @@ fn rules_replay_compares_the_current_rules_with_what_happened() {
     let plain =
         "From: jan@firma.pl\nSubject: Drukarka nie działa\nMessage-ID: <r2@x>\n\nNie drukuje.\n";
     for mail in [vip, plain] {
-        let out = ticketd(dir.path(), &["ingest"], mail.as_bytes(), &[]);
+        let out = ticketd(dir.path(), &["ingest"], mail.as_bytes(), &database);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -490,7 +511,12 @@ fn rules_replay_compares_the_current_rules_with_what_happened() {
         );
     }
     std::fs::remove_file(dir.path().join("rules/20-vip.toml")).unwrap();
-    let out = ticketd(dir.path(), &["rules", "replay", "--since", "1d"], b"", &[]);
+    let out = ticketd(
+        dir.path(),
+        &["rules", "replay", "--since", "1d"],
+        b"",
+        &database,
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -587,6 +613,15 @@ fn backup_copies_the_sqlite_database_consistently() {
     let copy = dir.path().join("copy.db");
     let copy_arg = copy.to_str().unwrap();
     let done = ticketd(dir.path(), &["backup", copy_arg], b"", &[]);
+    if common::backend() == ticketd::store::Backend::Postgres {
+        // PostgreSQL has its own tools; the error names them.
+        assert_eq!(done.status.code(), Some(1), "{done:?}");
+        assert!(
+            String::from_utf8_lossy(&done.stderr).contains("back it up with `pg_dump"),
+            "{done:?}"
+        );
+        return;
+    }
     assert_eq!(done.status.code(), Some(0), "{done:?}");
     assert!(stdout(&done).starts_with("backup written to"), "{done:?}");
     // The copy is a database of its own with the ticket in it.

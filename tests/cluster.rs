@@ -8,10 +8,14 @@
 mod common;
 #[path = "common/dovecot.rs"]
 mod dovecot;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/postgres.rs"]
 mod postgres;
 #[path = "common/smtp.rs"]
 mod smtp;
+#[path = "common/telegram.rs"]
+mod telegram;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -171,12 +175,14 @@ on_both_backends!(
             host: "host-a".into(),
             rules_digest: "1111111111111111".into(),
             clock_offset: 0,
+            sources: vec!["imap:one".into()],
         };
         let b = Instance {
             id: "host-b:2:bb".into(),
             host: "host-b".into(),
             rules_digest: "2222222222222222".into(),
             clock_offset: 9,
+            sources: Vec::new(),
         };
         assert!(
             env.store
@@ -194,6 +200,47 @@ on_both_backends!(
             "{warnings:?}"
         );
         assert!(warnings[1].contains("instance host-a:1:aa on host-a runs a different rule set"));
+        // Each instance's sources and held leases, for sharing out the work.
+        assert!(
+            env.store
+                .acquire_lease("imap:one", &a.id, 60)
+                .await
+                .unwrap()
+        );
+        let loads = env.store.instance_loads(60).await.unwrap();
+        let held: Vec<(&str, &[String], i64)> = loads
+            .iter()
+            .map(|l| (l.id.as_str(), l.sources.as_slice(), l.held))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("host-a:1:aa", &["imap:one".to_string()][..], 1),
+                ("host-b:2:bb", &[][..], 0)
+            ]
+        );
+        // A released lease goes to an instance with its share only after
+        // it has been free for the time asked.
+        env.store.release_lease("imap:one", &a.id).await.unwrap();
+        assert!(
+            !env.store
+                .acquire_idle_lease("imap:one", &b.id, 60, 60)
+                .await
+                .unwrap()
+        );
+        assert!(
+            env.store
+                .acquire_idle_lease("imap:one", &b.id, 60, 0)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !env.store
+                .acquire_idle_lease("imap:never-held", &b.id, 60, 60)
+                .await
+                .unwrap(),
+            "a lease nobody held is free from its first request on"
+        );
         env.store.instance_gone(&a.id).await.unwrap();
         assert!(
             env.store
@@ -205,53 +252,88 @@ on_both_backends!(
     }
 );
 
+/// Three `ticketd run` processes share one database with 1,000 SLA warnings
+/// due and a rule scheduled every two seconds: each warning fires once, and
+/// each slot of the schedule runs once (one digest per slot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_schedulers_fire_each_sla_event_once() {
+async fn three_instances_fire_each_sla_event_and_cron_slot_once() {
+    use processes::*;
     const TICKETS: usize = 1000;
-    let rules = "[[rule]]\nname = \"warned\"\non = \"sla.warning\"\nthen = [{ add_tag = \"sla-warned\" }]\n";
-    let (env, _rules) = Env::with_rules(ticketd::store::Backend::Postgres, "", rules).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("10-cluster.toml"),
+        "[[rule]]\nname = \"warned\"\non = \"sla.warning\"\nthen = [{ add_tag = \"sla-warned\" }]\n\n\
+         [[rule]]\nname = \"every two seconds\"\non = \"schedule\"\nschedule = \"*/2 * * * * *\"\n\
+         then = [{ digest = { to = \"managers\" } }]\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "[rules]\ndir = \"{}\"\n[[agent]]\nemail = \"boss@example.com\"\nrole = \"manager\"\n",
+        rules.display()
+    );
+    let (store, config, database) = database(dir.path(), &extra).await;
+    store.migrate().await.unwrap();
+    // Tickets opened 6 h 30 min ago: 80 % of the 8 h first-response target
+    // has passed (a warning is due), the target itself has not.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let settings = ticketd::config::Config::load(&config).unwrap();
+    let clock = ticketd::clock::Clock::manual(now - 6 * 3600 - 30 * 60);
+    let pipeline = ticketd::ingest::Pipeline::new(&settings, store.clone(), clock).unwrap();
     let batch: Vec<ticketd::ingest::Inbound> = (0..TICKETS)
         .map(|i| ticketd::ingest::Inbound::new("test", format!("sla-{i}"), mail(i)))
         .collect();
     for chunk in batch.chunks(100) {
-        env.pipeline.ingest(chunk).await.unwrap();
+        pipeline.ingest(chunk).await.unwrap();
     }
-    // 80 % of the 8 h first-response target: every ticket's warning is due.
-    env.clock.advance(6 * 3600 + 24 * 60);
-    let schedulers = (0..3).map(|_| {
-        let scheduler = ticketd::scheduler::Scheduler::of(&env.pipeline_clone(), &env.config);
-        tokio::spawn(async move {
-            let mut fired = 0;
-            loop {
-                match scheduler.fire_due().await.unwrap() {
-                    0 => return fired,
-                    n => fired += n,
-                }
-            }
-        })
-    });
-    let mut fired = Vec::new();
-    for s in schedulers {
-        fired.push(s.await.unwrap());
-    }
-    assert_eq!(fired.iter().sum::<usize>(), TICKETS, "{fired:?}");
-    let history = |sql: &'static str| {
-        let store = env.store.clone();
-        async move {
-            use sqlx::Row;
-            let row = sqlx::query(sql).fetch_one(store.pool()).await.unwrap();
-            row.try_get::<i64, _>(0).unwrap()
-        }
-    };
+
+    let daemons: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::start(&config, dir.path().join(format!("ticketd-{i}.log"))))
+        .collect();
+    let warned = "SELECT COUNT(*) FROM ticket_history WHERE rule = 'warned'";
+    until(
+        "every warning fired",
+        Duration::from_secs(120),
+        &daemons,
+        || async { count(&store, warned).await >= TICKETS as i64 },
+    )
+    .await;
+    let runs = "SELECT COUNT(*) FROM schedule_runs WHERE rule = 'every two seconds'";
+    until(
+        "three slots ran",
+        Duration::from_secs(30),
+        &daemons,
+        || async { count(&store, runs).await >= 3 },
+    )
+    .await;
+    // Let a late duplicate show itself, if there were one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(daemons);
+
+    assert_eq!(count(&store, warned).await, TICKETS as i64);
     assert_eq!(
-        history("SELECT COUNT(*) FROM ticket_history WHERE rule = 'warned'").await,
+        count(
+            &store,
+            "SELECT COUNT(DISTINCT ticket_id) FROM ticket_history WHERE rule = 'warned'"
+        )
+        .await,
         TICKETS as i64
     );
     assert_eq!(
-        history("SELECT COUNT(DISTINCT ticket_id) FROM ticket_history WHERE rule = 'warned'").await,
-        TICKETS as i64
+        count(
+            &store,
+            "SELECT COUNT(*) FROM outbox WHERE event = 'daily_digest' AND recipient = 'boss@example.com'"
+        )
+        .await,
+        count(&store, runs).await,
+        "one digest per slot"
     );
-    env.finish().await;
+    store.close().await;
+    common::drop_database(&database).await;
 }
 
 mod processes {
@@ -615,7 +697,7 @@ async fn a_sqlite_database_is_copied_into_postgresql_and_verified() {
 
 /// Delivers mail `i` into a Maildir as an MTA does (tmp/, then new/).
 fn deliver(maildir: &std::path::Path, i: usize) {
-    let name = format!("{i}.restart.host");
+    let name = format!("{i}.delivered.host");
     std::fs::write(maildir.join("tmp").join(&name), mail(i)).unwrap();
     std::fs::rename(
         maildir.join("tmp").join(&name),
@@ -689,4 +771,146 @@ async fn a_postgresql_restart_mid_run_loses_nothing() {
     assert_eq!(log.matches("lease taken").count(), 2, "{log}");
     drop(daemons);
     store.close().await;
+}
+
+/// Two instances with one Telegram bot: only the lease holder polls, so no
+/// update is fetched twice; after a SIGKILL of the holder the other one polls
+/// on from the saved offset, and every update is taken once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_polls_a_telegram_bot_and_another_takes_over() {
+    use processes::*;
+    use serde_json::json;
+    const UPDATES: i64 = 200;
+    let server = telegram::FakeTelegram::start(Vec::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, config, database) = database(dir.path(), &server.toml(dir.path())).await;
+    store.migrate().await.unwrap();
+    let push = |from: i64| {
+        server.push_updates(
+            (from..from + UPDATES)
+                .map(|i| {
+                    let text = format!("Wiadomość numer {i}");
+                    telegram::private_message(i, i, json!({ "text": text }))
+                })
+                .collect(),
+        )
+    };
+    let mut daemons: Vec<Daemon> = (0..2)
+        .map(|i| Daemon::start(&config, dir.path().join(format!("ticketd-{i}.log"))))
+        .collect();
+    push(1);
+    let journaled = "SELECT COUNT(*) FROM ingest_journal WHERE source = 'telegram'";
+    until(
+        "the first updates taken",
+        Duration::from_secs(60),
+        &daemons,
+        || async { count(&store, journaled).await >= UPDATES },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count(&store, journaled).await,
+        UPDATES,
+        "two pollers would journal updates twice"
+    );
+
+    let holder = store.lease_holder("telegram").await.unwrap().unwrap();
+    let victim = daemons
+        .iter()
+        .position(|d| holder.contains(&format!(":{}:", d.child.id())))
+        .unwrap_or_else(|| panic!("holder {holder} is none of the daemons"));
+    daemons[victim].kill("-KILL");
+    push(1 + UPDATES);
+    until(
+        "the rest taken after the takeover",
+        Duration::from_secs(60),
+        &daemons,
+        || async {
+            count(
+                &store,
+                "SELECT COUNT(DISTINCT source_key) FROM ingest_journal WHERE source = 'telegram'",
+            )
+            .await
+                >= 2 * UPDATES
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'telegram' AND outcome <> 'duplicate'"
+        )
+        .await,
+        2 * UPDATES,
+        "each update taken once"
+    );
+    assert_ne!(
+        store.lease_holder("telegram").await.unwrap().unwrap(),
+        holder
+    );
+    drop(daemons);
+    store.close().await;
+    common::drop_database(&database).await;
+}
+
+/// Work spreads over the instances: one instance alone takes both Maildir
+/// sources; a second one started later is handed one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_is_handed_half_of_the_sources() {
+    use processes::*;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let maildirs = format!(
+        "[[maildir]]\nname = \"one\"\npath = \"{d}/one\"\n[[maildir]]\nname = \"two\"\npath = \"{d}/two\"\n"
+    );
+    let (store, config, database) = database(dir.path(), &maildirs).await;
+    store.migrate().await.unwrap();
+    let holders = || async {
+        let mut ids = Vec::new();
+        for name in ["maildir:one", "maildir:two"] {
+            ids.push(store.lease_holder(name).await.unwrap());
+        }
+        ids
+    };
+    let mut daemons = vec![Daemon::start(&config, dir.path().join("ticketd-0.log"))];
+    until(
+        "the first instance holds both",
+        Duration::from_secs(30),
+        &daemons,
+        || async {
+            let h = holders().await;
+            h[0].is_some() && h[0] == h[1]
+        },
+    )
+    .await;
+    daemons.push(Daemon::start(&config, dir.path().join("ticketd-1.log")));
+    until(
+        "one source each",
+        Duration::from_secs(30),
+        &daemons,
+        || async {
+            let h = holders().await;
+            h[0].is_some() && h[1].is_some() && h[0] != h[1]
+        },
+    )
+    .await;
+    assert!(
+        daemons[0].log().contains("lease handed back"),
+        "{}",
+        daemons[0].log()
+    );
+    // Mail still arrives in both, each taken once.
+    for (i, folder) in ["one", "two"].iter().enumerate() {
+        deliver(&dir.path().join(folder), i);
+    }
+    until(
+        "both messages stored",
+        Duration::from_secs(30),
+        &daemons,
+        || async { count(&store, "SELECT COUNT(*) FROM tickets").await == 2 },
+    )
+    .await;
+    drop(daemons);
+    store.close().await;
+    common::drop_database(&database).await;
 }

@@ -136,7 +136,7 @@ async fn after_move_and_quarantine_folder() {
     )
     .await;
     let env = imap_env(
-        Backend::Sqlite,
+        common::backend(),
         &dovecot,
         "starttls",
         "backfill = \"all\"\nafter = \"move:Processed\"",
@@ -183,7 +183,7 @@ async fn after_delete_over_implicit_tls_keeps_what_it_cannot_take() {
     )
     .await;
     let env = imap_env(
-        Backend::Sqlite,
+        common::backend(),
         &dovecot,
         "implicit",
         "backfill = \"all\"\nafter = \"delete\"",
@@ -229,7 +229,7 @@ async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
         &[fixture("gmail-new-ticket-pl-utf8.eml")],
     )
     .await;
-    let env = imap_env(Backend::Sqlite, &dovecot, "none", "").await;
+    let env = imap_env(common::backend(), &dovecot, "none", "").await;
     let daemon = Daemon::start(&env);
     wait_for("the unseen message", async || ticket_count(&env).await == 1).await;
     daemon.stop().await;
@@ -242,7 +242,7 @@ async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
     // Unread mail from before the first start is left alone: not taken, not
     // marked read.
     append(&mut client, "INBOX", &[fixture("gmail-quoted-reply.eml")]).await;
-    let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"none\"").await;
+    let env = imap_env(common::backend(), &dovecot, "none", "backfill = \"none\"").await;
     let daemon = Daemon::start(&env);
     wait_for("the checkpoint", async || {
         env.store
@@ -279,7 +279,7 @@ async fn uidvalidity_reset_rescans_without_duplicates() {
     ];
     append(&mut client, "Support", &messages).await;
     let env = imap_env(
-        Backend::Sqlite,
+        common::backend(),
         &dovecot,
         "none",
         "folder = \"Support\"\nbackfill = \"all\"",
@@ -325,7 +325,7 @@ async fn uidvalidity_reset_rescans_without_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_dovecot_restart() {
     let mut dovecot = Dovecot::start();
-    let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"all\"").await;
+    let env = imap_env(common::backend(), &dovecot, "none", "backfill = \"all\"").await;
     let daemon = Daemon::start(&env);
     {
         let mut client = dovecot.client().await;
@@ -361,7 +361,7 @@ async fn oversized_message_is_recorded_not_downloaded() {
     big.extend(std::iter::repeat_n(b'x', 300_000));
     append(&mut client, "INBOX", &[big]).await;
     let env = Env::configured(
-        Backend::Sqlite,
+        common::backend(),
         &dovecot.mailbox_toml("support", "none", "backfill = \"all\""),
         |c| c.mail.max_message_bytes = 100_000,
     )
@@ -412,7 +412,7 @@ async fn a_broken_acknowledgement_is_completed_on_the_next_session() {
         ],
     )
     .await;
-    let env = imap_env(Backend::Sqlite, &dovecot, "none", "backfill = \"all\"").await;
+    let env = imap_env(common::backend(), &dovecot, "none", "backfill = \"all\"").await;
     // As if a session committed both messages and died before flagging them.
     env.store
         .set_checkpoint(
@@ -535,7 +535,7 @@ async fn two_mailboxes_run_side_by_side_with_their_teams() {
             "starttls",
             "backfill = \"all\"\nfolder = \"Sales\"\nsupport_addresses = [\"sales@example.com\"]",
         );
-    let env = Env::with_config(Backend::Sqlite, &both).await;
+    let env = Env::with_config(common::backend(), &both).await;
     let daemon = Daemon::start(&env);
     wait_for("both mailboxes", async || ticket_count(&env).await == 2).await;
     daemon.stop().await;

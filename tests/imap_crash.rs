@@ -63,13 +63,12 @@ async fn every_message_exactly_once_across_ten_sigkills() {
     append(&mut client, "INBOX", &all).await;
 
     let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDatabase::new(dir.path());
     let config = common::base_config(
         dir.path(),
         &dovecot.mailbox_toml("support", "none", "backfill = \"all\"\nbatch_size = 3"),
-    ) + &format!(
-        "\n[database]\nurl = \"sqlite://{}/ticketd.db\"\n",
-        dir.path().display()
-    );
+    ) + "\n"
+        + &db.toml();
     std::fs::write(dir.path().join("ticketd.toml"), config).unwrap();
     // Create the schema first so the test can watch progress from the start.
     let status = Command::new(env!("CARGO_BIN_EXE_ticketd"))
@@ -79,9 +78,7 @@ async fn every_message_exactly_once_across_ten_sigkills() {
         .status()
         .unwrap();
     assert!(status.success());
-    let store = Store::connect(&format!("sqlite://{}/ticketd.db", dir.path().display()), 2)
-        .await
-        .unwrap();
+    let store = Store::connect(&db.url, 2).await.unwrap();
 
     let mut kills_mid_ingest = 0;
     let mut delay_ms = 60u64;

@@ -111,7 +111,7 @@ async fn delivery_retries_until_the_server_comes_back() {
     let toml = format!(
         "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_seconds = 2\n"
     );
-    let env = env_with(Backend::Sqlite, &toml).await;
+    let env = env_with(common::backend(), &toml).await;
     env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
     let d = dispatcher(&env);
     assert_eq!(d.deliver_due().await.unwrap(), 1);
@@ -135,7 +135,7 @@ async fn delivery_retries_until_the_server_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_send_and_mark_resends_with_the_same_message_id() {
     let server = SmtpServer::start();
-    let env = env_with(Backend::Sqlite, &server.toml()).await;
+    let env = env_with(common::backend(), &server.toml()).await;
     env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
     let d = dispatcher(&env);
     // The first process sent it and died before marking it sent.
@@ -159,7 +159,7 @@ async fn a_crash_between_send_and_mark_resends_with_the_same_message_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_fails_for_good_and_shows_in_the_history_a_4xx_is_retried() {
     let server = SmtpServer::start();
-    let env = env_with(Backend::Sqlite, &server.toml()).await;
+    let env = env_with(common::backend(), &server.toml()).await;
     let mail = String::from_utf8(fixture("missing-message-id.eml")).unwrap();
     env.ingest(mail.replace("ola@dom.pl", "reject-me@dom.pl").as_bytes())
         .await;
@@ -273,7 +273,7 @@ on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agents_email_reply_reaches_requester_and_participants() {
     let server = SmtpServer::start();
-    let env = env_with(Backend::Sqlite, &server.toml()).await;
+    let env = env_with(common::backend(), &server.toml()).await;
     env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await; // Cc: anna.nowak@firma.pl
     let reply = "From: Agnieszka <agent@example.com>\r\nTo: jan.kowalski@firma.pl\r\nSubject: Re: [TKT-2026-0001] Drukarka\r\nMessage-ID: <agent-1@example.com>\r\nIn-Reply-To: <CAJ8f3kQ1@mail.gmail.com>\r\n\r\nProszę wyłączyć i włączyć drukarkę.\r\n";
     assert_eq!(
@@ -314,7 +314,7 @@ async fn secure_delivery(tls: &str) {
         server.port,
         server.ca_file().display()
     );
-    let env = env_with(Backend::Sqlite, &toml).await;
+    let env = env_with(common::backend(), &toml).await;
     env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
     dispatcher(&env).deliver_due().await.unwrap();
     let error: Option<String> = sqlx::Row::try_get(
@@ -354,7 +354,7 @@ async fn a_silent_smtp_server_times_out_and_is_retried() {
     let toml = format!(
         "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_seconds = 1\n"
     );
-    let env = env_with(Backend::Sqlite, &toml).await;
+    let env = env_with(common::backend(), &toml).await;
     env.ingest_fixture("gmail-new-ticket-pl-utf8.eml").await;
     let started = std::time::Instant::now();
     dispatcher(&env).deliver_due().await.unwrap();

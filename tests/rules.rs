@@ -364,10 +364,11 @@ async fn a_broken_rule_set_stops_the_pipeline_from_starting() {
         "[[rule]]\nname = \"x\"\non = \"ticket.created\"\nthen = [{ set_team = \"nobody\" }]\n",
     )
     .unwrap();
+    let db = common::TestDatabase::new(dir.path());
     let config = {
         let mut c = ticketd::config::Config::parse(&common::base_config(dir.path(), "")).unwrap();
         c.rules.dir = Some(dir.path().to_path_buf());
-        c.database.url = format!("sqlite://{}/t.db", dir.path().display());
+        c.database.url = db.url.clone();
         c
     };
     let store = ticketd::app::open_store(&config).await.unwrap();
@@ -417,7 +418,10 @@ async fn rule_files_reload_on_change_and_a_broken_set_keeps_the_last_good_one() 
     std::fs::create_dir(&rules).unwrap();
     write_rule(&rules, "billing");
     let rules_dir = rules.clone();
-    let env = Env::configured(Backend::Sqlite, "", move |c| c.rules.dir = Some(rules_dir)).await;
+    let env = Env::configured(common::backend(), "", move |c| {
+        c.rules.dir = Some(rules_dir)
+    })
+    .await;
     let live = env.pipeline.rules.clone();
     assert_eq!(first_action(&live), "set_category billing");
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -646,7 +650,7 @@ async fn refused_rules_are_mailed_to_the_admins_once() {
     write_rule(rules.path(), "billing");
     let rules_dir = rules.path().to_path_buf();
     let admin = "[[agent]]\nemail = \"root@example.com\"\nrole = \"admin\"\n";
-    let env = Env::configured(Backend::Sqlite, admin, move |c| {
+    let env = Env::configured(common::backend(), admin, move |c| {
         c.rules.dir = Some(rules_dir);
         c.rules.alert_admins = true;
     })

@@ -139,13 +139,15 @@ fn kill(pid: u32, signal: &str) {
 #[test]
 fn the_daemon_tells_systemd_where_it_stands() {
     let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDatabase::new(dir.path());
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("10-vip.toml"), RULE).unwrap();
     let port = free_port();
     let extra = format!(
-        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n[notify]\ntemplates_dir = \"{d}/templates\"\n[service]\nstop_timeout_seconds = 5\n\
+        "{db}[rules]\ndir = \"{r}\"\n[notify]\ntemplates_dir = \"{d}/templates\"\n[service]\nstop_timeout_seconds = 5\n\
          [metrics]\nlisten = \"127.0.0.1:{port}\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n",
+        db = db.toml(),
         d = dir.path().display(),
         r = rules.display()
     );
@@ -316,6 +318,7 @@ impl Drop for Daemon {
 #[test]
 fn sighup_rereads_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDatabase::new(dir.path());
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(rules.join("10-vip.toml"), RULE).unwrap();
@@ -323,8 +326,9 @@ fn sighup_rereads_the_config_file() {
         common::base_config(
             dir.path(),
             &format!(
-                "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[rules]\ndir = \"{r}\"\n\
+                "{db}[rules]\ndir = \"{r}\"\n\
                  [[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n{extra}",
+                db = db.toml(),
                 d = dir.path().display(),
                 r = rules.display()
             ),
@@ -438,8 +442,10 @@ fn wait_exit(
 #[test]
 fn sigterm_in_a_burst_of_mail_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDatabase::new(dir.path());
     let extra = format!(
-        "[database]\nurl = \"sqlite://{d}/ticketd.db\"\n[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n",
+        "{db}[[maildir]]\nname = \"inbox\"\npath = \"{d}/inbox\"\n",
+        db = db.toml(),
         d = dir.path().display()
     );
     let config = dir.path().join("ticketd.toml");

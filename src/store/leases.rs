@@ -15,6 +15,23 @@ pub struct Instance {
     pub rules_digest: String,
     /// The instance's clock minus the database's, in seconds.
     pub clock_offset: i64,
+    /// The leases it runs sources for.
+    pub sources: Vec<String>,
+}
+
+/// A live instance's share of the work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Load {
+    pub id: String,
+    /// The leases it runs sources for.
+    pub sources: Vec<String>,
+    /// How many leases it holds now.
+    pub held: i64,
+}
+
+/// The `instances.sources` column: one lease name per line.
+fn sources_of(column: &str) -> Vec<String> {
+    column.lines().map(str::to_string).collect()
 }
 
 impl Store {
@@ -77,14 +94,78 @@ impl Store {
             .is_some())
     }
 
-    /// Gives `name` up, when `holder` still has it.
+    /// Takes `name` for `holder` only when it has been free for `idle`
+    /// seconds: an instance that holds more than its share leaves a free
+    /// lease that long to the others.
+    pub async fn acquire_idle_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        seconds: i64,
+        idle: i64,
+    ) -> Result<bool> {
+        let now = self.database_clock();
+        // A lease nobody has held yet is free from now on.
+        let sql = format!(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, '', {now})
+             ON CONFLICT (name) DO NOTHING"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .execute(self.pool())
+            .await?;
+        let sql = format!(
+            "UPDATE leases SET holder = $1, expires_at = {now} + $2
+             WHERE name = $3 AND expires_at <= {now} - $4 RETURNING holder"
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(holder)
+            .bind(seconds)
+            .bind(name)
+            .bind(idle)
+            .fetch_optional(self.pool())
+            .await?
+            .is_some())
+    }
+
+    /// Gives `name` up, when `holder` still has it. The row stays, expired
+    /// now, so how long the lease has been free is known.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+        let sql = format!(
+            "UPDATE leases SET expires_at = {} WHERE name = $1 AND holder = $2",
+            self.database_clock()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name)
             .bind(holder)
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    /// Every instance seen within `within` seconds, with the leases it runs
+    /// and how many it holds.
+    pub async fn instance_loads(&self, within: i64) -> Result<Vec<Load>> {
+        let now = self.database_clock();
+        let sql = format!(
+            "SELECT i.id, i.sources,
+                    (SELECT COUNT(*) FROM leases l WHERE l.holder = i.id AND l.expires_at > {now})
+                        AS held
+             FROM instances i WHERE i.seen_at >= {now} - $1 ORDER BY i.id"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(within)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Load {
+                    id: r.try_get("id")?,
+                    sources: sources_of(&r.try_get::<String, _>("sources")?),
+                    held: r.try_get("held")?,
+                })
+            })
+            .collect()
     }
 
     /// Who holds `name` now (an expired lease is nobody's).
@@ -106,20 +187,22 @@ impl Store {
     pub async fn instance_heartbeat(&self, me: &Instance, within: i64) -> Result<Vec<Instance>> {
         let now = self.database_clock();
         let sql = format!(
-            "INSERT INTO instances (id, host, rules_digest, clock_offset, seen_at)
-             VALUES ($1, $2, $3, $4, {now})
+            "INSERT INTO instances (id, host, rules_digest, clock_offset, sources, seen_at)
+             VALUES ($1, $2, $3, $4, $5, {now})
              ON CONFLICT (id) DO UPDATE SET rules_digest = excluded.rules_digest,
-                 clock_offset = excluded.clock_offset, seen_at = excluded.seen_at"
+                 clock_offset = excluded.clock_offset, sources = excluded.sources,
+                 seen_at = excluded.seen_at"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&me.id)
             .bind(&me.host)
             .bind(&me.rules_digest)
             .bind(me.clock_offset)
+            .bind(me.sources.join("\n"))
             .execute(self.pool())
             .await?;
         let sql = format!(
-            "SELECT id, host, rules_digest, clock_offset FROM instances
+            "SELECT id, host, rules_digest, clock_offset, sources FROM instances
              WHERE id <> $1 AND seen_at >= {now} - $2 ORDER BY id"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -134,6 +217,7 @@ impl Store {
                     host: r.try_get("host")?,
                     rules_digest: r.try_get("rules_digest")?,
                     clock_offset: r.try_get("clock_offset")?,
+                    sources: sources_of(&r.try_get::<String, _>("sources")?),
                 })
             })
             .collect()

@@ -19,6 +19,61 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The backend of the tests that run on one backend: `TICKETD_TEST_BACKEND`
+/// (`sqlite`, the default, or `postgres`). `.ci/run` runs the suite with each;
+/// the tests made by `on_both_backends!` and `for_each_backend!` run on both
+/// either way.
+pub fn backend() -> Backend {
+    match std::env::var("TICKETD_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Ok("") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("TICKETD_TEST_BACKEND must be sqlite or postgres, not {other:?}"),
+    }
+}
+
+/// A fresh database on [`backend()`] for a test that starts the binary. A
+/// PostgreSQL database is dropped with this value.
+pub struct TestDatabase {
+    pub url: String,
+    pg_database: Option<String>,
+}
+
+impl TestDatabase {
+    /// Creates it; callable from sync tests and from inside a runtime alike.
+    pub fn new(dir: &Path) -> TestDatabase {
+        let dir = dir.to_path_buf();
+        let (url, pg_database) =
+            on_own_runtime(async move { fresh_database(backend(), &dir).await });
+        TestDatabase { url, pg_database }
+    }
+
+    /// The config section that points the binary at it.
+    pub fn toml(&self) -> String {
+        format!("[database]\nurl = \"{}\"\n", self.url)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_database.take() {
+            on_own_runtime(async move { drop_database(&name).await });
+        }
+    }
+}
+
+/// Runs `work` to its end on a runtime of its own, in a thread of its own.
+fn on_own_runtime<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap()
+}
+
 pub struct Env {
     pub backend: Backend,
     pub store: Store,
