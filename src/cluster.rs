@@ -324,10 +324,7 @@ pub fn may_take(me: &str, name: &str, loads: &[Load]) -> bool {
     let Some(mine) = loads.iter().find(|l| l.id == me) else {
         return true;
     };
-    loads
-        .iter()
-        .filter(|l| l.id != me && l.sources.iter().any(|s| s == name))
-        .all(|l| l.held >= mine.held)
+    others_running(me, name, loads).all(|l| l.held >= mine.held)
 }
 
 /// Whether `me` should hand its lease `name` back: another live instance
@@ -337,10 +334,18 @@ pub fn should_hand_back(me: &str, name: &str, loads: &[Load]) -> bool {
     let Some(mine) = loads.iter().find(|l| l.id == me) else {
         return false;
     };
+    others_running(me, name, loads).any(|l| l.held + 2 <= mine.held)
+}
+
+/// The live instances other than `me` that run the source of lease `name`.
+fn others_running<'a>(
+    me: &'a str,
+    name: &'a str,
+    loads: &'a [Load],
+) -> impl Iterator<Item = &'a Load> {
     loads
         .iter()
-        .filter(|l| l.id != me && l.sources.iter().any(|s| s == name))
-        .any(|l| l.held + 2 <= mine.held)
+        .filter(move |l| l.id != me && l.sources.iter().any(|s| s == name))
 }
 
 /// Whether `holder` (`host:pid:nonce`) names a process on `host` that no
