@@ -217,6 +217,105 @@ on_both_backends!(
     }
 );
 
+// Batches of mail from concurrent writers: new tickets take their numbers
+// at commit, and a reply or a second copy inside the same batch still finds
+// the ticket opened earlier in it.
+on_both_backends!(
+    batched_ingest_numbers_are_gap_free_and_reach_every_row,
+    |env: Env| async move {
+        let pipeline = std::sync::Arc::new(env.pipeline_clone());
+        let mut tasks = Vec::new();
+        for worker in 0..3 {
+            let pipeline = pipeline.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for b in 0..5 {
+                    let new = |i: usize| {
+                        format!(
+                            "From: c{worker}-{b}-{i}@klient.pl\r\nTo: support@example.com\r\nSubject: case {i}\r\nMessage-ID: <m{worker}-{b}-{i}@klient.pl>\r\n\r\nhello\r\n"
+                        )
+                    };
+                    let mut raws: Vec<String> = (0..6).map(new).collect();
+                    raws.push(format!(
+                        "From: c{worker}-{b}-0@klient.pl\r\nTo: support@example.com\r\nSubject: Re: case 0\r\nMessage-ID: <r{worker}-{b}@klient.pl>\r\nIn-Reply-To: <m{worker}-{b}-0@klient.pl>\r\n\r\nmore\r\n"
+                    ));
+                    raws.push(new(1));
+                    let batch: Vec<Inbound> = raws
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, raw)| Inbound::new("pipe", format!("{worker}-{b}-{i}"), raw.into_bytes()))
+                        .collect();
+                    outcomes.push(pipeline.ingest(&batch).await.unwrap());
+                }
+                outcomes
+            }));
+        }
+        let mut numbers = Vec::new();
+        for t in tasks {
+            for batch in t.await.unwrap() {
+                let kinds: Vec<OutcomeKind> = batch.iter().map(|o| o.kind).collect();
+                assert_eq!(
+                    kinds,
+                    [
+                        [OutcomeKind::Created; 6].as_slice(),
+                        &[OutcomeKind::Comment, OutcomeKind::Duplicate]
+                    ]
+                    .concat()
+                );
+                assert_eq!(batch[6].ticket, batch[0].ticket, "the reply threads");
+                assert_eq!(batch[7].ticket, batch[1].ticket, "the copy is caught");
+                numbers.extend(batch[..6].iter().map(|o| o.ticket.clone().unwrap()));
+            }
+        }
+        numbers.sort();
+        let want: Vec<String> = (1..=90).map(|n| format!("TKT-2026-{n:04}")).collect();
+        assert_eq!(numbers, want);
+        // Every row that names a new ticket names it by its real number.
+        let pairs = |sql: &'static str| {
+            let pool = env.store.pool().clone();
+            async move {
+                sqlx::query(sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        let number: String = sqlx::Row::try_get(r, 0).unwrap();
+                        let text: String = sqlx::Row::try_get(r, 1).unwrap();
+                        (number, text)
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+        let created = pairs(
+            "SELECT t.number, h.new_value FROM ticket_history h JOIN tickets t ON t.id = h.ticket_id
+             WHERE h.field = 'created'",
+        )
+        .await;
+        assert_eq!(created.len(), 90);
+        for (number, text) in created {
+            assert_eq!(number, text);
+        }
+        for sql in [
+            "SELECT t.number, o.subject FROM outbox o JOIN tickets t ON t.id = o.ticket_id",
+            "SELECT t.number, o.message_id FROM outbox o JOIN tickets t ON t.id = o.ticket_id",
+            "SELECT t.number, m.message_id FROM message_ids m JOIN tickets t ON t.id = m.ticket_id
+             WHERE m.direction = 'out'",
+        ] {
+            let rows = pairs(sql).await;
+            assert_eq!(rows.len(), 90, "{sql}");
+            for (number, text) in rows {
+                assert!(
+                    text.contains(&format!("{number}."))
+                        || text.starts_with(&format!("[{number}]")),
+                    "{number}: {text}"
+                );
+            }
+        }
+        env.finish().await;
+    }
+);
+
 on_both_backends!(
     the_same_message_arriving_concurrently_is_stored_once,
     |env: Env| async move {

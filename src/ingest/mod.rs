@@ -293,6 +293,9 @@ impl Pipeline {
     ) -> store::Result<Vec<Outcome>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        // New tickets take their numbers at commit: the sequence row is then
+        // locked for a moment, not for the whole batch.
+        tx.defer_appends();
         let mut outcomes = Vec::with_capacity(batch.len());
         for (inbound, p) in batch.iter().zip(prepared) {
             let outcome = match p {
@@ -325,7 +328,11 @@ impl Pipeline {
         {
             checkpoints::save(&mut tx, source, cp, now).await?;
         }
-        tx.commit().await?;
+        let numbers = tx.commit().await?;
+        for o in &mut outcomes {
+            numbers.replace_in_option(&mut o.ticket);
+            numbers.replace_in_option(&mut o.reason);
+        }
         self.outbox_wake.notify_one();
         self.sla_wake.notify_one();
         for (inbound, o) in batch.iter().zip(&outcomes) {

@@ -1,10 +1,10 @@
 //! People and groups: agents, teams and organizations declared in config, and
 //! contacts created as mail arrives.
 
-use super::{Result, Store, Tx};
+use super::{Error, Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::config::Config;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 impl Store {
     /// Makes the agents, teams and organizations in the database match the config.
@@ -90,14 +90,41 @@ pub struct Contact {
 
 /// Finds the contact with this identity (`email` and an address,
 /// `telegram` and a user id), or creates one; a new email contact joins the
-/// organization of its address's domain.
+/// organization of its address's domain. On PostgreSQL a new contact is
+/// committed at once in a side transaction: concurrent batches that meet the
+/// same new customer then never wait on each other's uncommitted rows (or
+/// deadlock on them); the caller's transaction sees it as soon as it is
+/// committed (read committed).
 pub async fn contact_for(
     tx: &mut Tx,
-    (kind, address): (&'static str, &str),
+    identity: (&'static str, &str),
     name: &str,
     language: Option<&str>,
     now: Timestamp,
 ) -> Result<Contact> {
+    if let Some(found) = find_contact(tx, identity).await? {
+        return Ok(found);
+    }
+    if let Some(side) = tx.side().cloned() {
+        let mut side_tx = side.begin().await?;
+        let created = insert_contact(&mut side_tx, identity, name, language, now).await?;
+        match created {
+            Some(_) => side_tx.commit().await?,
+            None => side_tx.rollback().await?,
+        }
+        if let Some(found) = find_contact(tx, identity).await? {
+            return Ok(found);
+        }
+    }
+    insert_contact(tx, identity, name, language, now)
+        .await?
+        .ok_or_else(|| Error::Conflict(format!("contact {} created concurrently", identity.1)))
+}
+
+async fn find_contact(
+    conn: &mut AnyConnection,
+    (kind, address): (&'static str, &str),
+) -> Result<Option<Contact>> {
     let found = sqlx::query(
         "SELECT c.id, c.organization_id FROM contact_identities i
          JOIN contacts c ON c.id = i.contact_id
@@ -105,19 +132,32 @@ pub async fn contact_for(
     )
     .bind(kind)
     .bind(address)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = found {
-        return Ok(Contact {
-            id: row.try_get(0)?,
-            organization_id: row.try_get(1)?,
-        });
-    }
+    found
+        .map(|row| {
+            Ok(Contact {
+                id: row.try_get(0)?,
+                organization_id: row.try_get(1)?,
+            })
+        })
+        .transpose()
+}
+
+/// Inserts a contact with this identity; `None` if the identity was taken
+/// meanwhile (the contact row then goes with the caller's rollback).
+async fn insert_contact(
+    conn: &mut AnyConnection,
+    (kind, address): (&'static str, &str),
+    name: &str,
+    language: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Contact>> {
     let organization_id: Option<i64> = match (kind, address.rsplit_once('@')) {
         ("email", Some((_, domain))) => {
             sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
                 .bind(domain)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *conn)
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?
@@ -132,17 +172,21 @@ pub async fn contact_for(
     .bind(organization_id)
     .bind(language)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *conn)
     .await?
     .try_get(0)?;
-    sqlx::query("INSERT INTO contact_identities (kind, address, contact_id) VALUES ($1, $2, $3)")
-        .bind(kind)
-        .bind(address)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(Contact {
+    let inserted = sqlx::query(
+        "INSERT INTO contact_identities (kind, address, contact_id) VALUES ($1, $2, $3)
+         ON CONFLICT (kind, address) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(address)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok((inserted == 1).then_some(Contact {
         id,
         organization_id,
-    })
+    }))
 }

@@ -9,6 +9,7 @@ pub mod desk;
 pub mod directory;
 pub mod files;
 pub mod leases;
+pub mod numbers;
 pub mod outbox;
 pub mod queries;
 pub mod reports;
@@ -109,6 +110,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: two connections for short transactions that must not
+    /// wait on a long one of the caller's (new contacts; see
+    /// [`directory::contact_for`]).
+    side: Option<AnyPool>,
 }
 
 impl Store {
@@ -147,7 +152,21 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        Ok(Store { pool, backend })
+        let side = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                AnyPoolOptions::new()
+                    .max_connections(2)
+                    .min_connections(0)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_lazy(&url)?,
+            ),
+        };
+        Ok(Store {
+            pool,
+            backend,
+            side,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -200,6 +219,9 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(side) = &self.side {
+            side.close().await;
+        }
     }
 }
 

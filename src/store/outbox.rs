@@ -1,5 +1,6 @@
 //! The outbox table: notifications waiting for delivery, and their fate.
 
+use super::numbers::Numbers;
 use super::tx::{placeholders, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
@@ -24,6 +25,27 @@ pub struct NewNotification {
     pub html: Option<String>,
     /// `Some(reason)` records the notification as suppressed, never sent.
     pub suppressed: Option<String>,
+}
+
+impl NewNotification {
+    /// Puts real ticket numbers in place of placeholders (see
+    /// [`super::numbers`]) in everything that may mention one.
+    pub(crate) fn renumber(&mut self, numbers: &Numbers) {
+        for text in [&mut self.recipient, &mut self.subject, &mut self.body] {
+            numbers.replace_in(text);
+        }
+        for text in [
+            &mut self.message_id,
+            &mut self.in_reply_to,
+            &mut self.reply_to,
+            &mut self.html,
+        ] {
+            numbers.replace_in_option(text);
+        }
+        for text in &mut self.references {
+            numbers.replace_in(text);
+        }
+    }
 }
 
 /// A notification the dispatcher should send now.

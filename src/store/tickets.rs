@@ -3,6 +3,7 @@
 //! through [`set_status`] (and its siblings as they come), which also writes
 //! the history row.
 
+use super::numbers::Numbers;
 use super::tx::{placeholders, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
@@ -12,7 +13,12 @@ use sqlx::{AnyConnection, Row};
 
 /// Takes the next ticket number for `year`. The sequence row is updated inside
 /// the caller's transaction, so numbers are unique and a rollback leaves no gap.
+/// A transaction that defers its appends gets a placeholder instead, replaced
+/// by the real number at commit.
 pub async fn next_number(tx: &mut Tx, prefix: &str, year: i32) -> Result<String> {
+    if let Some(held) = tx.held() {
+        return Ok(held.numbering.placeholder(prefix, year));
+    }
     let seq: i64 = sqlx::query(
         "INSERT INTO ticket_sequences (year, last) VALUES ($1, 1)
          ON CONFLICT (year) DO UPDATE SET last = ticket_sequences.last + 1
@@ -254,6 +260,15 @@ pub struct KnownMessage {
 }
 
 pub async fn known_message(tx: &mut Tx, message_id: &str) -> Result<Option<KnownMessage>> {
+    if let Some(row) = tx
+        .held()
+        .and_then(|held| held.message_ids.iter().find(|r| r.message_id == message_id))
+    {
+        return Ok(Some(KnownMessage {
+            ticket_id: row.ticket_id,
+            direction: row.direction,
+        }));
+    }
     let row = sqlx::query("SELECT ticket_id, direction FROM message_ids WHERE message_id = $1")
         .bind(message_id)
         .fetch_optional(&mut **tx)
@@ -498,6 +513,13 @@ pub(crate) struct HistoryRow {
     new: Option<String>,
     rule: Option<String>,
     at: Timestamp,
+}
+
+impl HistoryRow {
+    pub(crate) fn renumber(&mut self, numbers: &Numbers) {
+        numbers.replace_in_option(&mut self.old);
+        numbers.replace_in_option(&mut self.new);
+    }
 }
 
 pub(crate) async fn write_history(conn: &mut AnyConnection, rows: Vec<HistoryRow>) -> Result<()> {

@@ -4,18 +4,24 @@
 //! with [`Tx::defer_appends`] and write them with multi-row inserts at
 //! commit. The reads that must see them in the same transaction (the thread's
 //! Message-IDs, the automatic-mail rate limit) merge the held rows in.
+//! Such a transaction also takes its new tickets' numbers at commit
+//! ([`super::numbers`]) and puts them into the held rows before writing them.
 
+use super::numbers::{self, Numbering, Numbers};
 use super::outbox::{self, NewNotification};
 use super::tickets::{self, HistoryRow, MessageIdRow};
 use super::{Result, Store};
 use crate::clock::Timestamp;
-use sqlx::{Any, AnyConnection, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 
 pub struct Tx {
     inner: Transaction<'static, Any>,
     held: Option<Held>,
+    /// The store's side pool (PostgreSQL), for rows other writers must see
+    /// before this transaction ends.
+    side: Option<AnyPool>,
 }
 
 /// Rows held back until commit, and what was read of their tables.
@@ -27,6 +33,23 @@ pub(crate) struct Held {
     /// The stored Message-IDs of a ticket's thread, newest first, by
     /// (ticket, limit): read once per transaction.
     pub threads: HashMap<(i64, i64), Vec<(Timestamp, String)>>,
+    /// Placeholder numbers of the tickets created so far.
+    pub numbering: Numbering,
+}
+
+impl Held {
+    /// Puts the real ticket numbers into the held rows.
+    fn renumber(&mut self, numbers: &Numbers) {
+        for row in &mut self.history {
+            row.renumber(numbers);
+        }
+        for (n, _) in &mut self.outbox {
+            n.renumber(numbers);
+        }
+        for row in &mut self.message_ids {
+            numbers.replace_in(&mut row.message_id);
+        }
+    }
 }
 
 impl Deref for Tx {
@@ -43,12 +66,20 @@ impl DerefMut for Tx {
 }
 
 impl Tx {
-    pub(super) fn new(inner: Transaction<'static, Any>) -> Tx {
-        Tx { inner, held: None }
+    pub(super) fn new(inner: Transaction<'static, Any>, side: Option<AnyPool>) -> Tx {
+        Tx {
+            inner,
+            held: None,
+            side,
+        }
     }
 
-    /// From now on, history, outbox and outbound Message-ID rows are written
-    /// at commit.
+    pub(super) fn side(&self) -> Option<&AnyPool> {
+        self.side.as_ref()
+    }
+
+    /// From now on, history, outbox and Message-ID rows are written at
+    /// commit, and new tickets get their numbers then.
     pub fn defer_appends(&mut self) {
         self.held.get_or_insert_with(Held::default);
     }
@@ -57,14 +88,19 @@ impl Tx {
         self.held.as_mut()
     }
 
-    pub async fn commit(mut self) -> Result<()> {
-        if let Some(held) = self.held.take() {
+    /// Commits; returns the numbers given to tickets created with
+    /// placeholders (none unless appends were deferred).
+    pub async fn commit(mut self) -> Result<Numbers> {
+        let mut numbers = Numbers::default();
+        if let Some(mut held) = self.held.take() {
+            numbers = numbers::take(&mut self.inner, std::mem::take(&mut held.numbering)).await?;
+            held.renumber(&numbers);
             outbox::write(&mut self.inner, held.outbox).await?;
             tickets::write_message_ids(&mut self.inner, held.message_ids).await?;
             tickets::write_history(&mut self.inner, held.history).await?;
         }
         self.inner.commit().await?;
-        Ok(())
+        Ok(numbers)
     }
 
     pub async fn rollback(self) -> Result<()> {
@@ -77,10 +113,11 @@ impl Store {
     /// Begins a write transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so concurrent writers wait instead of failing.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx::new(match self.backend {
+        let inner = match self.backend {
             super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             super::Backend::Postgres => self.pool.begin().await?,
-        }))
+        };
+        Ok(Tx::new(inner, self.side.clone()))
     }
 }
 
