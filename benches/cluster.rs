@@ -1,12 +1,15 @@
 //! Scale-out benchmark against a private Dovecot and the machine's
 //! PostgreSQL (TICKETD_TEST_PG, else postgres://postgres@127.0.0.1:5432/postgres):
 //!
-//!     cargo bench --bench cluster -- [--messages 4000]
+//!     cargo bench --bench cluster -- [--messages 4000] [--failover 0]
 //!
 //! 1. One `ticketd run` drains one mailbox of N messages into SQLite, then
 //!    into PostgreSQL: messages/s from start to the last checkpoint.
 //! 2. Two mailboxes of N each into PostgreSQL, by one instance and by two:
-//!    2N / time, and the speed-up of two instances.
+//!    2N / time, and the speed-up of two instances; then again with each
+//!    instance held to one core (`taskset`), as if on a machine of its own
+//!    (PostgreSQL and Dovecot still share both). Each run also reports
+//!    how busy the machine's CPUs were (all processes, from /proc/stat).
 //! 3. Failover with two instances on one mailbox: the holder is frozen
 //!    (SIGSTOP: alive, so its lease must expire; as a hung or cut-off
 //!    machine), then another holder is killed (SIGKILL: a dead process on the
@@ -64,7 +67,21 @@ fn write_config(dir: &Path, db: &str, mailboxes: &str) -> anyhow::Result<std::pa
 }
 
 fn start(config: &Path) -> anyhow::Result<Child> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_ticketd"))
+    start_on(config, None)
+}
+
+/// Starts `ticketd run`, held to one CPU core when `core` is given
+/// (`taskset`), as if it had a machine of its own.
+fn start_on(config: &Path, core: Option<usize>) -> anyhow::Result<Child> {
+    let mut command = match core {
+        Some(core) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &core.to_string(), env!("CARGO_BIN_EXE_ticketd")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_ticketd")),
+    };
+    Ok(command
         .arg("--config")
         .arg(config)
         .arg("run")
@@ -131,14 +148,23 @@ async fn committed(store: &Store, message_id: &str) -> bool {
         .is_some()
 }
 
-/// Drains `mailboxes` (N messages each) with `instances` processes on `db`.
+/// How the instances of a run may use the machine's cores.
+#[derive(Clone, Copy, PartialEq)]
+enum Cores {
+    Shared,
+    /// Instance k on core k only.
+    OneEach,
+}
+
+/// Drains `mailboxes` (N messages each) with `instances` processes on `db`:
+/// seconds, and the share of the machine's CPUs busy meanwhile.
 async fn run(
     dovecot: &dovecot::Dovecot,
     db: &str,
     mailboxes: &[(&str, &str)],
-    instances: usize,
+    (instances, cores): (usize, Cores),
     n: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let toml: String = mailboxes
         .iter()
@@ -160,16 +186,21 @@ async fn run(
     anyhow::ensure!(status.success(), "migrate failed");
     let store = Store::connect(db, 2).await?;
     let started = Instant::now();
+    let cpu = args::cpu_jiffies();
     let children = Children(
         (0..instances)
-            .map(|_| start(&config))
+            .map(|k| {
+                let on = std::thread::available_parallelism().map_or(1, |c| c.get());
+                start_on(&config, (cores == Cores::OneEach).then_some(k % on))
+            })
             .collect::<Result<_, _>>()?,
     );
     let names: Vec<&str> = mailboxes.iter().map(|(name, _)| *name).collect();
-    let secs = drained(&store, &names, n, started).await;
+    let secs = drained(&store, &names, n, started).await?;
+    let busy = args::busy_between(cpu, args::cpu_jiffies());
     drop(children);
     store.close().await;
-    secs
+    Ok((secs, busy))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -197,15 +228,26 @@ fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         if arg("--throughput", 1) == 1 {
         let sqlite = format!("sqlite://{}/ticketd.db", dir.path().display());
-        let secs = run(&dovecot, &sqlite, &one, 1, n).await?;
-        println!("1 instance, 1 mailbox, SQLite:      {n} in {secs:.2} s = {:.0} messages/s", n as f64 / secs);
-        let secs = run(&dovecot, &fresh_pg("ticketd_bench_a").await?, &one, 1, n).await?;
-        println!("1 instance, 1 mailbox, PostgreSQL:  {n} in {secs:.2} s = {:.0} messages/s", n as f64 / secs);
-        let single = run(&dovecot, &fresh_pg("ticketd_bench_b").await?, &two, 1, n).await?;
-        println!("1 instance, 2 mailboxes, PostgreSQL: {} in {single:.2} s = {:.0} messages/s", 2 * n, 2.0 * n as f64 / single);
-        let double = run(&dovecot, &fresh_pg("ticketd_bench_c").await?, &two, 2, n).await?;
-        println!("2 instances, 2 mailboxes, PostgreSQL: {} in {double:.2} s = {:.0} messages/s ({:.2}× one instance)", 2 * n, 2.0 * n as f64 / double, single / double);
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        println!("CPU busy: share of all {cores} cores, with Dovecot and PostgreSQL on the same machine");
+        let (secs, busy) = run(&dovecot, &sqlite, &one, (1, Cores::Shared), n).await?;
+        println!("1 instance, 1 mailbox, SQLite:      {n} in {secs:.2} s = {:.0} messages/s, CPU busy {:.0}%", n as f64 / secs, busy * 100.0);
+        let (secs, busy) = run(&dovecot, &fresh_pg("ticketd_bench_a").await?, &one, (1, Cores::Shared), n).await?;
+        println!("1 instance, 1 mailbox, PostgreSQL:  {n} in {secs:.2} s = {:.0} messages/s, CPU busy {:.0}%", n as f64 / secs, busy * 100.0);
+        let (single, busy) = run(&dovecot, &fresh_pg("ticketd_bench_b").await?, &two, (1, Cores::Shared), n).await?;
+        println!("1 instance, 2 mailboxes, PostgreSQL: {} in {single:.2} s = {:.0} messages/s, CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / single, busy * 100.0);
+        let (double, busy) = run(&dovecot, &fresh_pg("ticketd_bench_c").await?, &two, (2, Cores::Shared), n).await?;
+        println!("2 instances, 2 mailboxes, PostgreSQL: {} in {double:.2} s = {:.0} messages/s ({:.2}× one instance), CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / double, single / double, busy * 100.0);
+        // As on machines of their own: each instance held to one core
+        // (PostgreSQL and Dovecot still use both).
+        let (single, busy) = run(&dovecot, &fresh_pg("ticketd_bench_e").await?, &two, (1, Cores::OneEach), n).await?;
+        println!("1 instance on 1 core, 2 mailboxes, PostgreSQL: {} in {single:.2} s = {:.0} messages/s, CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / single, busy * 100.0);
+        let (double, busy) = run(&dovecot, &fresh_pg("ticketd_bench_f").await?, &two, (2, Cores::OneEach), n).await?;
+        println!("2 instances on 1 core each, 2 mailboxes, PostgreSQL: {} in {double:.2} s = {:.0} messages/s ({:.2}× one instance), CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / double, single / double, busy * 100.0);
 
+        }
+        if arg("--failover", 1) == 0 {
+            return Ok(());
         }
         // Failover.
         let db = fresh_pg("ticketd_bench_d").await?;
