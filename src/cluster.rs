@@ -99,17 +99,21 @@ impl Cluster {
                     _ = tokio::time::sleep(every) => {}
                 }
                 // A database that does not answer counts as one that refuses:
-                // the renewal may not outlast the lease.
+                // the renewal may not outlast the lease. `work` goes on
+                // meanwhile: on SQLite the renewal waits for the write lock,
+                // which `work` may hold in a transaction it must finish.
                 let renewal = tokio::time::timeout(
                     every,
                     self.store.acquire_lease(name, &self.id, self.lease_seconds),
-                )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(crate::store::Error::Unavailable(
-                        "no answer within a third of the lease".into(),
-                    ))
-                });
+                );
+                let renewal = tokio::select! {
+                    _ = &mut work => break Held::Done,
+                    renewal = renewal => renewal.unwrap_or_else(|_| {
+                        Err(crate::store::Error::Unavailable(
+                            "no answer within a third of the lease".into(),
+                        ))
+                    }),
+                };
                 match renewal {
                     Ok(true) => {
                         renewed = Instant::now();

@@ -78,6 +78,55 @@ on_both_backends!(
     }
 );
 
+// A source that spends most of its time inside write transactions keeps its
+// lease: the renewal waits for the transaction to end (on SQLite, for the
+// write lock) while the work goes on, instead of stalling it until the
+// renewal times out and the source is stopped.
+on_both_backends!(
+    a_source_busy_in_transactions_keeps_its_lease,
+    |env: Env| async move {
+        // Renewed every second; a renewal that fails twice in a row stops the work.
+        let cluster = ticketd::cluster::Cluster::new(env.store.clone(), 3, vec!["busy".into()]);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let starts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stop.cancel();
+        });
+        cluster
+            .hold("busy", cancel, |token| {
+                let (store, starts, commits) = (env.store.clone(), starts.clone(), commits.clone());
+                async move {
+                    starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    while !token.is_cancelled() {
+                        let mut tx = store.begin().await.unwrap();
+                        let position = commits.load(std::sync::atomic::Ordering::SeqCst) as i64;
+                        let cp = ticketd::store::checkpoints::Checkpoint {
+                            validity: 1,
+                            position,
+                        };
+                        ticketd::store::checkpoints::save(&mut tx, "busy", cp, 0)
+                            .await
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        tx.commit().await.unwrap();
+                        commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })
+            .await;
+        assert_eq!(
+            starts.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the work was stopped and restarted"
+        );
+        assert!(commits.load(std::sync::atomic::Ordering::SeqCst) >= 10);
+        env.finish().await;
+    }
+);
+
 /// Exactly `messages` tickets, one per message (their subjects differ).
 async fn assert_one_ticket_each(store: &ticketd::store::Store, messages: usize) {
     use processes::count;

@@ -363,13 +363,13 @@ impl Notifier {
         if self.agents.current().contains(&to.to_ascii_lowercase()) {
             return Ok(None);
         }
-        let hour = outbox::automatic_count_since(tx, to, now - 3600).await?;
+        let (hour, day) =
+            outbox::automatic_counts_since(tx, to, (now - 3600, now - 86_400)).await?;
         if hour >= self.per_hour {
             return Ok(Some(format!(
                 "rate limit: {hour} automatic messages to {to} in the last hour"
             )));
         }
-        let day = outbox::automatic_count_since(tx, to, now - 86_400).await?;
         if day >= self.per_day {
             return Ok(Some(format!(
                 "rate limit: {day} automatic messages to {to} in the last day"

@@ -136,6 +136,7 @@ impl super::Store {
         (ticket_id, thread): (i64, i64),
         now: Timestamp,
     ) -> Result<i64> {
+        let _turn = self.write_turn().await?;
         sqlx::query(
             "INSERT INTO chat_threads (platform, thread_id, ticket_id, created_at)
              VALUES ($1, $2, $3, $4) ON CONFLICT (platform, ticket_id) DO NOTHING",

@@ -55,6 +55,7 @@ impl Store {
     /// Takes `name` for `holder` for `seconds`, or renews it; false while
     /// another holder's lease has not expired.
     pub async fn acquire_lease(&self, name: &str, holder: &str, seconds: i64) -> Result<bool> {
+        let _turn = self.write_turn().await?;
         let now = self.database_clock();
         let sql = format!(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, {now} + $3)
@@ -80,6 +81,7 @@ impl Store {
         holder: &str,
         seconds: i64,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await?;
         let sql = format!(
             "UPDATE leases SET holder = $1, expires_at = {} + $2 WHERE name = $3 AND holder = $4 RETURNING holder",
             self.database_clock()
@@ -104,6 +106,7 @@ impl Store {
         seconds: i64,
         idle: i64,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await?;
         let now = self.database_clock();
         // A lease nobody has held yet is free from now on.
         let sql = format!(
@@ -131,6 +134,7 @@ impl Store {
     /// Gives `name` up, when `holder` still has it. The row stays, expired
     /// now, so how long the lease has been free is known.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let _turn = self.write_turn().await?;
         let sql = format!(
             "UPDATE leases SET expires_at = {} WHERE name = $1 AND holder = $2",
             self.database_clock()
@@ -185,6 +189,7 @@ impl Store {
     /// Records that `me` runs now, with its rule set and clock offset;
     /// returns the other instances seen within `within` seconds.
     pub async fn instance_heartbeat(&self, me: &Instance, within: i64) -> Result<Vec<Instance>> {
+        let _turn = self.write_turn().await?;
         let now = self.database_clock();
         let sql = format!(
             "INSERT INTO instances (id, host, rules_digest, clock_offset, sources, seen_at)
@@ -225,6 +230,7 @@ impl Store {
 
     /// Removes `id` from the running instances (on a clean stop).
     pub async fn instance_gone(&self, id: &str) -> Result<()> {
+        let _turn = self.write_turn().await?;
         sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(id)
             .execute(self.pool())

@@ -23,7 +23,12 @@ pub use tx::Tx;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedMutexGuard;
+
+/// How long a writer waits for its turn (as SQLite's busy timeout).
+const WRITE_TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// A true/false column: SQLite returns EXISTS as 0/1, PostgreSQL as a boolean.
 pub(crate) fn flag(r: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
@@ -114,6 +119,8 @@ pub struct Store {
     /// wait on a long one of the caller's (new contacts; see
     /// [`directory::contact_for`]).
     side: Option<AnyPool>,
+    /// SQLite: this process's writers take turns here (see [`Store::write_turn`]).
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -162,15 +169,37 @@ impl Store {
                     .connect_lazy(&url)?,
             ),
         };
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(Store {
             pool,
             backend,
             side,
+            writer,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// SQLite has one writer at a time, and its busy handler is not fair: a
+    /// writer that comes straight back (a source's next batch) can keep
+    /// another (a lease renewal) waiting until that one gives up. So this
+    /// process's writers take turns, first come first served; the turn is
+    /// held until the write ends. Nothing to wait for on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Result<Option<OwnedMutexGuard<()>>> {
+        let Some(writer) = &self.writer else {
+            return Ok(None);
+        };
+        tokio::time::timeout(WRITE_TURN_WAIT, writer.clone().lock_owned())
+            .await
+            .map(Some)
+            .map_err(|_| {
+                Error::Unavailable(format!(
+                    "no turn to write to the database within {} s",
+                    WRITE_TURN_WAIT.as_secs()
+                ))
+            })
     }
 
     /// A consistent copy of the database in `path` (SQLite: `VACUUM INTO`,

@@ -122,26 +122,33 @@ pub(crate) async fn write(
     Ok(())
 }
 
-/// How many automatic messages went (or are going) to `recipient` since `since`.
-pub async fn automatic_count_since(tx: &mut Tx, recipient: &str, since: Timestamp) -> Result<i64> {
-    let stored: i64 = sqlx::query(
-        "SELECT COUNT(*) FROM outbox WHERE recipient = $1 AND automatic = 1 AND status IN ('pending', 'sent')
-         AND created_at >= $2",
+/// How many automatic messages went (or are going) to `recipient` since
+/// each of two times (`recent` not before `since`): one query for both.
+pub async fn automatic_counts_since(
+    tx: &mut Tx,
+    recipient: &str,
+    (recent, since): (Timestamp, Timestamp),
+) -> Result<(i64, i64)> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0), COUNT(*)
+         FROM outbox WHERE recipient = $1 AND automatic = 1 AND status IN ('pending', 'sent')
+         AND created_at >= $3",
     )
     .bind(recipient)
+    .bind(recent)
     .bind(since)
     .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?;
-    let held = tx.held().map_or(0, |held| {
-        held.outbox
-            .iter()
-            .filter(|(n, at)| {
-                n.recipient == recipient && n.automatic && n.suppressed.is_none() && *at >= since
-            })
-            .count()
-    });
-    Ok(stored + held as i64)
+    .await?;
+    let (mut recent_count, mut count): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    if let Some(held) = tx.held() {
+        for (n, at) in &held.outbox {
+            if n.recipient == recipient && n.automatic && n.suppressed.is_none() && *at >= since {
+                count += 1;
+                recent_count += i64::from(*at >= recent);
+            }
+        }
+    }
+    Ok((recent_count, count))
 }
 
 /// The Message-IDs of a ticket's thread, oldest first (at most `limit`, the newest kept).
@@ -152,7 +159,14 @@ pub async fn thread_message_ids(tx: &mut Tx, ticket_id: i64, limit: i64) -> Resu
     let mut ids = match cached {
         Some(ids) => ids,
         None => {
-            let ids = stored_thread(tx, ticket_id, limit).await?;
+            // A ticket created in this transaction has no stored Message-IDs yet.
+            let created_here = tx
+                .held()
+                .is_some_and(|held| held.created.contains_key(&ticket_id));
+            let ids = match created_here {
+                true => Vec::new(),
+                false => stored_thread(tx, ticket_id, limit).await?,
+            };
             if let Some(held) = tx.held() {
                 held.threads.insert((ticket_id, limit), ids.clone());
             }
@@ -254,6 +268,7 @@ impl Store {
         limit: i64,
         claim_seconds: i64,
     ) -> Result<Vec<Pending>> {
+        let _turn = self.write_turn().await?;
         let lock = match self.backend {
             super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             super::Backend::Sqlite => "",

@@ -66,6 +66,9 @@ pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
+    if let Some(held) = tx.held() {
+        held.created.insert(id, t.now);
+    }
     history(
         tx,
         id,
@@ -140,6 +143,13 @@ pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
+    // A ticket created at this time in this transaction is up to date.
+    let fresh = tx
+        .held()
+        .is_some_and(|held| held.created.get(&c.ticket_id) == Some(&c.now));
+    if fresh {
+        return Ok(id);
+    }
     sqlx::query("UPDATE tickets SET updated_at = $1 WHERE id = $2")
         .bind(c.now)
         .bind(c.ticket_id)
@@ -561,22 +571,62 @@ pub struct JournalEntry<'a> {
 }
 
 pub async fn journal(tx: &mut Tx, e: &JournalEntry<'_>) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO ingest_journal (source, source_key, message_id, content_hash, outcome,
-             reason, ticket_id, comment_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(e.source)
-    .bind(e.source_key)
-    .bind(e.message_id)
-    .bind(e.content_hash)
-    .bind(e.outcome)
-    .bind(e.reason)
-    .bind(e.ticket_id)
-    .bind(e.comment_id)
-    .bind(e.now)
-    .execute(&mut **tx)
-    .await?;
+    let row = JournalRow {
+        source: e.source.to_string(),
+        source_key: e.source_key.to_string(),
+        message_id: e.message_id.map(String::from),
+        content_hash: e.content_hash.to_string(),
+        outcome: e.outcome.to_string(),
+        reason: e.reason.map(String::from),
+        ticket_id: e.ticket_id,
+        comment_id: e.comment_id,
+        at: e.now,
+    };
+    match tx.held() {
+        Some(held) => held.journal.push(row),
+        None => write_journal(tx, vec![row]).await?,
+    }
+    Ok(())
+}
+
+/// A journal row as written.
+pub(crate) struct JournalRow {
+    source: String,
+    source_key: String,
+    message_id: Option<String>,
+    content_hash: String,
+    outcome: String,
+    reason: Option<String>,
+    ticket_id: Option<i64>,
+    comment_id: Option<i64>,
+    at: Timestamp,
+}
+
+pub(crate) async fn write_journal(conn: &mut AnyConnection, rows: Vec<JournalRow>) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<JournalRow> = rows.by_ref().take(rows_per_insert(9)).collect();
+        let sql = format!(
+            "INSERT INTO ingest_journal (source, source_key, message_id, content_hash, outcome,
+                 reason, ticket_id, comment_id, created_at)
+             VALUES {}",
+            placeholders(chunk.len(), 9)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            query = query
+                .bind(r.source)
+                .bind(r.source_key)
+                .bind(r.message_id)
+                .bind(r.content_hash)
+                .bind(r.outcome)
+                .bind(r.reason)
+                .bind(r.ticket_id)
+                .bind(r.comment_id)
+                .bind(r.at);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -633,6 +683,7 @@ impl super::Store {
     /// Deletes ingest journal rows older than `before` (retention); returns
     /// how many.
     pub async fn prune_journal(&self, before: Timestamp) -> Result<u64> {
+        let _turn = self.write_turn().await?;
         Ok(
             sqlx::query("DELETE FROM ingest_journal WHERE created_at < $1")
                 .bind(before)

@@ -1,6 +1,7 @@
-//! A write transaction on the store. Three tables are only appended to:
-//! the ticket history, the outbox and the outbound Message-IDs. A transaction
-//! that writes many of those rows (the scheduler's batches) can hold them back
+//! A write transaction on the store. Four tables are only appended to:
+//! the ticket history, the outbox, the Message-IDs and the ingest journal. A
+//! transaction that writes many of those rows (the scheduler's and the ingest
+//! batches) can hold them back
 //! with [`Tx::defer_appends`] and write them with multi-row inserts at
 //! commit. The reads that must see them in the same transaction (the thread's
 //! Message-IDs, the automatic-mail rate limit) merge the held rows in.
@@ -9,12 +10,13 @@
 
 use super::numbers::{self, Numbering, Numbers};
 use super::outbox::{self, NewNotification};
-use super::tickets::{self, HistoryRow, MessageIdRow};
+use super::tickets::{self, HistoryRow, JournalRow, MessageIdRow};
 use super::{Result, Store};
 use crate::clock::Timestamp;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use tokio::sync::OwnedMutexGuard;
 
 pub struct Tx {
     inner: Transaction<'static, Any>,
@@ -22,6 +24,8 @@ pub struct Tx {
     /// The store's side pool (PostgreSQL), for rows other writers must see
     /// before this transaction ends.
     side: Option<AnyPool>,
+    /// SQLite: this process's turn to write, until the transaction ends.
+    _turn: Option<OwnedMutexGuard<()>>,
 }
 
 /// Rows held back until commit, and what was read of their tables.
@@ -30,6 +34,9 @@ pub(crate) struct Held {
     pub history: Vec<HistoryRow>,
     pub outbox: Vec<(NewNotification, Timestamp)>,
     pub message_ids: Vec<MessageIdRow>,
+    pub journal: Vec<JournalRow>,
+    /// Tickets created in this transaction, with their creation time.
+    pub created: HashMap<i64, Timestamp>,
     /// The stored Message-IDs of a ticket's thread, newest first, by
     /// (ticket, limit): read once per transaction.
     pub threads: HashMap<(i64, i64), Vec<(Timestamp, String)>>,
@@ -66,11 +73,16 @@ impl DerefMut for Tx {
 }
 
 impl Tx {
-    pub(super) fn new(inner: Transaction<'static, Any>, side: Option<AnyPool>) -> Tx {
+    pub(super) fn new(
+        inner: Transaction<'static, Any>,
+        side: Option<AnyPool>,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> Tx {
         Tx {
             inner,
             held: None,
             side,
+            _turn: turn,
         }
     }
 
@@ -78,7 +90,7 @@ impl Tx {
         self.side.as_ref()
     }
 
-    /// From now on, history, outbox and Message-ID rows are written at
+    /// From now on, history, outbox, Message-ID and journal rows are written at
     /// commit, and new tickets get their numbers then.
     pub fn defer_appends(&mut self) {
         self.held.get_or_insert_with(Held::default);
@@ -93,6 +105,9 @@ impl Tx {
     pub async fn commit(mut self) -> Result<Numbers> {
         let mut numbers = Numbers::default();
         if let Some(mut held) = self.held.take() {
+            // Journal rows name no ticket number: written before the
+            // sequence rows are locked.
+            tickets::write_journal(&mut self.inner, std::mem::take(&mut held.journal)).await?;
             numbers = numbers::take(&mut self.inner, std::mem::take(&mut held.numbering)).await?;
             held.renumber(&numbers);
             outbox::write(&mut self.inner, held.outbox).await?;
@@ -113,11 +128,12 @@ impl Store {
     /// Begins a write transaction. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`), so concurrent writers wait instead of failing.
     pub async fn begin(&self) -> Result<Tx> {
+        let turn = self.write_turn().await?;
         let inner = match self.backend {
             super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             super::Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx::new(inner, self.side.clone()))
+        Ok(Tx::new(inner, self.side.clone(), turn))
     }
 }
 
