@@ -39,8 +39,13 @@ impl Numbering {
     /// A placeholder for the next ticket number of `year`. Only its token
     /// (letters and digits, so no escaping changes it) is replaced later.
     pub fn placeholder(&mut self, prefix: &str, year: i32) -> String {
-        let index = self.wanted.len();
         self.wanted.push((prefix.to_string(), year));
+        self.placeholder_at(self.wanted.len() - 1)
+    }
+
+    /// The placeholder handed out `index`-th.
+    fn placeholder_at(&self, index: usize) -> String {
+        let (prefix, year) = &self.wanted[index];
         format!("{prefix}-{year}-{}{index:0INDEX_DIGITS$x}", self.nonce)
     }
 
@@ -128,7 +133,7 @@ pub(crate) async fn take(conn: &mut AnyConnection, numbering: Numbering) -> Resu
         });
         sequences.push(sequence);
         renames.push((
-            format!("{prefix}-{year}-{}{index:0INDEX_DIGITS$x}", numbering.nonce),
+            numbering.placeholder_at(index),
             format_number(prefix, *year, sequence),
         ));
     }

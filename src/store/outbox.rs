@@ -1,7 +1,7 @@
 //! The outbox table: notifications waiting for delivery, and their fate.
 
 use super::numbers::Numbers;
-use super::tx::{placeholders, rows_per_insert};
+use super::tx::insert_rows;
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use sqlx::any::AnyRow;
@@ -82,44 +82,34 @@ pub(crate) async fn write(
     conn: &mut AnyConnection,
     rows: Vec<(NewNotification, Timestamp)>,
 ) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(rows_per_insert(17)).collect();
-        let sql = format!(
-            "INSERT INTO outbox (ticket_id, event, channel, recipient, automatic, message_id, in_reply_to,
-                 refs, reply_to, subject, body, html, status, attempts, next_attempt_at, last_error,
-                 created_at)
-             VALUES {}",
-            placeholders(chunk.len(), 17)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (n, now) in chunk {
-            let (status, error) = match n.suppressed {
-                Some(reason) => ("suppressed", Some(reason)),
-                None => ("pending", None),
-            };
-            query = query
-                .bind(n.ticket_id)
-                .bind(n.event)
-                .bind(n.channel)
-                .bind(n.recipient)
-                .bind(i64::from(n.automatic))
-                .bind(n.message_id)
-                .bind(n.in_reply_to)
-                .bind(n.references.join(" "))
-                .bind(n.reply_to)
-                .bind(n.subject)
-                .bind(n.body)
-                .bind(n.html)
-                .bind(status)
-                .bind(0_i64)
-                .bind(now)
-                .bind(error)
-                .bind(now);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let insert = "INSERT INTO outbox (ticket_id, event, channel, recipient, automatic, message_id,
+                      in_reply_to, refs, reply_to, subject, body, html, status, attempts,
+                      next_attempt_at, last_error, created_at)";
+    insert_rows(conn, insert, 17, rows, |query, (n, now)| {
+        let (status, error) = match n.suppressed {
+            Some(reason) => ("suppressed", Some(reason)),
+            None => ("pending", None),
+        };
+        query
+            .bind(n.ticket_id)
+            .bind(n.event)
+            .bind(n.channel)
+            .bind(n.recipient)
+            .bind(i64::from(n.automatic))
+            .bind(n.message_id)
+            .bind(n.in_reply_to)
+            .bind(n.references.join(" "))
+            .bind(n.reply_to)
+            .bind(n.subject)
+            .bind(n.body)
+            .bind(n.html)
+            .bind(status)
+            .bind(0_i64)
+            .bind(now)
+            .bind(error)
+            .bind(now)
+    })
+    .await
 }
 
 /// How many automatic messages went (or are going) to `recipient` since

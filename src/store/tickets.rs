@@ -4,7 +4,7 @@
 //! the history row.
 
 use super::numbers::Numbers;
-use super::tx::{placeholders, rows_per_insert};
+use super::tx::insert_rows;
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
 use crate::thread::{LinkKind, TicketFacts};
@@ -241,26 +241,17 @@ pub(crate) async fn write_message_ids(
     conn: &mut AnyConnection,
     rows: Vec<MessageIdRow>,
 ) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<MessageIdRow> = rows.by_ref().take(rows_per_insert(5)).collect();
-        let sql = format!(
-            "INSERT INTO message_ids (message_id, ticket_id, comment_id, direction, created_at)
-             VALUES {}",
-            placeholders(chunk.len(), 5)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
-            query = query
-                .bind(r.message_id)
-                .bind(r.ticket_id)
-                .bind(r.comment_id)
-                .bind(r.direction.as_str())
-                .bind(r.at);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let insert =
+        "INSERT INTO message_ids (message_id, ticket_id, comment_id, direction, created_at)";
+    insert_rows(conn, insert, 5, rows, |query, r| {
+        query
+            .bind(r.message_id)
+            .bind(r.ticket_id)
+            .bind(r.comment_id)
+            .bind(r.direction.as_str())
+            .bind(r.at)
+    })
+    .await
 }
 
 /// A known Message-ID: its ticket, and whether we received or sent it.
@@ -533,28 +524,18 @@ impl HistoryRow {
 }
 
 pub(crate) async fn write_history(conn: &mut AnyConnection, rows: Vec<HistoryRow>) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<HistoryRow> = rows.by_ref().take(rows_per_insert(7)).collect();
-        let sql = format!(
-            "INSERT INTO ticket_history (ticket_id, actor, field, old_value, new_value, rule, created_at)
-             VALUES {}",
-            placeholders(chunk.len(), 7)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
-            query = query
-                .bind(r.ticket_id)
-                .bind(r.actor)
-                .bind(r.field)
-                .bind(r.old)
-                .bind(r.new)
-                .bind(r.rule)
-                .bind(r.at);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let insert = "INSERT INTO ticket_history (ticket_id, actor, field, old_value, new_value, rule, created_at)";
+    insert_rows(conn, insert, 7, rows, |query, r| {
+        query
+            .bind(r.ticket_id)
+            .bind(r.actor)
+            .bind(r.field)
+            .bind(r.old)
+            .bind(r.new)
+            .bind(r.rule)
+            .bind(r.at)
+    })
+    .await
 }
 
 /// One journal row: what happened to one inbound message.
@@ -603,31 +584,22 @@ pub(crate) struct JournalRow {
 }
 
 pub(crate) async fn write_journal(conn: &mut AnyConnection, rows: Vec<JournalRow>) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<JournalRow> = rows.by_ref().take(rows_per_insert(9)).collect();
-        let sql = format!(
-            "INSERT INTO ingest_journal (source, source_key, message_id, content_hash, outcome,
-                 reason, ticket_id, comment_id, created_at)
-             VALUES {}",
-            placeholders(chunk.len(), 9)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for r in chunk {
-            query = query
-                .bind(r.source)
-                .bind(r.source_key)
-                .bind(r.message_id)
-                .bind(r.content_hash)
-                .bind(r.outcome)
-                .bind(r.reason)
-                .bind(r.ticket_id)
-                .bind(r.comment_id)
-                .bind(r.at);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let insert =
+        "INSERT INTO ingest_journal (source, source_key, message_id, content_hash, outcome,
+                      reason, ticket_id, comment_id, created_at)";
+    insert_rows(conn, insert, 9, rows, |query, r| {
+        query
+            .bind(r.source)
+            .bind(r.source_key)
+            .bind(r.message_id)
+            .bind(r.content_hash)
+            .bind(r.outcome)
+            .bind(r.reason)
+            .bind(r.ticket_id)
+            .bind(r.comment_id)
+            .bind(r.at)
+    })
+    .await
 }
 
 fn no_ticket(number: &str) -> Error {

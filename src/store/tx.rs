@@ -150,6 +150,32 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// A query of the `Any` driver, as the row binders of [`insert_rows`] get it.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Writes `rows` with multi-row inserts: `insert` is the statement up to
+/// `VALUES` (table and its `columns` columns), `bind` binds one row's values
+/// in that order.
+pub(crate) async fn insert_rows<R>(
+    conn: &mut AnyConnection,
+    insert: &str,
+    columns: usize,
+    rows: Vec<R>,
+    bind: impl for<'q> Fn(AnyQuery<'q>, R) -> AnyQuery<'q>,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<R> = rows.by_ref().take(rows_per_insert(columns)).collect();
+        let sql = format!("{insert} VALUES {}", placeholders(chunk.len(), columns));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for row in chunk {
+            query = bind(query, row);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// Rows per multi-row insert of `columns` columns: at most 999 placeholders
 /// (SQLite's old limit; sqlx's SQLite binding also slows down
 /// quadratically with the number of placeholders).
