@@ -1,15 +1,17 @@
 //! Scale-out benchmark against a private Dovecot and the machine's
 //! PostgreSQL (TICKETD_TEST_PG, else postgres://postgres@127.0.0.1:5432/postgres):
 //!
-//!     cargo bench --bench cluster -- [--messages 4000] [--failover 0]
+//!     cargo bench --bench cluster -- [--messages 4000] [--budget 500] [--failover 0]
 //!
 //! 1. One `ticketd run` drains one mailbox of N messages into SQLite, then
 //!    into PostgreSQL: messages/s from start to the last checkpoint.
 //! 2. Two mailboxes of N each into PostgreSQL, by one instance and by two:
 //!    2N / time, and the speed-up of two instances; then again with each
-//!    instance held to one core (`taskset`), as if on a machine of its own
-//!    (PostgreSQL and Dovecot still share both). Each run also reports
-//!    how busy the machine's CPUs were (all processes, from /proc/stat).
+//!    instance given a CPU budget of its own (`--budget 500` millicores, a
+//!    cgroup CPU quota), as if on a small machine of its own: adding an
+//!    instance then adds CPU, as adding a host would, while PostgreSQL and
+//!    Dovecot share the rest of this machine. Each run also reports how busy
+//!    the machine's CPUs were (all processes, from /proc/stat).
 //! 3. Failover with two instances on one mailbox: the holder is frozen
 //!    (SIGSTOP: alive, so its lease must expire; as a hung or cut-off
 //!    machine), then another holder is killed (SIGKILL: a dead process on the
@@ -18,6 +20,8 @@
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/budget.rs"]
+mod budget;
 #[path = "../tests/common/dovecot.rs"]
 mod dovecot;
 #[path = "support/messages.rs"]
@@ -70,16 +74,13 @@ fn start(config: &Path) -> anyhow::Result<Child> {
     start_on(config, None)
 }
 
-/// Starts `ticketd run`, held to one CPU core when `core` is given
-/// (`taskset`), as if it had a machine of its own.
-fn start_on(config: &Path, core: Option<usize>) -> anyhow::Result<Child> {
-    let mut command = match core {
-        Some(core) => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", &core.to_string(), env!("CARGO_BIN_EXE_ticketd")]);
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_ticketd")),
+/// Starts `ticketd run`, inside `budget` when given, as if it had a small
+/// machine of its own.
+fn start_on(config: &Path, budget: Option<&budget::Budget>) -> anyhow::Result<Child> {
+    let program = env!("CARGO_BIN_EXE_ticketd");
+    let mut command = match budget {
+        Some(b) => b.command(program),
+        None => Command::new(program),
     };
     Ok(command
         .arg("--config")
@@ -152,19 +153,28 @@ async fn committed(store: &Store, message_id: &str) -> bool {
 #[derive(Clone, Copy, PartialEq)]
 enum Cores {
     Shared,
-    /// Instance k on core k only.
-    OneEach,
+    /// Each instance at most this many millicores (its own cgroup quota).
+    Budget(u64),
 }
 
-/// Drains `mailboxes` (N messages each) with `instances` processes on `db`:
-/// seconds, and the share of the machine's CPUs busy meanwhile.
+/// What one run measured.
+struct Drain {
+    secs: f64,
+    /// The share of the machine's CPUs busy meanwhile.
+    busy: f64,
+    /// With budgets: the share of quota periods the instances were held
+    /// back, averaged (near 1: the budget was the limit).
+    throttled: f64,
+}
+
+/// Drains `mailboxes` (N messages each) with `instances` processes on `db`.
 async fn run(
     dovecot: &dovecot::Dovecot,
     db: &str,
     mailboxes: &[(&str, &str)],
     (instances, cores): (usize, Cores),
     n: usize,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<Drain> {
     let dir = tempfile::tempdir()?;
     let toml: String = mailboxes
         .iter()
@@ -187,20 +197,25 @@ async fn run(
     let store = Store::connect(db, 2).await?;
     let started = Instant::now();
     let cpu = args::cpu_jiffies();
+    let budgets = match cores {
+        Cores::Shared => Vec::new(),
+        Cores::Budget(millicores) => (0..instances)
+            .map(|k| budget::Budget::new(&format!("ticketd-bench-{k}"), millicores))
+            .collect::<Result<_, _>>()?,
+    };
     let children = Children(
         (0..instances)
-            .map(|k| {
-                let on = std::thread::available_parallelism().map_or(1, |c| c.get());
-                start_on(&config, (cores == Cores::OneEach).then_some(k % on))
-            })
+            .map(|k| start_on(&config, budgets.get(k)))
             .collect::<Result<_, _>>()?,
     );
     let names: Vec<&str> = mailboxes.iter().map(|(name, _)| *name).collect();
     let secs = drained(&store, &names, n, started).await?;
     let busy = args::busy_between(cpu, args::cpu_jiffies());
+    let throttled = budgets.iter().map(|b| b.throttled()).sum::<f64>() / instances as f64;
     drop(children);
+    drop(budgets);
     store.close().await;
-    Ok((secs, busy))
+    Ok(Drain { secs, busy, throttled })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -230,21 +245,28 @@ fn main() -> anyhow::Result<()> {
         let sqlite = format!("sqlite://{}/ticketd.db", dir.path().display());
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         println!("CPU busy: share of all {cores} cores, with Dovecot and PostgreSQL on the same machine");
-        let (secs, busy) = run(&dovecot, &sqlite, &one, (1, Cores::Shared), n).await?;
-        println!("1 instance, 1 mailbox, SQLite:      {n} in {secs:.2} s = {:.0} messages/s, CPU busy {:.0}%", n as f64 / secs, busy * 100.0);
-        let (secs, busy) = run(&dovecot, &fresh_pg("ticketd_bench_a").await?, &one, (1, Cores::Shared), n).await?;
-        println!("1 instance, 1 mailbox, PostgreSQL:  {n} in {secs:.2} s = {:.0} messages/s, CPU busy {:.0}%", n as f64 / secs, busy * 100.0);
-        let (single, busy) = run(&dovecot, &fresh_pg("ticketd_bench_b").await?, &two, (1, Cores::Shared), n).await?;
-        println!("1 instance, 2 mailboxes, PostgreSQL: {} in {single:.2} s = {:.0} messages/s, CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / single, busy * 100.0);
-        let (double, busy) = run(&dovecot, &fresh_pg("ticketd_bench_c").await?, &two, (2, Cores::Shared), n).await?;
-        println!("2 instances, 2 mailboxes, PostgreSQL: {} in {double:.2} s = {:.0} messages/s ({:.2}× one instance), CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / double, single / double, busy * 100.0);
-        // As on machines of their own: each instance held to one core
-        // (PostgreSQL and Dovecot still use both).
-        let (single, busy) = run(&dovecot, &fresh_pg("ticketd_bench_e").await?, &two, (1, Cores::OneEach), n).await?;
-        println!("1 instance on 1 core, 2 mailboxes, PostgreSQL: {} in {single:.2} s = {:.0} messages/s, CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / single, busy * 100.0);
-        let (double, busy) = run(&dovecot, &fresh_pg("ticketd_bench_f").await?, &two, (2, Cores::OneEach), n).await?;
-        println!("2 instances on 1 core each, 2 mailboxes, PostgreSQL: {} in {double:.2} s = {:.0} messages/s ({:.2}× one instance), CPU busy {:.0}%", 2 * n, 2.0 * n as f64 / double, single / double, busy * 100.0);
-
+        let d = run(&dovecot, &sqlite, &one, (1, Cores::Shared), n).await?;
+        println!("1 instance, 1 mailbox, SQLite:      {n} in {:.2} s = {:.0} messages/s, CPU busy {:.0}%", d.secs, n as f64 / d.secs, d.busy * 100.0);
+        let d = run(&dovecot, &fresh_pg("ticketd_bench_a").await?, &one, (1, Cores::Shared), n).await?;
+        println!("1 instance, 1 mailbox, PostgreSQL:  {n} in {:.2} s = {:.0} messages/s, CPU busy {:.0}%", d.secs, n as f64 / d.secs, d.busy * 100.0);
+        let single = run(&dovecot, &fresh_pg("ticketd_bench_b").await?, &two, (1, Cores::Shared), n).await?;
+        println!("1 instance, 2 mailboxes, PostgreSQL: {} in {:.2} s = {:.0} messages/s, CPU busy {:.0}%", 2 * n, single.secs, 2.0 * n as f64 / single.secs, single.busy * 100.0);
+        let double = run(&dovecot, &fresh_pg("ticketd_bench_c").await?, &two, (2, Cores::Shared), n).await?;
+        println!("2 instances, 2 mailboxes, PostgreSQL: {} in {:.2} s = {:.0} messages/s ({:.2}× one instance), CPU busy {:.0}%", 2 * n, double.secs, 2.0 * n as f64 / double.secs, single.secs / double.secs, double.busy * 100.0);
+        // As on small machines of their own: each instance with its own CPU
+        // budget (PostgreSQL and Dovecot share the rest of this machine).
+        let millicores = arg("--budget", 500) as u64;
+        match budget::Budget::new("ticketd-bench-probe", millicores) {
+            Err(e) => println!("budget runs skipped: {e}"),
+            Ok(probe) => {
+                drop(probe);
+                let cores = Cores::Budget(millicores);
+                let single = run(&dovecot, &fresh_pg("ticketd_bench_e").await?, &two, (1, cores), n).await?;
+                println!("1 instance with {millicores} millicores, 2 mailboxes, PostgreSQL: {} in {:.2} s = {:.0} messages/s, throttled {:.0}% of periods, CPU busy {:.0}%", 2 * n, single.secs, 2.0 * n as f64 / single.secs, single.throttled * 100.0, single.busy * 100.0);
+                let double = run(&dovecot, &fresh_pg("ticketd_bench_f").await?, &two, (2, cores), n).await?;
+                println!("2 instances with {millicores} millicores each, 2 mailboxes, PostgreSQL: {} in {:.2} s = {:.0} messages/s ({:.2}× one instance), throttled {:.0}% of periods, CPU busy {:.0}%", 2 * n, double.secs, 2.0 * n as f64 / double.secs, single.secs / double.secs, double.throttled * 100.0, double.busy * 100.0);
+            }
+        }
         }
         if arg("--failover", 1) == 0 {
             return Ok(());
