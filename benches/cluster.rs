@@ -215,7 +215,11 @@ async fn run(
     drop(children);
     drop(budgets);
     store.close().await;
-    Ok(Drain { secs, busy, throttled })
+    Ok(Drain {
+        secs,
+        busy,
+        throttled,
+    })
 }
 
 fn main() -> anyhow::Result<()> {

@@ -17,7 +17,11 @@ impl Budget {
     /// the machine has no writable cpu cgroup.
     pub fn new(name: &str, millicores: u64) -> anyhow::Result<Budget> {
         let quota = millicores * PERIOD_US / 1000;
-        for root in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        for root in [
+            "/sys/fs/cgroup/cpu",
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/unified",
+        ] {
             let dir = Path::new(root).join(name);
             let _ = std::fs::remove_dir(&dir);
             if std::fs::create_dir(&dir).is_err() {

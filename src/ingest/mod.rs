@@ -151,6 +151,14 @@ enum Prepared {
     },
 }
 
+/// One parsed mail on its way into the store, with its files already on disk.
+#[derive(Clone, Copy)]
+struct Arriving<'a> {
+    inbound: &'a Inbound,
+    mail: &'a ParsedMail,
+    attachments: &'a [StoredAttachment],
+}
+
 impl Pipeline {
     pub fn new(config: &Config, store: Store, clock: Clock) -> anyhow::Result<Pipeline> {
         Ok(Pipeline {
@@ -296,12 +304,17 @@ impl Pipeline {
         // New tickets take their numbers at commit: the sequence row is then
         // locked for a moment, not for the whole batch.
         tx.defer_appends();
+        let agents = directory::active_agents(&mut tx).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (inbound, p) in batch.iter().zip(prepared) {
             let outcome = match p {
                 Prepared::Mail { mail, attachments } => {
-                    self.store_mail(&mut tx, inbound, mail, attachments, now)
-                        .await?
+                    let message = Arriving {
+                        inbound,
+                        mail,
+                        attachments,
+                    };
+                    self.store_mail(&mut tx, &message, &agents, now).await?
                 }
                 Prepared::NotMail {
                     reason,
@@ -424,11 +437,15 @@ impl Pipeline {
     async fn store_mail(
         &self,
         tx: &mut Tx,
-        inbound: &Inbound,
-        mail: &ParsedMail,
-        attachments: &[StoredAttachment],
+        message: &Arriving<'_>,
+        agents: &directory::Agents,
         now: i64,
     ) -> store::Result<Outcome> {
+        let Arriving {
+            inbound,
+            mail,
+            attachments,
+        } = *message;
         let key = mail.dedupe_key();
         let mut entry = JournalEntry {
             source: &inbound.source,
@@ -457,7 +474,7 @@ impl Pipeline {
 
         let sender = mail.from.as_ref().map(|m| m.email.as_str()).unwrap_or("");
         let candidate = self.find_candidate(tx, mail).await?;
-        let agent_id = directory::agent_id(tx, sender).await?;
+        let agent_id = agents.id_of(sender);
         let decision = thread::decide(
             mail,
             candidate.as_ref(),

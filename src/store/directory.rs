@@ -5,6 +5,7 @@ use super::{Error, Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::config::Config;
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 
 impl Store {
     /// Makes the agents, teams and organizations in the database match the config.
@@ -73,13 +74,26 @@ impl Store {
     }
 }
 
-/// The active agent with this email address.
-pub async fn agent_id(tx: &mut Tx, email: &str) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT id FROM agents WHERE email = $1 AND active = 1")
-        .bind(email)
-        .fetch_optional(&mut **tx)
+/// The active agents by email address, read once for a whole ingest batch.
+pub struct Agents(HashMap<String, i64>);
+
+impl Agents {
+    /// The active agent with this email address.
+    pub fn id_of(&self, email: &str) -> Option<i64> {
+        self.0.get(email).copied()
+    }
+}
+
+/// All active agents (a short list: the agents in the config).
+pub async fn active_agents(tx: &mut Tx) -> Result<Agents> {
+    let rows = sqlx::query("SELECT email, id FROM agents WHERE active = 1")
+        .fetch_all(&mut **tx)
         .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
+    let agents = rows
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?;
+    Ok(Agents(agents))
 }
 
 /// A contact as the ticket needs it.
@@ -107,11 +121,21 @@ pub async fn contact_for(
     }
     if let Some(side) = tx.side().cloned() {
         let mut side_tx = side.begin().await?;
-        let created = insert_contact(&mut side_tx, identity, name, language, now).await?;
-        match created {
-            Some(_) => side_tx.commit().await?,
+        // No wait for the disk here: the caller's commit flushes the log up
+        // to its own commit record, past this one, so a ticket is never
+        // durable without its contact (and a contact lost in a crash is
+        // created again when the batch is retried).
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *side_tx)
+            .await?;
+        match insert_contact(&mut side_tx, identity, name, language, now).await? {
+            Some(created) => {
+                side_tx.commit().await?;
+                return Ok(created);
+            }
             None => side_tx.rollback().await?,
         }
+        // Another writer committed this identity first: theirs is the one.
         if let Some(found) = find_contact(tx, identity).await? {
             return Ok(found);
         }
