@@ -62,6 +62,13 @@ impl Cluster {
         Duration::from_millis((self.lease_seconds as u64 * 1000 / 3).max(500))
     }
 
+    /// How often a standby instance looks for a lease to take, and a holder
+    /// whether to hand one back: often, so that work moves within a second
+    /// (renewals stay at a third of the lease).
+    fn look_every(&self) -> Duration {
+        self.renew_every().min(Duration::from_secs(1))
+    }
+
     /// Runs `work` while this instance holds the lease `name`: waits until
     /// it is free, renews it, and stops `work` (through its token) when the
     /// lease is lost or cannot be renewed before it would expire. Leases
@@ -75,6 +82,7 @@ impl Cluster {
         Fut: Future<Output = ()>,
     {
         let every = self.renew_every();
+        let look = self.look_every();
         let mut waiting_said = false;
         loop {
             if !self.take(name).await {
@@ -84,7 +92,7 @@ impl Cluster {
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(every) => continue,
+                    _ = tokio::time::sleep(look) => continue,
                 }
             }
             tracing::info!(lease = name, instance = %self.id, "lease taken: working this source");
@@ -96,7 +104,20 @@ impl Cluster {
             let held = loop {
                 tokio::select! {
                     _ = &mut work => break Held::Done,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(look) => {}
+                }
+                if renewed.elapsed() + look / 2 < every {
+                    // Between renewals: only whether to hand the lease back
+                    // (`work` goes on meanwhile, as during a renewal).
+                    let check = tokio::time::timeout(look, self.hand_back_due(name));
+                    let due = tokio::select! {
+                        _ = &mut work => break Held::Done,
+                        due = check => due.ok().flatten(),
+                    };
+                    if let Some(turn) = due {
+                        break Held::HandedBack(turn);
+                    }
+                    continue;
                 }
                 // A database that does not answer counts as one that refuses:
                 // the renewal may not outlast the lease. `work` goes on
