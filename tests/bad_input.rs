@@ -350,3 +350,86 @@ on_both_backends!(
         env.finish().await;
     }
 );
+
+// A batch reads ahead whether its Message-IDs are stored and who its senders
+// are; each mail must still get the answer it would get alone, including
+// for rows the batch itself creates.
+on_both_backends!(
+    a_batch_answers_from_what_it_read_ahead,
+    |env: Env| async move {
+        let pipeline = env.pipeline_clone();
+        let mail = |from: &str, id: &str, extra: &str| {
+            format!(
+                "From: {from}\r\nTo: support@example.com\r\nSubject: case {id}\r\nMessage-ID: <{id}@klient.pl>\r\n{extra}\r\nhello\r\n"
+            )
+        };
+        let first = [Inbound::new(
+            "pipe",
+            "0",
+            mail("x@klient.pl", "a", "").into_bytes(),
+        )];
+        let first = pipeline.ingest(&first).await.unwrap();
+        assert_eq!(first[0].kind, OutcomeKind::Created);
+        let raws = [
+            mail("x@klient.pl", "a", ""),
+            mail("x@klient.pl", "b", "In-Reply-To: <a@klient.pl>\r\n"),
+            mail("x@klient.pl", "c", ""),
+            mail("y@klient.pl", "d", ""),
+            mail("y@klient.pl", "e", ""),
+            mail(
+                "y@klient.pl",
+                "f",
+                "References: <zzz@klient.pl> <e@klient.pl>\r\n",
+            ),
+        ];
+        let batch: Vec<Inbound> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| Inbound::new("pipe", format!("1-{i}"), raw.clone().into_bytes()))
+            .collect();
+        let outcomes = pipeline.ingest(&batch).await.unwrap();
+        let kinds: Vec<OutcomeKind> = outcomes.iter().map(|o| o.kind).collect();
+        use OutcomeKind::*;
+        assert_eq!(
+            kinds,
+            [Duplicate, Comment, Created, Created, Created, Comment]
+        );
+        assert_eq!(
+            outcomes[0].ticket, first[0].ticket,
+            "the stored copy is known"
+        );
+        assert_eq!(
+            outcomes[1].ticket, first[0].ticket,
+            "the reply threads onto the stored mail"
+        );
+        assert_eq!(
+            outcomes[5].ticket, outcomes[4].ticket,
+            "threads onto a mail of the batch"
+        );
+        // One contact each for x (stored) and y (new in the batch).
+        let requesters: Vec<(String, i64)> = sqlx::query(
+            "SELECT i.address, COUNT(DISTINCT t.requester_id) FROM tickets t
+             JOIN contact_identities i ON i.contact_id = t.requester_id
+             GROUP BY i.address ORDER BY i.address",
+        )
+        .fetch_all(env.store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1)))
+        .collect();
+        assert_eq!(
+            requesters,
+            [
+                ("x@klient.pl".to_string(), 1),
+                ("y@klient.pl".to_string(), 1)
+            ]
+        );
+        let contacts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts")
+            .fetch_one(env.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(contacts, 2);
+        env.finish().await;
+    }
+);

@@ -305,6 +305,7 @@ impl Pipeline {
         // locked for a moment, not for the whole batch.
         tx.defer_appends();
         let agents = directory::active_agents(&mut tx).await?;
+        read_ahead(&mut tx, prepared).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (inbound, p) in batch.iter().zip(prepared) {
             let outcome = match p {
@@ -869,6 +870,33 @@ impl Pipeline {
         let plain = format!("{base}@{domain}");
         self.support_addresses.contains(&plain)
     }
+}
+
+/// Reads at once what the batch will ask about each of its mails: whether
+/// its Message-IDs (own, replied to, bounced) are stored, and its senders'
+/// contacts. One query each instead of one per mail.
+async fn read_ahead(tx: &mut Tx, prepared: &[Prepared]) -> store::Result<()> {
+    let mails = || {
+        prepared.iter().filter_map(|p| match p {
+            Prepared::Mail { mail, .. } => Some(&**mail),
+            Prepared::NotMail { .. } => None,
+        })
+    };
+    let keys: Vec<String> = mails().map(|m| m.dedupe_key()).collect();
+    let mut message_ids: Vec<&str> = keys.iter().map(String::as_str).collect();
+    for mail in mails() {
+        let threaded = mail.in_reply_to.iter().chain(&mail.references);
+        message_ids.extend(threaded.chain(&mail.bounce_of).map(String::as_str));
+    }
+    message_ids.sort_unstable();
+    message_ids.dedup();
+    t::read_ahead_message_ids(tx, &message_ids).await?;
+    let mut senders: Vec<&str> = mails()
+        .map(|m| m.from.as_ref().map_or("", |f| f.email.as_str()))
+        .collect();
+    senders.sort_unstable();
+    senders.dedup();
+    directory::read_ahead_contacts(tx, "email", &senders).await
 }
 
 pub(super) async fn journal_quarantined(

@@ -1,6 +1,7 @@
 //! People and groups: agents, teams and organizations declared in config, and
 //! contacts created as mail arrives.
 
+use super::tx::rows_per_insert;
 use super::{Error, Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -97,6 +98,7 @@ pub async fn active_agents(tx: &mut Tx) -> Result<Agents> {
 }
 
 /// A contact as the ticket needs it.
+#[derive(Clone, Copy)]
 pub struct Contact {
     pub id: i64,
     pub organization_id: Option<i64>,
@@ -116,9 +118,31 @@ pub async fn contact_for(
     language: Option<&str>,
     now: Timestamp,
 ) -> Result<Contact> {
-    if let Some(found) = find_contact(tx, identity).await? {
-        return Ok(found);
+    let key = (identity.0, identity.1.to_string());
+    match tx.held().and_then(|held| held.contacts.get(&key)) {
+        Some(Some(known)) => return Ok(*known),
+        // Read ahead: there was none.
+        Some(None) => {}
+        None => {
+            if let Some(found) = find_contact(tx, identity).await? {
+                return Ok(found);
+            }
+        }
     }
+    let contact = create_contact(tx, identity, name, language, now).await?;
+    if let Some(held) = tx.held() {
+        held.contacts.insert(key, Some(contact));
+    }
+    Ok(contact)
+}
+
+async fn create_contact(
+    tx: &mut Tx,
+    identity: (&'static str, &str),
+    name: &str,
+    language: Option<&str>,
+    now: Timestamp,
+) -> Result<Contact> {
     if let Some(side) = tx.side().cloned() {
         let mut side_tx = side.begin().await?;
         // No wait for the disk here: the caller's commit flushes the log up
@@ -143,6 +167,50 @@ pub async fn contact_for(
     insert_contact(tx, identity, name, language, now)
         .await?
         .ok_or_else(|| Error::Conflict(format!("contact {} created concurrently", identity.1)))
+}
+
+/// Reads the contacts with these identities of one kind in one query, for a
+/// batch that will ask [`contact_for`] about each (it then answers from
+/// memory). Only in a transaction that holds its appends back.
+pub async fn read_ahead_contacts(
+    tx: &mut Tx,
+    kind: &'static str,
+    addresses: &[&str],
+) -> Result<()> {
+    if tx.held().is_none() {
+        return Ok(());
+    }
+    let mut found: HashMap<String, Contact> = HashMap::new();
+    // One binding for the kind, the rest for addresses.
+    for chunk in addresses.chunks(rows_per_insert(1) - 1) {
+        let sql = format!(
+            "SELECT i.address, c.id, c.organization_id FROM contact_identities i
+             JOIN contacts c ON c.id = i.contact_id
+             WHERE i.kind = $1 AND i.address IN ({})",
+            (2..chunk.len() + 2)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind);
+        for address in chunk {
+            query = query.bind(*address);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let contact = Contact {
+                id: row.try_get(1)?,
+                organization_id: row.try_get(2)?,
+            };
+            found.insert(row.try_get(0)?, contact);
+        }
+    }
+    if let Some(held) = tx.held() {
+        for address in addresses {
+            let key = (kind, address.to_string());
+            held.contacts.insert(key, found.get(*address).copied());
+        }
+    }
+    Ok(())
 }
 
 async fn find_contact(
@@ -177,28 +245,23 @@ async fn insert_contact(
     language: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<Contact>> {
-    let organization_id: Option<i64> = match (kind, address.rsplit_once('@')) {
-        ("email", Some((_, domain))) => {
-            sqlx::query("SELECT organization_id FROM organization_domains WHERE domain = $1")
-                .bind(domain)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?
-        }
+    // A new email contact joins the organization of its address's domain.
+    let domain = match kind {
+        "email" => address.rsplit_once('@').map(|(_, domain)| domain),
         _ => None,
     };
-    let id: i64 = sqlx::query(
+    let row = sqlx::query(
         "INSERT INTO contacts (name, organization_id, language, created_at)
-         VALUES ($1, $2, $3, $4) RETURNING id",
+         VALUES ($1, (SELECT organization_id FROM organization_domains WHERE domain = $2), $3, $4)
+         RETURNING id, organization_id",
     )
     .bind(name)
-    .bind(organization_id)
+    .bind(domain)
     .bind(language)
     .bind(now)
     .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
+    .await?;
+    let (id, organization_id): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
     let inserted = sqlx::query(
         "INSERT INTO contact_identities (kind, address, contact_id) VALUES ($1, $2, $3)
          ON CONFLICT (kind, address) DO NOTHING",

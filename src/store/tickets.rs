@@ -4,12 +4,13 @@
 //! the history row.
 
 use super::numbers::Numbers;
-use super::tx::insert_rows;
+use super::tx::{insert_rows, placeholders, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
 use crate::thread::{LinkKind, TicketFacts};
 use crate::ticket::{Channel, Priority, Status, format_number};
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 
 /// Takes the next ticket number for `year`. The sequence row is updated inside
 /// the caller's transaction, so numbers are unique and a rollback leaves no gap.
@@ -255,37 +256,74 @@ pub(crate) async fn write_message_ids(
 }
 
 /// A known Message-ID: its ticket, and whether we received or sent it.
+#[derive(Clone, Copy)]
 pub struct KnownMessage {
     pub ticket_id: i64,
     pub direction: Direction,
 }
 
-pub async fn known_message(tx: &mut Tx, message_id: &str) -> Result<Option<KnownMessage>> {
-    if let Some(row) = tx
-        .held()
-        .and_then(|held| held.message_ids.iter().find(|r| r.message_id == message_id))
-    {
-        return Ok(Some(KnownMessage {
-            ticket_id: row.ticket_id,
-            direction: row.direction,
-        }));
-    }
-    let row = sqlx::query("SELECT ticket_id, direction FROM message_ids WHERE message_id = $1")
-        .bind(message_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.map(|r| {
-        let direction: String = r.try_get(1)?;
+impl KnownMessage {
+    /// From a row of (ticket_id, direction) at `first`.
+    fn from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<KnownMessage> {
+        let direction: String = row.try_get(first + 1)?;
         Ok(KnownMessage {
-            ticket_id: r.try_get(0)?,
+            ticket_id: row.try_get(first)?,
             direction: if direction == "out" {
                 Direction::Out
             } else {
                 Direction::In
             },
         })
-    })
-    .transpose()
+    }
+}
+
+pub async fn known_message(tx: &mut Tx, message_id: &str) -> Result<Option<KnownMessage>> {
+    if let Some(held) = tx.held() {
+        if let Some(row) = held.message_ids.iter().find(|r| r.message_id == message_id) {
+            return Ok(Some(KnownMessage {
+                ticket_id: row.ticket_id,
+                direction: row.direction,
+            }));
+        }
+        if let Some(known) = held.known_messages.get(message_id) {
+            return Ok(*known);
+        }
+    }
+    let row = sqlx::query("SELECT ticket_id, direction FROM message_ids WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|r| KnownMessage::from_row(&r, 0)).transpose()
+}
+
+/// Reads which of `message_ids` are stored, in one query, for a batch that
+/// will ask [`known_message`] about each of them (it then answers from
+/// memory). Only in a transaction that holds its appends back.
+pub async fn read_ahead_message_ids(tx: &mut Tx, message_ids: &[&str]) -> Result<()> {
+    if tx.held().is_none() {
+        return Ok(());
+    }
+    let mut found: HashMap<String, KnownMessage> = HashMap::new();
+    for chunk in message_ids.chunks(rows_per_insert(1)) {
+        let sql = format!(
+            "SELECT message_id, ticket_id, direction FROM message_ids WHERE message_id IN {}",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            found.insert(row.try_get(0)?, KnownMessage::from_row(&row, 1)?);
+        }
+    }
+    if let Some(held) = tx.held() {
+        for id in message_ids {
+            held.known_messages
+                .insert(id.to_string(), found.get(*id).copied());
+        }
+    }
+    Ok(())
 }
 
 pub async fn ticket_id_by_number(tx: &mut Tx, number: &str) -> Result<Option<i64>> {

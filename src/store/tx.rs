@@ -8,9 +8,10 @@
 //! Such a transaction also takes its new tickets' numbers at commit
 //! ([`super::numbers`]) and puts them into the held rows before writing them.
 
+use super::directory::Contact;
 use super::numbers::{self, Numbering, Numbers};
 use super::outbox::{self, NewNotification};
-use super::tickets::{self, HistoryRow, JournalRow, MessageIdRow};
+use super::tickets::{self, HistoryRow, JournalRow, KnownMessage, MessageIdRow};
 use super::{Result, Store};
 use crate::clock::Timestamp;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
@@ -42,6 +43,12 @@ pub(crate) struct Held {
     pub threads: HashMap<(i64, i64), Vec<(Timestamp, String)>>,
     /// Placeholder numbers of the tickets created so far.
     pub numbering: Numbering,
+    /// Message-IDs read ahead for the batch: the stored row, or `None` when
+    /// none was stored then.
+    pub known_messages: HashMap<String, Option<KnownMessage>>,
+    /// Contacts read ahead for the batch by (kind, address), and those it
+    /// created: `None` when none existed then.
+    pub contacts: HashMap<(&'static str, String), Option<Contact>>,
 }
 
 impl Held {
