@@ -103,6 +103,23 @@ pub struct Timer {
     pub due: Timestamp,
 }
 
+/// A ticket's due times as its row keeps them, from its breach timers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Due {
+    pub first_response: Option<Timestamp>,
+    pub resolution: Option<Timestamp>,
+}
+
+impl Due {
+    pub fn of(timers: &[Timer]) -> Due {
+        let due = |kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
+        Due {
+            first_response: due(Kind::FirstResponseBreach),
+            resolution: due(Kind::ResolutionBreach),
+        }
+    }
+}
+
 /// A timer row as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stored {

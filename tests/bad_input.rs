@@ -433,3 +433,52 @@ on_both_backends!(
         env.finish().await;
     }
 );
+
+// Concurrent batches that meet the same new customers: each customer gets
+// one contact (on PostgreSQL created from a side connection, so the batches
+// neither wait for nor deadlock on each other), and no stray contact is left
+// by the writers that lost the race.
+on_both_backends!(
+    concurrent_batches_give_each_new_customer_one_contact,
+    |env: Env| async move {
+        let pipeline = std::sync::Arc::new(env.pipeline_clone());
+        let mut tasks = Vec::new();
+        for worker in 0..4 {
+            let pipeline = pipeline.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in 0..5 {
+                    let batch: Vec<Inbound> = (0..10)
+                        .map(|i| {
+                            let customer = (i + worker + b) % 10;
+                            let raw = format!(
+                                "From: s{customer}@sklep.pl\r\nTo: support@example.com\r\nSubject: case {worker}-{b}-{i}\r\nMessage-ID: <n{worker}-{b}-{i}@sklep.pl>\r\n\r\nhello\r\n"
+                            );
+                            Inbound::new("pipe", format!("{worker}-{b}-{i}"), raw.into_bytes())
+                        })
+                        .collect();
+                    let outcomes = pipeline.ingest(&batch).await.unwrap();
+                    assert!(outcomes.iter().all(|o| o.kind == OutcomeKind::Created));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let count = |sql: &'static str| {
+            let pool = env.store.pool().clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM tickets").await, 200);
+        assert_eq!(count("SELECT COUNT(*) FROM contacts").await, 10);
+        assert_eq!(
+            count("SELECT COUNT(DISTINCT requester_id) FROM tickets").await,
+            10
+        );
+        env.finish().await;
+    }
+);

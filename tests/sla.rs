@@ -359,6 +359,104 @@ async fn a_second_pending_period_gets_its_own_reminder(backend: Backend) {
     env.finish().await;
 }
 
+// A new ticket that no rule touches gets its clocks without a reschedule:
+// due times in its row, timers written at the batch's commit (also when a
+// reply in the same batch reschedules one of them).
+async fn clocks_of_untouched_tickets_are_armed_at_commit(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "warned"
+on = "sla.warning"
+then = [{ add_tag = "sla-warned" }]
+"#;
+    let (env, _rules) = Env::with_rules(backend, PEOPLE, rules).await;
+    let raw = |from: &str, id: &str, extra: &str| {
+        format!(
+            "From: {from}\r\nTo: support@example.com\r\nSubject: Faktura {id}\r\nMessage-ID: <{id}>\r\n{extra}\r\nZła kwota.\r\n"
+        )
+    };
+    let batch: Vec<ticketd::ingest::Inbound> = [
+        raw("jan@firma.pl", "u1@firma.pl", ""),
+        raw("ola@firma.pl", "u2@firma.pl", ""),
+        // An agent's public reply: the first response, which reschedules.
+        raw(
+            "ewa@example.com",
+            "u3@example.com",
+            "In-Reply-To: <u2@firma.pl>\r\n",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, r)| ticketd::ingest::Inbound::new("pipe", i.to_string(), r.clone().into_bytes()))
+    .collect();
+    let outcomes = env.pipeline.ingest(&batch).await.unwrap();
+    let (first, second) = (
+        outcomes[0].ticket.clone().unwrap(),
+        outcomes[1].ticket.clone().unwrap(),
+    );
+    assert_eq!(outcomes[2].ticket.as_deref(), Some(second.as_str()));
+    // The answered ticket's first-response clock stopped.
+    for (number, first_response) in [(&first, Some("2026-11-20T18:00:00Z")), (&second, None)] {
+        let t = env.show(number).await;
+        assert_eq!(t.first_response_due.as_deref(), first_response);
+        assert_eq!(t.resolution_due.as_deref(), Some("2026-11-23T10:00:00Z"));
+    }
+    // Only the clocks that run: the answered ticket has no first-response timers.
+    let kinds = |number: String| {
+        let pool = env.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT s.kind FROM sla_timers s JOIN tickets t ON t.id = s.ticket_id
+                 WHERE t.number = $1 ORDER BY s.kind",
+            )
+            .bind(number)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let all = [
+        "first_response.breach",
+        "first_response.warning",
+        "resolution.breach",
+        "resolution.warning",
+    ];
+    assert_eq!(kinds(first.clone()).await, all);
+    assert_eq!(kinds(second.clone()).await, all[2..]);
+    let s = scheduler(&env);
+    assert_eq!(s.fire_due().await.unwrap(), 0, "nothing is due at creation");
+    // 80 % of 8 h: only the unanswered ticket's first-response warning.
+    env.clock.advance(6 * 3600 + 24 * 60);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    assert_eq!(env.show(&first).await.tags, ["sla-warned"]);
+    assert!(env.show(&second).await.tags.is_empty());
+    // 80 % of 72 h: the first ticket's breach and both resolution warnings,
+    // once each (one threshold per ticket and run).
+    env.clock.advance(72 * 3600 * 8 / 10 - (6 * 3600 + 24 * 60));
+    let mut fired = 0;
+    loop {
+        match s.fire_due().await.unwrap() {
+            0 => break,
+            n => fired += n,
+        }
+    }
+    assert_eq!(fired, 3);
+    assert_eq!(
+        env.store.fired_timers(&first).await.unwrap(),
+        [
+            "first_response.warning",
+            "first_response.breach",
+            "resolution.warning"
+        ]
+    );
+    assert_eq!(
+        env.store.fired_timers(&second).await.unwrap(),
+        ["resolution.warning"]
+    );
+    env.finish().await;
+}
+
+for_each_backend!(clocks_of_untouched_tickets_are_armed_at_commit);
 for_each_backend!(thresholds_fire_once_into_rules_and_notices);
 for_each_backend!(a_second_pending_period_gets_its_own_reminder);
 for_each_backend!(pending_time_is_left_out_and_an_agent_reply_stops_the_first_response_clock);

@@ -221,6 +221,7 @@ impl Pipeline {
                         language: m.language.as_deref(),
                         auto_generated: false,
                         team: None,
+                        due: crate::sla::Due::default(),
                         actor: &author,
                         now,
                     },

@@ -495,8 +495,27 @@ impl Pipeline {
                 return Ok(outcome(OutcomeKind::Rejected, None, Some(reason.clone())));
             }
             Decision::NewTicket { link } => {
+                let settings = self.settings.current();
+                let policies = &settings.policies;
+                // The clocks of a ticket that no rule touches follow from
+                // what we know now: written with it (due times) and at commit
+                // (timers). Rules that match reschedule them below.
+                let timers = match policies.by_organization() {
+                    true => Vec::new(),
+                    false => policies.timers(&crate::sla::Clocked {
+                        created_at: now,
+                        updated_at: now,
+                        priority: self.default_priority,
+                        status: Status::New,
+                        team: inbound.team.as_deref(),
+                        organization: None,
+                        first_response_at: None,
+                        pauses: &[],
+                        paused_since: None,
+                    }),
+                };
                 let (ticket_id, number, comment_id) = self
-                    .open_ticket(tx, mail, inbound.team.as_deref(), now)
+                    .open_ticket(tx, mail, inbound.team.as_deref(), &timers, now)
                     .await?;
                 if let Some((related, kind)) = link {
                     t::link(tx, ticket_id, related, kind, ACTOR, now).await?;
@@ -528,24 +547,10 @@ impl Pipeline {
                             .await?;
                     }
                 }
-                let policies = &self.settings.current().policies;
-                match &state {
-                    // Untouched by rules: the clocks follow from what we know.
-                    Some(s) if applied.matched.is_empty() && !policies.by_organization() => {
-                        let timers = policies.timers(&crate::sla::Clocked {
-                            created_at: now,
-                            updated_at: now,
-                            priority: self.default_priority,
-                            status: Status::New,
-                            team: s.team.as_deref(),
-                            organization: None,
-                            first_response_at: None,
-                            pauses: &[],
-                            paused_since: None,
-                        });
-                        store::sla::write_timers(tx, ticket_id, &timers).await?;
-                    }
-                    _ => store::sla::reschedule(tx, ticket_id, policies).await?,
+                if applied.matched.is_empty() && !policies.by_organization() {
+                    store::sla::arm_created(tx, ticket_id, &timers).await?;
+                } else {
+                    store::sla::reschedule(tx, ticket_id, policies).await?;
                 }
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
@@ -771,6 +776,7 @@ impl Pipeline {
         tx: &mut Tx,
         mail: &ParsedMail,
         team: Option<&str>,
+        timers: &[crate::sla::Timer],
         now: i64,
     ) -> store::Result<(i64, String, i64)> {
         let from = mail.from.clone().unwrap_or(parse::Mailbox {
@@ -805,6 +811,7 @@ impl Pipeline {
                 language: mail.language.as_deref(),
                 auto_generated: mail.auto_generated.is_some(),
                 team,
+                due: crate::sla::Due::of(timers),
                 actor: &from.email,
                 now,
             },

@@ -144,20 +144,37 @@ async fn create_contact(
     now: Timestamp,
 ) -> Result<Contact> {
     if let Some(side) = tx.side().cloned() {
-        let mut side_tx = side.begin().await?;
-        // No wait for the disk here: the caller's commit flushes the log up
-        // to its own commit record, past this one, so a ticket is never
-        // durable without its contact (and a contact lost in a crash is
-        // created again when the batch is retried).
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *side_tx)
-            .await?;
-        match insert_contact(&mut side_tx, identity, name, language, now).await? {
-            Some(created) => {
-                side_tx.commit().await?;
-                return Ok(created);
-            }
-            None => side_tx.rollback().await?,
+        // One statement, committed at once, that creates the contact only
+        // if it gets the identity. No wait for the disk (the side pool's
+        // setting): the caller's commit flushes the log up to its own commit
+        // record, past this one, so a ticket is never durable without its
+        // contact (and a contact lost in a crash is created again when the
+        // batch is retried).
+        let created = sqlx::query(
+            "WITH n AS (SELECT nextval(pg_get_serial_sequence('contacts', 'id')) AS id),
+             i AS (INSERT INTO contact_identities (kind, address, contact_id)
+                   SELECT $1, $2, id FROM n
+                   ON CONFLICT (kind, address) DO NOTHING RETURNING contact_id),
+             c AS (INSERT INTO contacts (id, name, organization_id, language, created_at)
+                   SELECT contact_id, $3,
+                          (SELECT organization_id FROM organization_domains WHERE domain = $4),
+                          $5, $6
+                   FROM i RETURNING id, organization_id)
+             SELECT id, organization_id FROM c",
+        )
+        .bind(identity.0)
+        .bind(identity.1)
+        .bind(name)
+        .bind(email_domain(identity))
+        .bind(language)
+        .bind(now)
+        .fetch_optional(&side)
+        .await?;
+        if let Some(row) = created {
+            return Ok(Contact {
+                id: row.try_get(0)?,
+                organization_id: row.try_get(1)?,
+            });
         }
         // Another writer committed this identity first: theirs is the one.
         if let Some(found) = find_contact(tx, identity).await? {
@@ -213,6 +230,14 @@ pub async fn read_ahead_contacts(
     Ok(())
 }
 
+/// The domain of an email identity, whose organization a new contact joins.
+fn email_domain<'a>((kind, address): (&str, &'a str)) -> Option<&'a str> {
+    match kind {
+        "email" => address.rsplit_once('@').map(|(_, domain)| domain),
+        _ => None,
+    }
+}
+
 async fn find_contact(
     conn: &mut AnyConnection,
     (kind, address): (&'static str, &str),
@@ -245,18 +270,13 @@ async fn insert_contact(
     language: Option<&str>,
     now: Timestamp,
 ) -> Result<Option<Contact>> {
-    // A new email contact joins the organization of its address's domain.
-    let domain = match kind {
-        "email" => address.rsplit_once('@').map(|(_, domain)| domain),
-        _ => None,
-    };
     let row = sqlx::query(
         "INSERT INTO contacts (name, organization_id, language, created_at)
          VALUES ($1, (SELECT organization_id FROM organization_domains WHERE domain = $2), $3, $4)
          RETURNING id, organization_id",
     )
     .bind(name)
-    .bind(domain)
+    .bind(email_domain((kind, address)))
     .bind(language)
     .bind(now)
     .fetch_one(&mut *conn)

@@ -115,9 +115,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// PostgreSQL: two connections for short transactions that must not
-    /// wait on a long one of the caller's (new contacts; see
-    /// [`directory::contact_for`]).
+    /// PostgreSQL: two connections for short writes that must not wait on a
+    /// long transaction of the caller's (new contacts; see
+    /// [`directory::contact_for`]); their commits do not wait for the disk.
     side: Option<AnyPool>,
     /// SQLite: this process's writers take turns here (see [`Store::write_turn`]).
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -166,6 +166,14 @@ impl Store {
                     .max_connections(2)
                     .min_connections(0)
                     .acquire_timeout(Duration::from_secs(10))
+                    // Its commits need not wait for the disk: see
+                    // `directory::contact_for`.
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("SET synchronous_commit = off").await?;
+                            Ok(())
+                        })
+                    })
                     .connect_lazy(&url)?,
             ),
         };

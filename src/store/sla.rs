@@ -2,10 +2,10 @@
 //! the timer rows the scheduler fires exactly once (a conditional UPDATE, so
 //! two instances cannot both fire one).
 
-use super::tx::{placeholders, rows_per_insert};
+use super::tx::{insert_rows, placeholders, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
-use crate::sla::{Clocked, Kind, Policies, Stored, Timer};
+use crate::sla::{Clocked, Due, Kind, Policies, Stored, Timer};
 use crate::ticket::{Priority, Status};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -20,6 +20,11 @@ pub async fn reschedule(tx: &mut Tx, id: i64, policies: &Policies) -> Result<()>
 
 /// The same for many tickets, with a few statements for all of them.
 pub async fn reschedule_all(tx: &mut Tx, ids: &[i64], policies: &Policies) -> Result<()> {
+    // Timers held for tickets created in this transaction give way to the
+    // ones planned here.
+    if let Some(held) = tx.held() {
+        held.sla_timers.retain(|(id, _)| !ids.contains(id));
+    }
     for ids in ids.chunks(MAX_IDS) {
         let clocks = clock_rows(tx, ids).await?;
         let mut stored = stored_timers(tx, ids).await?;
@@ -208,10 +213,32 @@ pub async fn write_timers(tx: &mut Tx, id: i64, timers: &[Timer]) -> Result<()> 
     write_timers_of(tx, &[(id, timers)]).await
 }
 
+/// Arms the clocks of a ticket created in this transaction with its due
+/// times already in its row: in a transaction that holds its appends back,
+/// the timers are written at commit with the batch's others.
+pub async fn arm_created(tx: &mut Tx, id: i64, timers: &[Timer]) -> Result<()> {
+    match tx.held() {
+        Some(held) => held.sla_timers.extend(timers.iter().map(|t| (id, *t))),
+        None => write_timers(tx, id, timers).await?,
+    }
+    Ok(())
+}
+
+/// Writes held timers of new tickets (none is stored yet).
+pub(crate) async fn write_created_timers(
+    conn: &mut sqlx::AnyConnection,
+    rows: Vec<(i64, Timer)>,
+) -> Result<()> {
+    let insert = "INSERT INTO sla_timers (ticket_id, kind, due_at)";
+    insert_rows(conn, insert, 3, rows, |query, (id, t)| {
+        query.bind(id).bind(t.kind.as_str()).bind(t.due)
+    })
+    .await
+}
+
 /// The same for many tickets: one statement for the due times, one for the
 /// timers (fired timers stay fired: the insert skips them).
 async fn write_timers_of(tx: &mut Tx, tickets: &[(i64, &[Timer])]) -> Result<()> {
-    let due = |timers: &[Timer], kind: Kind| timers.iter().find(|t| t.kind == kind).map(|t| t.due);
     for chunk in tickets.chunks(rows_per_insert(3)) {
         let sql = format!(
             "UPDATE tickets SET first_response_due = v.column2, resolution_due = v.column3
@@ -220,10 +247,11 @@ async fn write_timers_of(tx: &mut Tx, tickets: &[(i64, &[Timer])]) -> Result<()>
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, timers) in chunk {
+            let due = Due::of(timers);
             query = query
                 .bind(*id)
-                .bind(due(timers, Kind::FirstResponseBreach))
-                .bind(due(timers, Kind::ResolutionBreach));
+                .bind(due.first_response)
+                .bind(due.resolution);
         }
         query.execute(&mut **tx).await?;
     }

@@ -7,6 +7,7 @@ use super::numbers::Numbers;
 use super::tx::{insert_rows, placeholders, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
+use crate::sla::Due;
 use crate::thread::{LinkKind, TicketFacts};
 use crate::ticket::{Channel, Priority, Status, format_number};
 use sqlx::{AnyConnection, Row};
@@ -43,6 +44,8 @@ pub struct NewTicket<'a> {
     pub auto_generated: bool,
     /// Team name; an unknown name leaves the ticket without a team.
     pub team: Option<&'a str>,
+    /// Due times known at creation (else the caller reschedules the clocks).
+    pub due: Due,
     pub actor: &'a str,
     pub now: Timestamp,
 }
@@ -50,9 +53,10 @@ pub struct NewTicket<'a> {
 pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     let id: i64 = sqlx::query(
         "INSERT INTO tickets (number, subject, status, priority, category, requester_id,
-             organization_id, channel, language, auto_generated, created_at, updated_at, team_id)
+             organization_id, channel, language, auto_generated, created_at, updated_at, team_id,
+             first_response_due, resolution_due)
          VALUES ($1, $2, 'new', $3, 'other', $4, $5, $6, $7, $8, $9, $9,
-                 (SELECT id FROM teams WHERE name = $10)) RETURNING id",
+                 (SELECT id FROM teams WHERE name = $10), $11, $12) RETURNING id",
     )
     .bind(t.number)
     .bind(t.subject)
@@ -64,6 +68,8 @@ pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     .bind(i64::from(t.auto_generated))
     .bind(t.now)
     .bind(t.team.unwrap_or(""))
+    .bind(t.due.first_response)
+    .bind(t.due.resolution)
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;

@@ -14,6 +14,7 @@ use super::outbox::{self, NewNotification};
 use super::tickets::{self, HistoryRow, JournalRow, KnownMessage, MessageIdRow};
 use super::{Result, Store};
 use crate::clock::Timestamp;
+use crate::sla::Timer;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -46,6 +47,8 @@ pub(crate) struct Held {
     /// Message-IDs read ahead for the batch: the stored row, or `None` when
     /// none was stored then.
     pub known_messages: HashMap<String, Option<KnownMessage>>,
+    /// Breach timers of tickets created in this transaction.
+    pub sla_timers: Vec<(i64, Timer)>,
     /// Contacts read ahead for the batch by (kind, address), and those it
     /// created: `None` when none existed then.
     pub contacts: HashMap<(&'static str, String), Option<Contact>>,
@@ -112,9 +115,11 @@ impl Tx {
     pub async fn commit(mut self) -> Result<Numbers> {
         let mut numbers = Numbers::default();
         if let Some(mut held) = self.held.take() {
-            // Journal rows name no ticket number: written before the
-            // sequence rows are locked.
+            // Journal and timer rows name no ticket number: written before
+            // the sequence rows are locked.
             tickets::write_journal(&mut self.inner, std::mem::take(&mut held.journal)).await?;
+            let timers = std::mem::take(&mut held.sla_timers);
+            super::sla::write_created_timers(&mut self.inner, timers).await?;
             numbers = numbers::take(&mut self.inner, std::mem::take(&mut held.numbering)).await?;
             held.renumber(&numbers);
             outbox::write(&mut self.inner, held.outbox).await?;
