@@ -405,3 +405,28 @@ fn addresses_with_line_breaks_never_reach_a_header() {
         "{message}"
     );
 }
+
+// The same loop arriving in batches: each batch reads the recipient's counts
+// ahead once and adds its own acknowledgements to them.
+on_both_backends!(
+    a_batched_ping_pong_stops_at_the_limit,
+    |env: Env| async move {
+        let pipeline = env.pipeline_clone();
+        let bot = |i: usize| {
+            let raw = format!(
+                "From: Bot <helpful-bot@vendor.example>\r\nTo: support@example.com\r\nSubject: Thanks for your message {i}\r\nMessage-ID: <bot-{i}@vendor.example>\r\n\r\nWe got your message.\r\n"
+            );
+            ticketd::ingest::Inbound::new("pipe", i.to_string(), raw.into_bytes())
+        };
+        let first: Vec<_> = (0..7).map(bot).collect();
+        pipeline.ingest(&first).await.unwrap();
+        env.clock.advance(60);
+        let second: Vec<_> = (7..15).map(bot).collect();
+        pipeline.ingest(&second).await.unwrap();
+        assert_eq!(
+            env.store.outbox_counts().await.unwrap(),
+            [("pending".to_string(), 10), ("suppressed".to_string(), 5)]
+        );
+        env.finish().await;
+    }
+);

@@ -305,7 +305,7 @@ impl Pipeline {
         // locked for a moment, not for the whole batch.
         tx.defer_appends();
         let agents = directory::active_agents(&mut tx).await?;
-        read_ahead(&mut tx, prepared).await?;
+        read_ahead(&mut tx, prepared, now).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (inbound, p) in batch.iter().zip(prepared) {
             let outcome = match p {
@@ -880,9 +880,10 @@ impl Pipeline {
 }
 
 /// Reads at once what the batch will ask about each of its mails: whether
-/// its Message-IDs (own, replied to, bounced) are stored, and its senders'
-/// contacts. One query each instead of one per mail.
-async fn read_ahead(tx: &mut Tx, prepared: &[Prepared]) -> store::Result<()> {
+/// its Message-IDs (own, replied to, bounced) are stored, its senders'
+/// contacts, and how much automatic mail went to them lately (the rate
+/// limit). One query each instead of one per mail.
+async fn read_ahead(tx: &mut Tx, prepared: &[Prepared], now: i64) -> store::Result<()> {
     let mails = || {
         prepared.iter().filter_map(|p| match p {
             Prepared::Mail { mail, .. } => Some(&**mail),
@@ -903,7 +904,9 @@ async fn read_ahead(tx: &mut Tx, prepared: &[Prepared]) -> store::Result<()> {
         .collect();
     senders.sort_unstable();
     senders.dedup();
-    directory::read_ahead_contacts(tx, "email", &senders).await
+    directory::read_ahead_contacts(tx, "email", &senders).await?;
+    let windows = crate::notify::rate_windows(now);
+    store::outbox::read_ahead_automatic_counts(tx, &senders, windows).await
 }
 
 pub(super) async fn journal_quarantined(

@@ -363,8 +363,7 @@ impl Notifier {
         if self.agents.current().contains(&to.to_ascii_lowercase()) {
             return Ok(None);
         }
-        let (hour, day) =
-            outbox::automatic_counts_since(tx, to, (now - 3600, now - 86_400)).await?;
+        let (hour, day) = outbox::automatic_counts_since(tx, to, rate_windows(now)).await?;
         if hour >= self.per_hour {
             return Ok(Some(format!(
                 "rate limit: {hour} automatic messages to {to} in the last hour"
@@ -499,4 +498,10 @@ fn agent_addresses(config: &Config) -> Vec<String> {
         .iter()
         .map(|a| a.email.to_ascii_lowercase())
         .collect()
+}
+
+/// The starts of the automatic-mail rate limit's two windows at `now`: the
+/// last hour and the last day.
+pub fn rate_windows(now: Timestamp) -> (Timestamp, Timestamp) {
+    (now - 3600, now - 86_400)
 }

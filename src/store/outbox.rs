@@ -1,11 +1,12 @@
 //! The outbox table: notifications waiting for delivery, and their fate.
 
 use super::numbers::Numbers;
-use super::tx::insert_rows;
+use super::tx::{insert_rows, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use std::collections::HashMap;
 
 /// A notification ready to be written in the caller's transaction.
 #[derive(Debug, Clone, Default)]
@@ -119,17 +120,28 @@ pub async fn automatic_counts_since(
     recipient: &str,
     (recent, since): (Timestamp, Timestamp),
 ) -> Result<(i64, i64)> {
-    let row = sqlx::query(
-        "SELECT COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0), COUNT(*)
-         FROM outbox WHERE recipient = $1 AND automatic = 1 AND status IN ('pending', 'sent')
-         AND created_at >= $3",
-    )
-    .bind(recipient)
-    .bind(recent)
-    .bind(since)
-    .fetch_one(&mut **tx)
-    .await?;
-    let (mut recent_count, mut count): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let read_ahead = tx
+        .held()
+        .and_then(|held| match held.automatic_counts.get(recipient) {
+            Some(&(windows, counts)) if windows == (recent, since) => Some(counts),
+            _ => None,
+        });
+    let (mut recent_count, mut count) = match read_ahead {
+        Some(counts) => counts,
+        None => {
+            let row = sqlx::query(
+                "SELECT COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0), COUNT(*)
+                 FROM outbox WHERE recipient = $1 AND automatic = 1
+                 AND status IN ('pending', 'sent') AND created_at >= $3",
+            )
+            .bind(recipient)
+            .bind(recent)
+            .bind(since)
+            .fetch_one(&mut **tx)
+            .await?;
+            (row.try_get(0)?, row.try_get(1)?)
+        }
+    };
     if let Some(held) = tx.held() {
         for (n, at) in &held.outbox {
             if n.recipient == recipient && n.automatic && n.suppressed.is_none() && *at >= since {
@@ -139,6 +151,56 @@ pub async fn automatic_counts_since(
         }
     }
     Ok((recent_count, count))
+}
+
+/// Stored automatic-mail counts of one recipient: the two windows' starts,
+/// and the counts in them.
+pub(crate) type Counted = ((Timestamp, Timestamp), (i64, i64));
+
+/// Reads the stored counts of [`automatic_counts_since`] for many recipients
+/// in one query, for a batch that will ask about each of them (it then
+/// answers from memory, adding the batch's own held rows as before). Only in
+/// a transaction that holds its appends back.
+pub async fn read_ahead_automatic_counts(
+    tx: &mut Tx,
+    recipients: &[&str],
+    (recent, since): (Timestamp, Timestamp),
+) -> Result<()> {
+    if tx.held().is_none() {
+        return Ok(());
+    }
+    let mut found: HashMap<String, (i64, i64)> = HashMap::new();
+    // Two bindings for the windows, the rest for recipients.
+    for chunk in recipients.chunks(rows_per_insert(1) - 2) {
+        let sql = format!(
+            "SELECT recipient, COALESCE(SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END), 0),
+                    COUNT(*)
+             FROM outbox WHERE automatic = 1 AND status IN ('pending', 'sent')
+             AND created_at >= $2 AND recipient IN ({})
+             GROUP BY recipient",
+            (3..chunk.len() + 3)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(recent)
+            .bind(since);
+        for recipient in chunk {
+            query = query.bind(*recipient);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            found.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    if let Some(held) = tx.held() {
+        for recipient in recipients {
+            let counts = found.get(*recipient).copied().unwrap_or((0, 0));
+            let entry = ((recent, since), counts);
+            held.automatic_counts.insert(recipient.to_string(), entry);
+        }
+    }
+    Ok(())
 }
 
 /// The Message-IDs of a ticket's thread, oldest first (at most `limit`, the newest kept).

@@ -47,6 +47,9 @@ pub(crate) struct Held {
     /// Message-IDs read ahead for the batch: the stored row, or `None` when
     /// none was stored then.
     pub known_messages: HashMap<String, Option<KnownMessage>>,
+    /// Stored automatic-mail counts read ahead by recipient: the windows
+    /// they were counted for, and the counts (see `outbox::automatic_counts_since`).
+    pub automatic_counts: HashMap<String, outbox::Counted>,
     /// Breach timers of tickets created in this transaction.
     pub sla_timers: Vec<(i64, Timer)>,
     /// Contacts read ahead for the batch by (kind, address), and those it
