@@ -363,12 +363,7 @@ on_both_backends!(
                 "From: {from}\r\nTo: support@example.com\r\nSubject: case {id}\r\nMessage-ID: <{id}@klient.pl>\r\n{extra}\r\nhello\r\n"
             )
         };
-        let first = [Inbound::new(
-            "pipe",
-            "0",
-            mail("x@klient.pl", "a", "").into_bytes(),
-        )];
-        let first = pipeline.ingest(&first).await.unwrap();
+        let first = Env::ingest_batch(&pipeline, "0", &[mail("x@klient.pl", "a", "")]).await;
         assert_eq!(first[0].kind, OutcomeKind::Created);
         let raws = [
             mail("x@klient.pl", "a", ""),
@@ -382,12 +377,7 @@ on_both_backends!(
                 "References: <zzz@klient.pl> <e@klient.pl>\r\n",
             ),
         ];
-        let batch: Vec<Inbound> = raws
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| Inbound::new("pipe", format!("1-{i}"), raw.clone().into_bytes()))
-            .collect();
-        let outcomes = pipeline.ingest(&batch).await.unwrap();
+        let outcomes = Env::ingest_batch(&pipeline, "1", &raws).await;
         let kinds: Vec<OutcomeKind> = outcomes.iter().map(|o| o.kind).collect();
         use OutcomeKind::*;
         assert_eq!(
@@ -425,11 +415,7 @@ on_both_backends!(
                 ("y@klient.pl".to_string(), 1)
             ]
         );
-        let contacts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contacts")
-            .fetch_one(env.store.pool())
-            .await
-            .unwrap();
-        assert_eq!(contacts, 2);
+        assert_eq!(env.count("SELECT COUNT(*) FROM contacts").await, 2);
         env.finish().await;
     }
 );
@@ -447,16 +433,15 @@ on_both_backends!(
             let pipeline = pipeline.clone();
             tasks.push(tokio::spawn(async move {
                 for b in 0..5 {
-                    let batch: Vec<Inbound> = (0..10)
+                    let raws: Vec<String> = (0..10)
                         .map(|i| {
                             let customer = (i + worker + b) % 10;
-                            let raw = format!(
+                            format!(
                                 "From: s{customer}@sklep.pl\r\nTo: support@example.com\r\nSubject: case {worker}-{b}-{i}\r\nMessage-ID: <n{worker}-{b}-{i}@sklep.pl>\r\n\r\nhello\r\n"
-                            );
-                            Inbound::new("pipe", format!("{worker}-{b}-{i}"), raw.into_bytes())
+                            )
                         })
                         .collect();
-                    let outcomes = pipeline.ingest(&batch).await.unwrap();
+                    let outcomes = Env::ingest_batch(&pipeline, &format!("{worker}-{b}"), &raws).await;
                     assert!(outcomes.iter().all(|o| o.kind == OutcomeKind::Created));
                 }
             }));
@@ -464,19 +449,11 @@ on_both_backends!(
         for t in tasks {
             t.await.unwrap();
         }
-        let count = |sql: &'static str| {
-            let pool = env.store.pool().clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            }
-        };
-        assert_eq!(count("SELECT COUNT(*) FROM tickets").await, 200);
-        assert_eq!(count("SELECT COUNT(*) FROM contacts").await, 10);
+        assert_eq!(env.count("SELECT COUNT(*) FROM tickets").await, 200);
+        assert_eq!(env.count("SELECT COUNT(*) FROM contacts").await, 10);
         assert_eq!(
-            count("SELECT COUNT(DISTINCT requester_id) FROM tickets").await,
+            env.count("SELECT COUNT(DISTINCT requester_id) FROM tickets")
+                .await,
             10
         );
         env.finish().await;

@@ -413,16 +413,15 @@ on_both_backends!(
     |env: Env| async move {
         let pipeline = env.pipeline_clone();
         let bot = |i: usize| {
-            let raw = format!(
+            format!(
                 "From: Bot <helpful-bot@vendor.example>\r\nTo: support@example.com\r\nSubject: Thanks for your message {i}\r\nMessage-ID: <bot-{i}@vendor.example>\r\n\r\nWe got your message.\r\n"
-            );
-            ticketd::ingest::Inbound::new("pipe", i.to_string(), raw.into_bytes())
+            )
         };
-        let first: Vec<_> = (0..7).map(bot).collect();
-        pipeline.ingest(&first).await.unwrap();
+        let first: Vec<String> = (0..7).map(bot).collect();
+        Env::ingest_batch(&pipeline, "a", &first).await;
         env.clock.advance(60);
-        let second: Vec<_> = (7..15).map(bot).collect();
-        pipeline.ingest(&second).await.unwrap();
+        let second: Vec<String> = (7..15).map(bot).collect();
+        Env::ingest_batch(&pipeline, "b", &second).await;
         assert_eq!(
             env.store.outbox_counts().await.unwrap(),
             [("pending".to_string(), 10), ("suppressed".to_string(), 5)]

@@ -375,7 +375,7 @@ then = [{ add_tag = "sla-warned" }]
             "From: {from}\r\nTo: support@example.com\r\nSubject: Faktura {id}\r\nMessage-ID: <{id}>\r\n{extra}\r\nZła kwota.\r\n"
         )
     };
-    let batch: Vec<ticketd::ingest::Inbound> = [
+    let raws = [
         raw("jan@firma.pl", "u1@firma.pl", ""),
         raw("ola@firma.pl", "u2@firma.pl", ""),
         // An agent's public reply: the first response, which reschedules.
@@ -384,12 +384,8 @@ then = [{ add_tag = "sla-warned" }]
             "u3@example.com",
             "In-Reply-To: <u2@firma.pl>\r\n",
         ),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, r)| ticketd::ingest::Inbound::new("pipe", i.to_string(), r.clone().into_bytes()))
-    .collect();
-    let outcomes = env.pipeline.ingest(&batch).await.unwrap();
+    ];
+    let outcomes = Env::ingest_batch(&env.pipeline, "0", &raws).await;
     let (first, second) = (
         outcomes[0].ticket.clone().unwrap(),
         outcomes[1].ticket.clone().unwrap(),

@@ -1,7 +1,7 @@
 //! People and groups: agents, teams and organizations declared in config, and
 //! contacts created as mail arrives.
 
-use super::tx::rows_per_insert;
+use super::tx::{parameter_list, rows_per_insert};
 use super::{Error, Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -104,6 +104,16 @@ pub struct Contact {
     pub organization_id: Option<i64>,
 }
 
+impl Contact {
+    /// From a row of (id, organization_id) at `first`.
+    fn from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<Contact> {
+        Ok(Contact {
+            id: row.try_get(first)?,
+            organization_id: row.try_get(first + 1)?,
+        })
+    }
+}
+
 /// Finds the contact with this identity (`email` and an address,
 /// `telegram` and a user id), or creates one; a new email contact joins the
 /// organization of its address's domain. On PostgreSQL a new contact is
@@ -171,10 +181,7 @@ async fn create_contact(
         .fetch_optional(&side)
         .await?;
         if let Some(row) = created {
-            return Ok(Contact {
-                id: row.try_get(0)?,
-                organization_id: row.try_get(1)?,
-            });
+            return Contact::from_row(&row, 0);
         }
         // Another writer committed this identity first: theirs is the one.
         if let Some(found) = find_contact(tx, identity).await? {
@@ -204,21 +211,14 @@ pub async fn read_ahead_contacts(
             "SELECT i.address, c.id, c.organization_id FROM contact_identities i
              JOIN contacts c ON c.id = i.contact_id
              WHERE i.kind = $1 AND i.address IN ({})",
-            (2..chunk.len() + 2)
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            parameter_list(2, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind);
         for address in chunk {
             query = query.bind(*address);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            let contact = Contact {
-                id: row.try_get(1)?,
-                organization_id: row.try_get(2)?,
-            };
-            found.insert(row.try_get(0)?, contact);
+            found.insert(row.try_get(0)?, Contact::from_row(&row, 1)?);
         }
     }
     if let Some(held) = tx.held() {
@@ -251,14 +251,7 @@ async fn find_contact(
     .bind(address)
     .fetch_optional(&mut *conn)
     .await?;
-    found
-        .map(|row| {
-            Ok(Contact {
-                id: row.try_get(0)?,
-                organization_id: row.try_get(1)?,
-            })
-        })
-        .transpose()
+    found.map(|row| Contact::from_row(&row, 0)).transpose()
 }
 
 /// Inserts a contact with this identity; `None` if the identity was taken

@@ -1,7 +1,7 @@
 //! The outbox table: notifications waiting for delivery, and their fate.
 
 use super::numbers::Numbers;
-use super::tx::{insert_rows, rows_per_insert};
+use super::tx::{insert_rows, parameter_list, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use sqlx::any::AnyRow;
@@ -129,17 +129,8 @@ pub async fn automatic_counts_since(
     let (mut recent_count, mut count) = match read_ahead {
         Some(counts) => counts,
         None => {
-            let row = sqlx::query(
-                "SELECT COALESCE(SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END), 0), COUNT(*)
-                 FROM outbox WHERE recipient = $1 AND automatic = 1
-                 AND status IN ('pending', 'sent') AND created_at >= $3",
-            )
-            .bind(recipient)
-            .bind(recent)
-            .bind(since)
-            .fetch_one(&mut **tx)
-            .await?;
-            (row.try_get(0)?, row.try_get(1)?)
+            let stored = stored_automatic_counts(tx, &[recipient], (recent, since)).await?;
+            stored.get(recipient).copied().unwrap_or((0, 0))
         }
     };
     if let Some(held) = tx.held() {
@@ -169,7 +160,25 @@ pub async fn read_ahead_automatic_counts(
     if tx.held().is_none() {
         return Ok(());
     }
-    let mut found: HashMap<String, (i64, i64)> = HashMap::new();
+    let found = stored_automatic_counts(tx, recipients, (recent, since)).await?;
+    if let Some(held) = tx.held() {
+        for recipient in recipients {
+            let counts = found.get(*recipient).copied().unwrap_or((0, 0));
+            let entry = ((recent, since), counts);
+            held.automatic_counts.insert(recipient.to_string(), entry);
+        }
+    }
+    Ok(())
+}
+
+/// The stored counts of automatic messages to each of `recipients` since
+/// each of two times; a recipient without any is left out.
+async fn stored_automatic_counts(
+    tx: &mut Tx,
+    recipients: &[&str],
+    (recent, since): (Timestamp, Timestamp),
+) -> Result<HashMap<String, (i64, i64)>> {
+    let mut found = HashMap::new();
     // Two bindings for the windows, the rest for recipients.
     for chunk in recipients.chunks(rows_per_insert(1) - 2) {
         let sql = format!(
@@ -178,10 +187,7 @@ pub async fn read_ahead_automatic_counts(
              FROM outbox WHERE automatic = 1 AND status IN ('pending', 'sent')
              AND created_at >= $2 AND recipient IN ({})
              GROUP BY recipient",
-            (3..chunk.len() + 3)
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            parameter_list(3, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(recent)
@@ -193,14 +199,7 @@ pub async fn read_ahead_automatic_counts(
             found.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
         }
     }
-    if let Some(held) = tx.held() {
-        for recipient in recipients {
-            let counts = found.get(*recipient).copied().unwrap_or((0, 0));
-            let entry = ((recent, since), counts);
-            held.automatic_counts.insert(recipient.to_string(), entry);
-        }
-    }
-    Ok(())
+    Ok(found)
 }
 
 /// The Message-IDs of a ticket's thread, oldest first (at most `limit`, the newest kept).

@@ -4,7 +4,7 @@
 //! the history row.
 
 use super::numbers::Numbers;
-use super::tx::{insert_rows, placeholders, rows_per_insert};
+use super::tx::{insert_rows, parameter_list, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
 use crate::sla::Due;
@@ -312,8 +312,8 @@ pub async fn read_ahead_message_ids(tx: &mut Tx, message_ids: &[&str]) -> Result
     let mut found: HashMap<String, KnownMessage> = HashMap::new();
     for chunk in message_ids.chunks(rows_per_insert(1)) {
         let sql = format!(
-            "SELECT message_id, ticket_id, direction FROM message_ids WHERE message_id IN {}",
-            placeholders(1, chunk.len())
+            "SELECT message_id, ticket_id, direction FROM message_ids WHERE message_id IN ({})",
+            parameter_list(1, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {

@@ -165,6 +165,15 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// `$first, $first+1, …` for `count` parameters: an `IN (…)` list after
+/// `first - 1` other parameters.
+pub(crate) fn parameter_list(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A query of the `Any` driver, as the row binders of [`insert_rows`] get it.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
@@ -204,5 +213,6 @@ mod tests {
     fn placeholders_number_rows_after_each_other() {
         assert_eq!(super::placeholders(1, 2), "($1, $2)");
         assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(super::parameter_list(3, 2), "$3, $4");
     }
 }

@@ -226,6 +226,24 @@ impl Env {
         out.pop().unwrap()
     }
 
+    /// Ingests `raws` as one batch (keys `KEY-0`, `KEY-1`, …) through `pipeline`.
+    pub async fn ingest_batch(pipeline: &Pipeline, key: &str, raws: &[String]) -> Vec<Outcome> {
+        let batch: Vec<Inbound> = raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| Inbound::new("pipe", format!("{key}-{i}"), raw.clone().into_bytes()))
+            .collect();
+        pipeline.ingest(&batch).await.unwrap()
+    }
+
+    /// The one number `sql` selects.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+
     pub async fn ingest_fixture(&self, name: &str) -> String {
         self.ingest(&fixture(name)).await.to_string()
     }
