@@ -459,3 +459,66 @@ on_both_backends!(
         env.finish().await;
     }
 );
+
+// Participants a batch adds are held until its commit; a later mail of the
+// same batch must still count them (a Cc'd partner replying is a
+// participant, not a stranger), and each is stored once.
+on_both_backends!(
+    a_batch_counts_the_participants_it_added,
+    |env: Env| async move {
+        let pipeline = env.pipeline_clone();
+        let mail = |from: &str, id: &str, extra: &str| {
+            format!(
+                "From: {from}\r\nTo: support@example.com\r\nSubject: case\r\nMessage-ID: <{id}@klient.pl>\r\n{extra}\r\nhello\r\n"
+            )
+        };
+        let raws = [
+            mail("x@klient.pl", "a", "Cc: z@partner.pl\r\n"),
+            mail("z@partner.pl", "b", "In-Reply-To: <a@klient.pl>\r\n"),
+            mail(
+                "x@klient.pl",
+                "c",
+                "In-Reply-To: <b@klient.pl>\r\nCc: z@partner.pl, q@partner.pl\r\n",
+            ),
+            mail("q@partner.pl", "d", "In-Reply-To: <c@klient.pl>\r\n"),
+        ];
+        let outcomes = Env::ingest_batch(&pipeline, "0", &raws).await;
+        let kinds: Vec<OutcomeKind> = outcomes.iter().map(|o| o.kind).collect();
+        use OutcomeKind::*;
+        assert_eq!(kinds, [Created, Comment, Comment, Comment]);
+        let ticket = &outcomes[0].ticket;
+        assert!(outcomes.iter().all(|o| &o.ticket == ticket));
+        let authors: Vec<(String, String)> =
+            sqlx::query("SELECT author, author_kind FROM comments ORDER BY id")
+                .fetch_all(env.store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1)))
+                .collect();
+        let expected = [
+            ("x@klient.pl", "requester"),
+            ("z@partner.pl", "participant"),
+            ("x@klient.pl", "requester"),
+            ("q@partner.pl", "participant"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, k)| (a.to_string(), k.to_string()))
+            .collect();
+        assert_eq!(authors, expected);
+        let participants: Vec<String> =
+            sqlx::query("SELECT email FROM ticket_participants ORDER BY email")
+                .fetch_all(env.store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| sqlx::Row::get(r, 0))
+                .collect();
+        assert_eq!(
+            participants,
+            ["q@partner.pl", "x@klient.pl", "z@partner.pl"]
+        );
+        env.finish().await;
+    }
+);

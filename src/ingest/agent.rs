@@ -273,12 +273,7 @@ impl Pipeline {
             .await?;
         store::sla::reschedule(tx, state.id, &self.settings.current().policies).await?;
         if !internal && let Some(after) = changes::ticket_state(tx, state.id).await? {
-            let participants = t::strings_of(
-                tx,
-                "SELECT email FROM ticket_participants WHERE ticket_id = $1",
-                state.id,
-            )
-            .await?;
+            let participants = t::participants(tx, state.id).await?;
             let mut recipients = vec![after.requester.clone()];
             recipients.extend(participants);
             recipients.sort();

@@ -2,7 +2,7 @@
 //! the timer rows the scheduler fires exactly once (a conditional UPDATE, so
 //! two instances cannot both fire one).
 
-use super::tx::{insert_rows, placeholders, rows_per_insert};
+use super::tx::{insert_rows, insert_rows_then, placeholders, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::sla::{Clocked, Due, Kind, Policies, Stored, Timer};
@@ -259,19 +259,12 @@ async fn write_timers_of(tx: &mut Tx, tickets: &[(i64, &[Timer])]) -> Result<()>
         .iter()
         .flat_map(|(id, timers)| timers.iter().map(|t| (*id, t)))
         .collect();
-    for chunk in rows.chunks(rows_per_insert(3)) {
-        let sql = format!(
-            "INSERT INTO sla_timers (ticket_id, kind, due_at) VALUES {}
-             ON CONFLICT (ticket_id, kind) DO NOTHING",
-            placeholders(chunk.len(), 3)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (id, t) in chunk {
-            query = query.bind(*id).bind(t.kind.as_str()).bind(t.due);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+    let insert = "INSERT INTO sla_timers (ticket_id, kind, due_at)";
+    let then = "ON CONFLICT (ticket_id, kind) DO NOTHING";
+    insert_rows_then(tx, insert, 3, rows, then, |query, (id, t)| {
+        query.bind(id).bind(t.kind.as_str()).bind(t.due)
+    })
+    .await
 }
 
 /// The first public agent comment stops the first-response clock.

@@ -4,7 +4,7 @@
 //! the history row.
 
 use super::numbers::Numbers;
-use super::tx::{insert_rows, parameter_list, rows_per_insert};
+use super::tx::{insert_rows, insert_rows_then, parameter_list, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
 use crate::sla::Due;
@@ -392,12 +392,7 @@ pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
         return Ok(None);
     };
     let status: String = row.try_get(1)?;
-    let participants = strings_of(
-        tx,
-        "SELECT email FROM ticket_participants WHERE ticket_id = $1",
-        id,
-    )
-    .await?;
+    let participants = participants(tx, id).await?;
     Ok(Some(TicketFacts {
         id,
         number: row.try_get(0)?,
@@ -423,18 +418,51 @@ pub async fn strings_of(tx: &mut Tx, sql: &'static str, id: i64) -> Result<Vec<S
         .collect::<std::result::Result<Vec<String>, _>>()?)
 }
 
-pub async fn add_participants(tx: &mut Tx, ticket_id: i64, emails: &[&str]) -> Result<()> {
-    for email in emails {
-        sqlx::query(
-            "INSERT INTO ticket_participants (ticket_id, email) VALUES ($1, $2)
-             ON CONFLICT (ticket_id, email) DO NOTHING",
-        )
-        .bind(ticket_id)
-        .bind(*email)
-        .execute(&mut **tx)
-        .await?;
+/// A ticket's participants: those stored and those held in this transaction.
+pub async fn participants(tx: &mut Tx, ticket_id: i64) -> Result<Vec<String>> {
+    let mut emails = strings_of(
+        tx,
+        "SELECT email FROM ticket_participants WHERE ticket_id = $1",
+        ticket_id,
+    )
+    .await?;
+    if let Some(held) = tx.held() {
+        for (_, email) in held.participants.iter().filter(|(id, _)| *id == ticket_id) {
+            if !emails.contains(email) {
+                emails.push(email.clone());
+            }
+        }
     }
-    Ok(())
+    Ok(emails)
+}
+
+/// Adds participants to a ticket (those already on it stay once). A
+/// transaction that defers its appends holds them until commit.
+pub async fn add_participants(tx: &mut Tx, ticket_id: i64, emails: &[&str]) -> Result<()> {
+    let rows: Vec<(i64, String)> = emails.iter().map(|e| (ticket_id, e.to_string())).collect();
+    match tx.held() {
+        Some(held) => {
+            for row in rows {
+                if !held.participants.contains(&row) {
+                    held.participants.push(row);
+                }
+            }
+            Ok(())
+        }
+        None => write_participants(tx, rows).await,
+    }
+}
+
+pub(crate) async fn write_participants(
+    conn: &mut AnyConnection,
+    rows: Vec<(i64, String)>,
+) -> Result<()> {
+    let insert = "INSERT INTO ticket_participants (ticket_id, email)";
+    let then = "ON CONFLICT (ticket_id, email) DO NOTHING";
+    insert_rows_then(conn, insert, 2, rows, then, |query, (id, email)| {
+        query.bind(id).bind(email)
+    })
+    .await
 }
 
 /// Links two tickets and notes it in both histories.

@@ -5,6 +5,7 @@
 //! with [`Tx::defer_appends`] and write them with multi-row inserts at
 //! commit. The reads that must see them in the same transaction (the thread's
 //! Message-IDs, the automatic-mail rate limit) merge the held rows in.
+//! Ticket participants and new tickets' breach timers are held the same way.
 //! Such a transaction also takes its new tickets' numbers at commit
 //! ([`super::numbers`]) and puts them into the held rows before writing them.
 
@@ -52,6 +53,8 @@ pub(crate) struct Held {
     pub automatic_counts: HashMap<String, outbox::Counted>,
     /// Breach timers of tickets created in this transaction.
     pub sla_timers: Vec<(i64, Timer)>,
+    /// Participants added in this transaction: (ticket, email), each once.
+    pub participants: Vec<(i64, String)>,
     /// Contacts read ahead for the batch by (kind, address), and those it
     /// created: `None` when none existed then.
     pub contacts: HashMap<(&'static str, String), Option<Contact>>,
@@ -123,6 +126,8 @@ impl Tx {
             tickets::write_journal(&mut self.inner, std::mem::take(&mut held.journal)).await?;
             let timers = std::mem::take(&mut held.sla_timers);
             super::sla::write_created_timers(&mut self.inner, timers).await?;
+            let participants = std::mem::take(&mut held.participants);
+            tickets::write_participants(&mut self.inner, participants).await?;
             numbers = numbers::take(&mut self.inner, std::mem::take(&mut held.numbering)).await?;
             held.renumber(&numbers);
             outbox::write(&mut self.inner, held.outbox).await?;
@@ -187,10 +192,23 @@ pub(crate) async fn insert_rows<R>(
     rows: Vec<R>,
     bind: impl for<'q> Fn(AnyQuery<'q>, R) -> AnyQuery<'q>,
 ) -> Result<()> {
+    insert_rows_then(conn, insert, columns, rows, "", bind).await
+}
+
+/// [`insert_rows`] with `then` after the values: an `ON CONFLICT` clause.
+pub(crate) async fn insert_rows_then<R>(
+    conn: &mut AnyConnection,
+    insert: &str,
+    columns: usize,
+    rows: Vec<R>,
+    then: &str,
+    bind: impl for<'q> Fn(AnyQuery<'q>, R) -> AnyQuery<'q>,
+) -> Result<()> {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<R> = rows.by_ref().take(rows_per_insert(columns)).collect();
-        let sql = format!("{insert} VALUES {}", placeholders(chunk.len(), columns));
+        let values = placeholders(chunk.len(), columns);
+        let sql = format!("{insert} VALUES {values} {then}");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for row in chunk {
             query = bind(query, row);
