@@ -73,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             telegram: None,
             discord: None,
             clock: Clock::System,
+            instance: "bench".into(),
             max_age_seconds: 3600,
             concurrency: 32,
             wake: Arc::new(tokio::sync::Notify::new()),

@@ -41,21 +41,6 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let dispatcher = Dispatcher {
-        store: store.clone(),
-        mailer: Mailer::new(&config)?,
-        webhooks: crate::notify::webhook::Webhooks::new(&config)?,
-        telegram: crate::notify::telegram::Telegram::new(&config)?,
-        discord: crate::notify::discord::Discord::new(&config)?,
-        clock: pipeline.clock.clone(),
-        max_age_seconds: config.notify.max_age_hours * 3600,
-        concurrency: config.smtp.as_ref().map_or(1, |s| s.pool_size as usize),
-        wake: pipeline.outbox_wake.clone(),
-    };
-    {
-        let cancel = cancel.clone();
-        tasks.spawn(async move { dispatcher.run(cancel).await });
-    }
     {
         let (config, cancel) = (config.clone(), cancel.clone());
         let handles = crate::reload::Handles::of(&pipeline);
@@ -88,6 +73,22 @@ pub async fn run(
     cluster
         .announce(&pipeline.rules.current().digest, &pipeline.clock)
         .await;
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        mailer: Mailer::new(&config)?,
+        webhooks: crate::notify::webhook::Webhooks::new(&config)?,
+        telegram: crate::notify::telegram::Telegram::new(&config)?,
+        discord: crate::notify::discord::Discord::new(&config)?,
+        clock: pipeline.clock.clone(),
+        instance: cluster.id.clone(),
+        max_age_seconds: config.notify.max_age_hours * 3600,
+        concurrency: config.smtp.as_ref().map_or(1, |s| s.pool_size as usize),
+        wake: pipeline.outbox_wake.clone(),
+    };
+    {
+        let cancel = cancel.clone();
+        tasks.spawn(async move { dispatcher.run(cancel).await });
+    }
     for md in config.maildir.clone() {
         let (pipeline, cancel, cluster) = (pipeline.clone(), cancel.clone(), cluster.clone());
         tasks.spawn(async move {

@@ -261,8 +261,9 @@ impl Cluster {
     }
 
     /// Says every third of a lease period that this instance runs, with its
-    /// sources and `digest` of its rule set, and warns about instances with
-    /// other rules or clocks.
+    /// sources and `digest` of its rule set, warns about instances with
+    /// other rules or clocks, and releases the outbox claims of instances
+    /// gone for three lease periods.
     pub async fn heartbeat(
         &self,
         digest: impl Fn() -> String,
@@ -311,10 +312,17 @@ impl Cluster {
             clock_offset: clock.now() - database,
             sources: self.sources.clone(),
         };
-        let others = self
+        let gone_after = 3 * self.lease_seconds;
+        let others = self.store.instance_heartbeat(&me, gone_after).await?;
+        let released = self
             .store
-            .instance_heartbeat(&me, 3 * self.lease_seconds)
+            .release_claims_of_gone(clock.now(), gone_after)
             .await?;
+        if released > 0 {
+            tracing::warn!(
+                "outbox: {released} notifications claimed by an instance that stopped beating are due again"
+            );
+        }
         Ok(warnings(&me, &others))
     }
 }

@@ -163,12 +163,13 @@ on_both_backends!(
         let now = env.clock.now();
         queue_notifications(&env.store, 600, now).await;
         // Four claimers at once, as four instances' dispatchers would.
-        let claims = (0..4).map(|_| {
+        let claims = (0..4).map(|i| {
             let store = env.store.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let batch = store.claim_notifications(now, 50, 600).await.unwrap();
+                    let by = format!("instance-{i}");
+                    let batch = store.claim_notifications(now, 50, 600, &by).await.unwrap();
                     if batch.is_empty() {
                         return mine;
                     }
@@ -189,7 +190,7 @@ on_both_backends!(
         // Claimed rows are nobody else's until the claim lapses …
         assert!(
             env.store
-                .claim_notifications(now + 599, 50, 600)
+                .claim_notifications(now + 599, 50, 600, "other")
                 .await
                 .unwrap()
                 .is_empty()
@@ -197,11 +198,67 @@ on_both_backends!(
         // … then another instance may take what a dead one left.
         assert_eq!(
             env.store
-                .claim_notifications(now + 600, 1000, 600)
+                .claim_notifications(now + 600, 1000, 600, "other")
                 .await
                 .unwrap()
                 .len(),
             600
+        );
+    }
+);
+
+// The claims of an instance that stops beating are released as soon as the
+// others see it gone, not when the claim lapses; a live instance's stay.
+on_both_backends!(
+    claims_of_a_gone_instance_are_released,
+    |env: Env| async move {
+        use ticketd::store::leases::Instance;
+        let now = env.clock.now();
+        queue_notifications(&env.store, 30, now).await;
+        let instance = |id: &str| Instance {
+            id: id.into(),
+            host: "host".into(),
+            rules_digest: "1111111111111111".into(),
+            clock_offset: 0,
+            sources: Vec::new(),
+        };
+        let (live, dead) = (instance("live"), instance("dead"));
+        env.store.instance_heartbeat(&live, 60).await.unwrap();
+        env.store.instance_heartbeat(&dead, 60).await.unwrap();
+        let by_live = env.store.claim_notifications(now, 10, 600, "live").await;
+        let by_dead = env.store.claim_notifications(now, 20, 600, "dead").await;
+        assert_eq!((by_live.unwrap().len(), by_dead.unwrap().len()), (10, 20));
+        // Both seen just now: nothing is released.
+        assert_eq!(env.store.release_claims_of_gone(now, 60).await.unwrap(), 0);
+        // "dead" was last seen 61 s ago; "live" beats on.
+        sqlx::query("UPDATE instances SET seen_at = seen_at - 61 WHERE id = 'dead'")
+            .execute(env.store.pool())
+            .await
+            .unwrap();
+        env.store.instance_heartbeat(&live, 60).await.unwrap();
+        assert_eq!(env.store.release_claims_of_gone(now, 60).await.unwrap(), 20);
+        let taken = env
+            .store
+            .claim_notifications(now, 100, 600, "live")
+            .await
+            .unwrap();
+        assert_eq!(
+            taken.len(),
+            20,
+            "the dead instance's claims, and only those"
+        );
+        let ids: Vec<i64> = taken.iter().map(|n| n.id).collect();
+        env.store.mark_delivered(&ids, &[], now).await.unwrap();
+        let claimed = env
+            .count("SELECT COUNT(*) FROM outbox WHERE claimed_by IS NOT NULL")
+            .await;
+        let sent = env
+            .count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'")
+            .await;
+        assert_eq!(
+            (claimed, sent),
+            (10, 20),
+            "recorded deliveries hold no claim"
         );
     }
 );

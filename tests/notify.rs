@@ -21,6 +21,7 @@ fn dispatcher(env: &Env) -> Dispatcher {
         telegram: None,
         discord: None,
         clock: env.clock.clone(),
+        instance: "test".into(),
         max_age_seconds: env.config.notify.max_age_hours * 3600,
         concurrency: 2,
         wake: Arc::new(tokio::sync::Notify::new()),

@@ -558,6 +558,7 @@ then = [{ webhook = "crm" }]
         telegram: None,
         discord: None,
         clock: env.clock.clone(),
+        instance: "test".into(),
         max_age_seconds: 3600,
         concurrency: 2,
         wake: Arc::new(tokio::sync::Notify::new()),

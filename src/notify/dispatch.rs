@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 const BATCH: i64 = 200;
 /// How long a claimed batch is this instance's: longer than the slowest
 /// batch takes. A batch claimed by an instance that died is sent by another
-/// one after this.
+/// one once the others see it gone (three lease periods without a
+/// heartbeat), or after this at the latest.
 const CLAIM_SECONDS: i64 = 600;
 
 pub struct Dispatcher {
@@ -31,6 +32,8 @@ pub struct Dispatcher {
     /// The Discord bot, when one is configured.
     pub discord: Option<Discord>,
     pub clock: Clock,
+    /// This instance's id: its claims on the outbox are under it.
+    pub instance: String,
     pub max_age_seconds: i64,
     /// Messages in flight at once (the SMTP pool size).
     pub concurrency: usize,
@@ -70,7 +73,7 @@ impl Dispatcher {
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
         let due = self
             .store
-            .claim_notifications(self.clock.now(), BATCH, CLAIM_SECONDS)
+            .claim_notifications(self.clock.now(), BATCH, CLAIM_SECONDS, &self.instance)
             .await?;
         let count = due.len();
         let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)

@@ -36,7 +36,7 @@ fn sources_of(column: &str) -> Vec<String> {
 
 impl Store {
     /// The SQL expression for the database's clock, in epoch seconds.
-    fn database_clock(&self) -> &'static str {
+    pub(super) fn database_clock(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "CAST(strftime('%s', 'now') AS INTEGER)",
             Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)",

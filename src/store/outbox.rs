@@ -308,16 +308,18 @@ impl Store {
             .collect()
     }
 
-    /// Claims up to `limit` notifications due now for this instance, oldest
+    /// Claims up to `limit` notifications due now for instance `by`, oldest
     /// first: their next attempt moves `claim_seconds` ahead, so no other
     /// instance takes them meanwhile (on PostgreSQL rows another instance is
     /// claiming are skipped, not waited for). Delivery sets the next attempt
-    /// anew; a claim left by a dead instance lapses when that time comes.
+    /// anew; a claim left by a dead instance is released when the others see
+    /// it gone ([`Store::release_claims_of_gone`]), or lapses at that time.
     pub async fn claim_notifications(
         &self,
         now: Timestamp,
         limit: i64,
         claim_seconds: i64,
+        by: &str,
     ) -> Result<Vec<Pending>> {
         let _turn = self.write_turn().await?;
         let lock = match self.backend {
@@ -325,7 +327,8 @@ impl Store {
             super::Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE outbox SET next_attempt_at = $3 WHERE id IN (SELECT id {} {lock}) RETURNING {}",
+            "UPDATE outbox SET next_attempt_at = $3, claimed_by = $4
+             WHERE id IN (SELECT id {} {lock}) RETURNING {}",
             due!(),
             pending_columns!()
         );
@@ -333,6 +336,7 @@ impl Store {
             .bind(now)
             .bind(limit)
             .bind(now + claim_seconds)
+            .bind(by)
             .fetch_all(self.pool())
             .await?
             .iter()
@@ -340,6 +344,26 @@ impl Store {
             .collect::<Result<Vec<Pending>>>()?;
         claimed.sort_by_key(|n| n.id);
         Ok(claimed)
+    }
+
+    /// Makes the notifications claimed by instances that have not been seen
+    /// for `within` seconds due again at `now` (the database's clock judges
+    /// who is gone); returns how many. An instance that stopped cleanly
+    /// recorded its deliveries before it left, so it holds no claims.
+    pub async fn release_claims_of_gone(&self, now: Timestamp, within: i64) -> Result<u64> {
+        let _turn = self.write_turn().await?;
+        let sql = format!(
+            "UPDATE outbox SET next_attempt_at = $1, claimed_by = NULL
+             WHERE status = 'pending' AND claimed_by IN
+                 (SELECT id FROM instances WHERE seen_at < {} - $2)",
+            self.database_clock()
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(within)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
     }
 
     /// When the next pending notification is due, if any.
@@ -362,22 +386,30 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        for id in sent {
+        for ids in sent.chunks(rows_per_insert(1) - 1) {
+            let sql = format!(
+                "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1,
+                     last_error = NULL, claimed_by = NULL
+                 WHERE id IN ({})",
+                parameter_list(2, ids.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for (id, error, next_attempt_at) in retry {
             sqlx::query(
-                "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2,
+                     claimed_by = NULL
+                 WHERE id = $3",
             )
-            .bind(now)
+            .bind(error)
+            .bind(next_attempt_at)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        }
-        for (id, error, next_attempt_at) in retry {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3")
-                .bind(error)
-                .bind(next_attempt_at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -386,11 +418,14 @@ impl Store {
     /// A permanent failure, also written to the ticket's history.
     pub async fn mark_failed(&self, n: &Pending, error: &str, now: Timestamp) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1 WHERE id = $2")
-            .bind(error)
-            .bind(n.id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1,
+                 claimed_by = NULL WHERE id = $2",
+        )
+        .bind(error)
+        .bind(n.id)
+        .execute(&mut *tx)
+        .await?;
         if let Some(ticket_id) = n.ticket_id {
             let what = format!("{} to {}", n.event, n.recipient);
             super::tickets::history(

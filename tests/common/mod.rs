@@ -270,6 +270,7 @@ impl Env {
             telegram: Telegram::new(&self.config).unwrap(),
             discord: Discord::new(&self.config).unwrap(),
             clock: self.clock.clone(),
+            instance: "test".into(),
             max_age_seconds: 3600,
             concurrency: 2,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
