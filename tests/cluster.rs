@@ -263,6 +263,57 @@ on_both_backends!(
     }
 );
 
+// The wiring: a running instance's heartbeat is what releases them.
+on_both_backends!(
+    a_heartbeat_releases_the_claims_of_a_gone_instance,
+    |env: Env| async move {
+        use ticketd::store::leases::Instance;
+        let now = env.clock.now();
+        queue_notifications(&env.store, 5, now).await;
+        let dead = Instance {
+            id: "dead".into(),
+            host: "host".into(),
+            rules_digest: "1111111111111111".into(),
+            clock_offset: 0,
+            sources: Vec::new(),
+        };
+        env.store.instance_heartbeat(&dead, 60).await.unwrap();
+        let claimed = env.store.claim_notifications(now, 10, 600, "dead").await;
+        assert_eq!(claimed.unwrap().len(), 5);
+        sqlx::query("UPDATE instances SET seen_at = seen_at - 10 WHERE id = 'dead'")
+            .execute(env.store.pool())
+            .await
+            .unwrap();
+        // A one-second lease: gone after three seconds without a beat.
+        let live = ticketd::cluster::Cluster::new(env.store.clone(), 1, Vec::new());
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let beating = tokio::spawn({
+            let (clock, cancel) = (env.clock.clone(), cancel.clone());
+            async move {
+                live.heartbeat(|| "1111111111111111".into(), clock, cancel)
+                    .await
+            }
+        });
+        let mut released = 0;
+        for _ in 0..50 {
+            released = env
+                .count(
+                    "SELECT COUNT(*) FROM outbox WHERE claimed_by IS NULL AND status = 'pending'",
+                )
+                .await;
+            if released == 5 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        cancel.cancel();
+        beating.await.unwrap();
+        assert_eq!(released, 5, "released by the live instance's heartbeat");
+        let again = env.store.claim_notifications(now, 10, 600, "other").await;
+        assert_eq!(again.unwrap().len(), 5, "due again at once");
+    }
+);
+
 on_both_backends!(
     instances_see_each_others_rules_and_clocks,
     |env: Env| async move {
