@@ -207,21 +207,24 @@ on_both_backends!(
     }
 );
 
+/// An instance on "host" with no sources, for the outbox claim tests.
+fn instance(id: &str) -> ticketd::store::leases::Instance {
+    ticketd::store::leases::Instance {
+        id: id.into(),
+        host: "host".into(),
+        rules_digest: "1111111111111111".into(),
+        clock_offset: 0,
+        sources: Vec::new(),
+    }
+}
+
 // The claims of an instance that stops beating are released as soon as the
 // others see it gone, not when the claim lapses; a live instance's stay.
 on_both_backends!(
     claims_of_a_gone_instance_are_released,
     |env: Env| async move {
-        use ticketd::store::leases::Instance;
         let now = env.clock.now();
         queue_notifications(&env.store, 30, now).await;
-        let instance = |id: &str| Instance {
-            id: id.into(),
-            host: "host".into(),
-            rules_digest: "1111111111111111".into(),
-            clock_offset: 0,
-            sources: Vec::new(),
-        };
         let (live, dead) = (instance("live"), instance("dead"));
         env.store.instance_heartbeat(&live, 60).await.unwrap();
         env.store.instance_heartbeat(&dead, 60).await.unwrap();
@@ -267,17 +270,12 @@ on_both_backends!(
 on_both_backends!(
     a_heartbeat_releases_the_claims_of_a_gone_instance,
     |env: Env| async move {
-        use ticketd::store::leases::Instance;
         let now = env.clock.now();
         queue_notifications(&env.store, 5, now).await;
-        let dead = Instance {
-            id: "dead".into(),
-            host: "host".into(),
-            rules_digest: "1111111111111111".into(),
-            clock_offset: 0,
-            sources: Vec::new(),
-        };
-        env.store.instance_heartbeat(&dead, 60).await.unwrap();
+        env.store
+            .instance_heartbeat(&instance("dead"), 60)
+            .await
+            .unwrap();
         let claimed = env.store.claim_notifications(now, 10, 600, "dead").await;
         assert_eq!(claimed.unwrap().len(), 5);
         sqlx::query("UPDATE instances SET seen_at = seen_at - 10 WHERE id = 'dead'")
