@@ -312,6 +312,54 @@ on_both_backends!(
     }
 );
 
+// An instance held up (paused) past three lease periods in the middle of a
+// batch must not send what its claims were released for meanwhile; what is
+// still its own it sends.
+on_both_backends!(
+    a_held_up_dispatcher_leaves_released_claims_alone,
+    |env: Env| async move {
+        let now = env.clock.now();
+        queue_notifications(&env.store, 2, now).await;
+        let dispatcher = env.dispatcher();
+        let claimed = env
+            .store
+            .claim_notifications(now, 10, 600, &dispatcher.instance)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        let (theirs, ours) = (claimed[0].id, claimed[1].id);
+        // Meanwhile the first one was released and claimed by another instance.
+        sqlx::query("UPDATE outbox SET claimed_by = 'other' WHERE id = $1")
+            .bind(theirs)
+            .execute(env.store.pool())
+            .await
+            .unwrap();
+        let claimed_at = std::time::Instant::now() - std::time::Duration::from_secs(60);
+        dispatcher.deliver(claimed, claimed_at).await.unwrap();
+        let written = std::fs::read_dir(&env.config.mail.outbox_dir)
+            .unwrap()
+            .count();
+        assert_eq!(written, 1, "only the notification still claimed is sent");
+        let state = |id: i64| {
+            let pool = env.store.pool().clone();
+            async move {
+                sqlx::query_as::<_, (String, Option<String>)>(
+                    "SELECT status, claimed_by FROM outbox WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(
+            state(theirs).await,
+            ("pending".into(), Some("other".into()))
+        );
+        assert_eq!(state(ours).await, ("sent".into(), None));
+    }
+);
+
 on_both_backends!(
     instances_see_each_others_rules_and_clocks,
     |env: Env| async move {

@@ -12,7 +12,7 @@ use crate::store::Store;
 use crate::store::outbox::Pending;
 use futures::StreamExt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,11 @@ const BATCH: i64 = 200;
 /// one once the others see it gone (three lease periods without a
 /// heartbeat), or after this at the latest.
 const CLAIM_SECONDS: i64 = 600;
+/// A notification still unsent this long after its batch was claimed has its
+/// claim checked again before it goes out: an instance paused (not dead)
+/// for longer than three lease periods has had its claims handed to the
+/// others meanwhile, and must not send them too.
+const RECHECK_AFTER: Duration = Duration::from_secs(5);
 
 pub struct Dispatcher {
     pub store: Store,
@@ -75,9 +80,24 @@ impl Dispatcher {
             .store
             .claim_notifications(self.clock.now(), BATCH, CLAIM_SECONDS, &self.instance)
             .await?;
-        let count = due.len();
-        let results: Vec<(Pending, Result<(), SendError>)> = futures::stream::iter(due)
+        self.deliver(due, Instant::now()).await
+    }
+
+    /// Sends `claimed`, a batch this instance claimed at `claimed_at`, and
+    /// records how each went; a notification whose claim has passed to
+    /// another instance since (see [`RECHECK_AFTER`]) is left to it.
+    pub async fn deliver(
+        &self,
+        claimed: Vec<Pending>,
+        claimed_at: Instant,
+    ) -> anyhow::Result<usize> {
+        let count = claimed.len();
+        // `None`: left to the instance that holds the claim now.
+        let results: Vec<(Pending, Option<Result<(), SendError>>)> = futures::stream::iter(claimed)
             .map(|n| async move {
+                if claimed_at.elapsed() >= RECHECK_AFTER && !self.still_ours(&n).await {
+                    return (n, None);
+                }
                 let result = match n.channel.as_str() {
                     "webhook" => self.webhooks.send(&n).await,
                     "telegram" => match &self.telegram {
@@ -94,7 +114,7 @@ impl Dispatcher {
                     },
                     _ => self.mailer.send(&n).await,
                 };
-                (n, result)
+                (n, Some(result))
             })
             .buffer_unordered(self.concurrency.max(1))
             .collect()
@@ -103,6 +123,7 @@ impl Dispatcher {
         let mut sent = Vec::new();
         let mut retry = Vec::new();
         for (n, result) in results {
+            let Some(result) = result else { continue };
             match result {
                 Ok(()) => sent.push(n.id),
                 Err(SendError::Permanent(e)) => {
@@ -136,5 +157,28 @@ impl Dispatcher {
         }
         self.store.mark_delivered(&sent, &retry, now).await?;
         Ok(count)
+    }
+
+    /// Whether this instance still holds the claim on `n` (when the store
+    /// cannot tell, it is not sent now: it stays due for whoever holds it).
+    async fn still_ours(&self, n: &Pending) -> bool {
+        match self.store.claim_holder(n.id).await {
+            Ok(holder) if holder.as_deref() == Some(self.instance.as_str()) => true,
+            Ok(holder) => {
+                tracing::warn!(
+                    id = n.id,
+                    holder = holder.as_deref().unwrap_or("nobody"),
+                    "outbox: a claim of this instance was released while it was held up; left to the holder"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(
+                    id = n.id,
+                    "outbox: cannot check a claim, not sending now: {e}"
+                );
+                false
+            }
+        }
     }
 }

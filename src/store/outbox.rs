@@ -346,6 +346,19 @@ impl Store {
         Ok(claimed)
     }
 
+    /// The instance holding the claim on pending notification `id`, if any.
+    pub async fn claim_holder(&self, id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query("SELECT claimed_by FROM outbox WHERE id = $1 AND status = 'pending'")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?
+                .flatten(),
+        )
+    }
+
     /// Makes the notifications claimed by instances that have not been seen
     /// for `within` seconds due again at `now` (the database's clock judges
     /// who is gone); returns how many. An instance that stopped cleanly
