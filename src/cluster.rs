@@ -8,7 +8,7 @@
 //! others can share out the work and differences are warned about.
 
 use crate::store::Store;
-use crate::store::leases::{Instance, Load};
+use crate::store::leases::{ClusterView, Instance, Load};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -351,6 +351,67 @@ pub fn warnings(me: &Instance, others: &[Instance]) -> Vec<String> {
     out
 }
 
+/// `ticketd instances`: one line per instance (running, or gone after
+/// `gone_after` seconds without a heartbeat) with the leases it holds and
+/// the outbox claims it has in flight, then one line per lease.
+pub fn render(view: &ClusterView, gone_after: i64) -> String {
+    let mut out = String::new();
+    let held_by = |id: &str| -> Vec<&str> {
+        view.leases
+            .iter()
+            .filter(|(_, holder, expires)| holder == id && *expires > view.now)
+            .map(|(name, _, _)| name.as_str())
+            .collect()
+    };
+    out.push_str(&format!(
+        "{:<33} {:<8} {:<10} {:<12} {:<7} {:<6} LEASES\n",
+        "INSTANCE", "STATE", "SEEN", "RULES", "CLOCK", "CLAIMS"
+    ));
+    for (i, seen) in &view.instances {
+        let ago = view.now - seen;
+        let state = if ago > gone_after { "gone" } else { "running" };
+        let claims = view
+            .claims
+            .iter()
+            .find(|(id, _)| id == &i.id)
+            .map_or(0, |(_, n)| *n);
+        let leases = held_by(&i.id);
+        out.push_str(&format!(
+            "{:<33} {state:<8} {:<10} {:<12} {:<7} {claims:<6} {}\n",
+            i.id,
+            format!("{ago} s ago"),
+            short(&i.rules_digest),
+            format!("{:+} s", i.clock_offset),
+            if leases.is_empty() {
+                "-".to_string()
+            } else {
+                leases.join(", ")
+            }
+        ));
+    }
+    let unknown = view
+        .claims
+        .iter()
+        .filter(|(id, _)| !view.instances.iter().any(|(i, _)| &i.id == id));
+    for (id, n) in unknown {
+        out.push_str(&format!(
+            "{id:<33} unknown  {:<10} {:<12} {:<7} {n:<6} -\n",
+            "-", "-", "-"
+        ));
+    }
+    out.push_str(&format!("\n{:<23} {:<33} EXPIRES\n", "LEASE", "HOLDER"));
+    for (name, holder, expires) in &view.leases {
+        let left = expires - view.now;
+        let (holder, expires) = if left > 0 && !holder.is_empty() {
+            (holder.as_str(), format!("in {left} s"))
+        } else {
+            ("(free)", format!("{} s ago", -left))
+        };
+        out.push_str(&format!("{name:<23} {holder:<33} {expires}\n"));
+    }
+    out
+}
+
 /// Whether `me` may take the free lease `name` at once: no other live
 /// instance that runs its source holds fewer leases.
 pub fn may_take(me: &str, name: &str, loads: &[Load]) -> bool {
@@ -450,6 +511,61 @@ mod tests {
             sources: sources.iter().map(|s| s.to_string()).collect(),
             held,
         }
+    }
+
+    #[test]
+    fn instances_show_their_state_leases_and_claims() {
+        let view = ClusterView {
+            now: 1000,
+            instances: vec![
+                (instance("a:1:x", "1111111111111111aaaa", 0), 998),
+                (instance("b:2:y", "2222222222222222bbbb", -3), 900),
+            ],
+            leases: vec![
+                ("imap:one".into(), "a:1:x".into(), 1015),
+                ("imap:two".into(), "b:2:y".into(), 950),
+            ],
+            claims: vec![("b:2:y".into(), 20), ("c:3:z".into(), 5)],
+        };
+        let text = render(&view, 60);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            rows[1],
+            [
+                "a:1:x",
+                "running",
+                "2",
+                "s",
+                "ago",
+                "111111111111",
+                "+0",
+                "s",
+                "0",
+                "imap:one"
+            ]
+        );
+        assert_eq!(
+            rows[2],
+            [
+                "b:2:y",
+                "gone",
+                "100",
+                "s",
+                "ago",
+                "222222222222",
+                "-3",
+                "s",
+                "20",
+                "-"
+            ]
+        );
+        assert_eq!(rows[3], ["c:3:z", "unknown", "-", "-", "-", "5", "-"]);
+        assert_eq!(rows[6], ["imap:one", "a:1:x", "in", "15", "s"]);
+        assert_eq!(rows[7], ["imap:two", "(free)", "50", "s", "ago"]);
+        assert_eq!(rows.len(), 8, "{text}");
     }
 
     #[test]

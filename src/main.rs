@@ -70,6 +70,9 @@ enum Command {
     },
     /// Create or upgrade the database schema.
     Migrate,
+    /// The instances sharing the database: running or gone, the sources
+    /// (leases) each holds and the notifications each has claimed.
+    Instances,
     /// Copy the configured SQLite database into an empty PostgreSQL database
     /// (migrated first), verified table by table by row counts and checksums.
     /// Stop the daemon first.
@@ -293,6 +296,14 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 "copied {} tables, {rows} rows; every table's rows and checksum match",
                 copied.len()
             );
+            Ok(0)
+        }
+        Command::Instances => {
+            let store = ticketd::store::Store::connect(&config.database.url, 1).await?;
+            let view = store.cluster_view().await;
+            store.close().await;
+            let gone_after = 3 * i64::from(config.database.lease_seconds);
+            print!("{}", ticketd::cluster::render(&view?, gone_after));
             Ok(0)
         }
         Command::Migrate => {

@@ -641,3 +641,59 @@ fn backup_copies_the_sqlite_database_consistently() {
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn instances_lists_running_and_gone_instances_with_their_leases() {
+    let dir = setup();
+    let migrated = ticketd(dir.path(), &["migrate"], b"", &[]);
+    assert_eq!(migrated.status.code(), Some(0), "{migrated:?}");
+    let store = ticketd::store::Store::connect(&dir.db.url, 1)
+        .await
+        .unwrap();
+    let instance = |id: &str| ticketd::store::leases::Instance {
+        id: id.into(),
+        host: "host".into(),
+        rules_digest: "0123456789abcdef".into(),
+        clock_offset: 0,
+        sources: vec!["imap:one".into()],
+    };
+    for id in ["host:1:live", "host:2:dead"] {
+        store.instance_heartbeat(&instance(id), 60).await.unwrap();
+    }
+    assert!(
+        store
+            .acquire_lease("imap:one", "host:1:live", 60)
+            .await
+            .unwrap()
+    );
+    // The shipped lease is 20 s: gone after a minute without a heartbeat.
+    sqlx::query("UPDATE instances SET seen_at = seen_at - 100 WHERE id = 'host:2:dead'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let shown = ticketd(dir.path(), &["instances"], b"", &[]);
+    assert_eq!(shown.status.code(), Some(0), "{shown:?}");
+    let text = stdout(&shown);
+    let row = |first: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.starts_with(first))
+            .unwrap_or_else(|| panic!("no line for {first}: {text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let live = row("host:1:live");
+    assert_eq!(
+        (live[1].as_str(), live.last().unwrap().as_str()),
+        ("running", "imap:one"),
+        "{text}"
+    );
+    let dead = row("host:2:dead");
+    assert_eq!(
+        (dead[1].as_str(), dead.last().unwrap().as_str()),
+        ("gone", "-"),
+        "{text}"
+    );
+    assert_eq!(row("imap:one")[1], "host:1:live", "{text}");
+}

@@ -29,6 +29,20 @@ pub struct Load {
     pub held: i64,
 }
 
+/// What `ticketd instances` shows: every instance that ran, the leases and
+/// the outbox claims in flight, as the database sees them now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// The database's clock, epoch seconds.
+    pub now: i64,
+    /// Each instance with when it was last seen, latest first.
+    pub instances: Vec<(Instance, i64)>,
+    /// (name, holder, expires at), by name.
+    pub leases: Vec<(String, String, i64)>,
+    /// Pending notifications claimed, by instance.
+    pub claims: Vec<(String, i64)>,
+}
+
 /// The `instances.sources` column: one lease name per line.
 fn sources_of(column: &str) -> Vec<String> {
     column.lines().map(str::to_string).collect()
@@ -226,6 +240,51 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The instances, leases and outbox claims for `ticketd instances`.
+    pub async fn cluster_view(&self) -> Result<ClusterView> {
+        let now = self.database_now().await?;
+        let instances = sqlx::query(
+            "SELECT id, host, rules_digest, clock_offset, sources, seen_at FROM instances
+             ORDER BY seen_at DESC, id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            let instance = Instance {
+                id: r.try_get("id")?,
+                host: r.try_get("host")?,
+                rules_digest: r.try_get("rules_digest")?,
+                clock_offset: r.try_get("clock_offset")?,
+                sources: sources_of(&r.try_get::<String, _>("sources")?),
+            };
+            Ok((instance, r.try_get("seen_at")?))
+        })
+        .collect::<Result<_>>()?;
+        let leases = sqlx::query("SELECT name, holder, expires_at FROM leases ORDER BY name")
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_>>()?;
+        let claims = sqlx::query(
+            "SELECT claimed_by, COUNT(*) FROM outbox
+             WHERE status = 'pending' AND claimed_by IS NOT NULL
+             GROUP BY claimed_by ORDER BY claimed_by",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?;
+        Ok(ClusterView {
+            now,
+            instances,
+            leases,
+            claims,
+        })
     }
 
     /// Removes `id` from the running instances (on a clean stop).
