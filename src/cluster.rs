@@ -43,6 +43,9 @@ enum Held {
     HandedBack(tokio::sync::OwnedMutexGuard<()>),
 }
 
+/// An instance gone this long (seconds) leaves `ticketd instances`.
+const FORGET_AFTER: i64 = 24 * 3600;
+
 impl Cluster {
     /// `sources`: the lease names of the sources this instance will run.
     pub fn new(store: Store, lease_seconds: u32, sources: Vec<String>) -> Cluster {
@@ -262,8 +265,8 @@ impl Cluster {
 
     /// Says every third of a lease period that this instance runs, with its
     /// sources and `digest` of its rule set, warns about instances with
-    /// other rules or clocks, and releases the outbox claims of instances
-    /// gone for three lease periods.
+    /// other rules or clocks, releases the outbox claims of instances gone
+    /// for three lease periods and forgets instances gone for a day.
     pub async fn heartbeat(
         &self,
         digest: impl Fn() -> String,
@@ -323,6 +326,7 @@ impl Cluster {
                 "outbox: {released} notifications claimed by an instance that stopped beating are due again"
             );
         }
+        self.store.forget_gone_instances(FORGET_AFTER).await?;
         Ok(warnings(&me, &others))
     }
 }

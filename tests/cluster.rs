@@ -252,6 +252,16 @@ on_both_backends!(
         );
         let ids: Vec<i64> = taken.iter().map(|n| n.id).collect();
         env.store.mark_delivered(&ids, &[], now).await.unwrap();
+        // Gone for a day: forgotten, unless it still holds claims.
+        sqlx::query("UPDATE instances SET seen_at = seen_at - 86400")
+            .execute(env.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(env.store.forget_gone_instances(86400).await.unwrap(), 1);
+        let left = env
+            .count("SELECT COUNT(*) FROM instances WHERE id = 'live'")
+            .await;
+        assert_eq!(left, 1, "kept while it holds claims");
         let claimed = env
             .count("SELECT COUNT(*) FROM outbox WHERE claimed_by IS NOT NULL")
             .await;

@@ -287,6 +287,23 @@ impl Store {
         })
     }
 
+    /// Forgets the instances not seen for `after` seconds that hold no
+    /// outbox claims (those are released first); returns how many.
+    pub async fn forget_gone_instances(&self, after: i64) -> Result<u64> {
+        let _turn = self.write_turn().await?;
+        let sql = format!(
+            "DELETE FROM instances WHERE seen_at < {} - $1 AND id NOT IN
+                 (SELECT claimed_by FROM outbox
+                  WHERE status = 'pending' AND claimed_by IS NOT NULL)",
+            self.database_clock()
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
     /// Removes `id` from the running instances (on a clean stop).
     pub async fn instance_gone(&self, id: &str) -> Result<()> {
         let _turn = self.write_turn().await?;
