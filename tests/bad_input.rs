@@ -522,3 +522,66 @@ on_both_backends!(
         env.finish().await;
     }
 );
+
+// A batch's comments and attachments are held until commit, each comment
+// with its id given at once: the attachment, journal and Message-ID rows
+// written with them must point at the right comment, batch after batch.
+on_both_backends!(
+    held_comments_keep_their_ids_for_the_rows_that_point_at_them,
+    |env: Env| async move {
+        let pipeline = env.pipeline_clone();
+        let mail = |id: &str, extra: &str| {
+            format!(
+                "From: x@klient.pl\r\nTo: support@example.com\r\nSubject: case {id}\r\n\
+                 Message-ID: <{id}@klient.pl>\r\n{extra}MIME-Version: 1.0\r\n\
+                 Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+                 --b\r\nContent-Type: text/plain\r\n\r\nbody of {id}\r\n\
+                 --b\r\nContent-Type: text/plain; name=\"{id}.txt\"\r\n\
+                 Content-Disposition: attachment; filename=\"{id}.txt\"\r\n\r\nfile {id}\r\n--b--\r\n"
+            )
+        };
+        let first = [
+            mail("a", ""),
+            mail("b", "In-Reply-To: <a@klient.pl>\r\n"),
+            mail("c", ""),
+        ];
+        let second = [mail("d", "In-Reply-To: <c@klient.pl>\r\n"), mail("e", "")];
+        use OutcomeKind::*;
+        let kinds = |o: Vec<ticketd::ingest::Outcome>| o.iter().map(|o| o.kind).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(Env::ingest_batch(&pipeline, "1", &first).await),
+            [Created, Comment, Created]
+        );
+        assert_eq!(
+            kinds(Env::ingest_batch(&pipeline, "2", &second).await),
+            [Comment, Created]
+        );
+        assert_eq!(
+            env.count("SELECT COUNT(DISTINCT id) FROM comments").await,
+            5
+        );
+        // Each attachment on the comment of its own mail, on that ticket.
+        let attached = env
+            .count(
+                "SELECT COUNT(*) FROM attachments a JOIN comments c ON c.id = a.comment_id
+                 WHERE c.ticket_id = a.ticket_id AND c.body = 'body of ' || substr(a.name, 1, 1)",
+            )
+            .await;
+        assert_eq!(attached, 5);
+        let journaled = env
+            .count(
+                "SELECT COUNT(*) FROM ingest_journal j JOIN comments c ON c.id = j.comment_id
+                 WHERE c.ticket_id = j.ticket_id AND c.message_id = j.message_id",
+            )
+            .await;
+        assert_eq!(journaled, 5);
+        let threaded = env
+            .count(
+                "SELECT COUNT(*) FROM message_ids m JOIN comments c ON c.id = m.comment_id
+                 WHERE c.ticket_id = m.ticket_id AND c.message_id = m.message_id",
+            )
+            .await;
+        assert_eq!(threaded, 5);
+        env.finish().await;
+    }
+);

@@ -87,7 +87,7 @@ pub async fn latest_comments(
     count: i64,
 ) -> Result<Vec<(String, bool, String)>> {
     let rows = sqlx::query(
-        "SELECT author, internal, body FROM comments WHERE ticket_id = $1
+        "SELECT id, author, internal, body FROM comments WHERE ticket_id = $1
          ORDER BY id DESC LIMIT $2",
     )
     .bind(ticket_id)
@@ -96,10 +96,24 @@ pub async fn latest_comments(
     .await?;
     let mut comments = rows
         .iter()
-        .map(|r| Ok((r.try_get(0)?, super::flag(r, "internal")?, r.try_get(2)?)))
+        .map(|r| {
+            let comment = (r.try_get(1)?, super::flag(r, "internal")?, r.try_get(3)?);
+            Ok((r.try_get::<i64, _>(0)?, comment))
+        })
         .collect::<Result<Vec<_>>>()?;
+    // Those held until commit (an ingest batch's) are the latest.
+    if let Some(held) = tx.held() {
+        comments.extend(
+            held.comments
+                .iter()
+                .filter(|c| c.ticket_id == ticket_id)
+                .map(|c| (c.id, (c.author.clone(), c.internal, c.body.clone()))),
+        );
+    }
+    comments.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+    comments.truncate(usize::try_from(count).unwrap_or(0));
     comments.reverse();
-    Ok(comments)
+    Ok(comments.into_iter().map(|(_, c)| c).collect())
 }
 
 /// The number of the ticket whose thread this is (`platform`: `discord`).

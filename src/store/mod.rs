@@ -4,6 +4,7 @@
 
 pub mod changes;
 pub mod checkpoints;
+pub mod comments;
 pub mod copy;
 pub mod desk;
 pub mod directory;

@@ -5,15 +5,17 @@
 //! with [`Tx::defer_appends`] and write them with multi-row inserts at
 //! commit. The reads that must see them in the same transaction (the thread's
 //! Message-IDs, the automatic-mail rate limit) merge the held rows in.
-//! Ticket participants and new tickets' breach timers are held the same way.
+//! Comments (with ids taken ahead), attachments, ticket participants and
+//! new tickets' breach timers are held the same way.
 //! Such a transaction also takes its new tickets' numbers at commit
 //! ([`super::numbers`]) and puts them into the held rows before writing them.
 
+use super::comments::{self, AttachmentRow, CommentIds, CommentRow};
 use super::directory::Contact;
 use super::numbers::{self, Numbering, Numbers};
 use super::outbox::{self, NewNotification};
 use super::tickets::{self, HistoryRow, JournalRow, KnownMessage, MessageIdRow};
-use super::{Result, Store};
+use super::{Backend, Result, Store};
 use crate::clock::Timestamp;
 use crate::sla::Timer;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
@@ -23,6 +25,7 @@ use tokio::sync::OwnedMutexGuard;
 
 pub struct Tx {
     inner: Transaction<'static, Any>,
+    backend: Backend,
     held: Option<Held>,
     /// The store's side pool (PostgreSQL), for rows other writers must see
     /// before this transaction ends.
@@ -55,6 +58,11 @@ pub(crate) struct Held {
     pub sla_timers: Vec<(i64, Timer)>,
     /// Participants added in this transaction: (ticket, email), each once.
     pub participants: Vec<(i64, String)>,
+    /// Comments added in this transaction, with the ids they were given,
+    /// their attachments, and the ids taken ahead for the next ones.
+    pub comments: Vec<CommentRow>,
+    pub attachments: Vec<AttachmentRow>,
+    pub comment_ids: CommentIds,
     /// Contacts read ahead for the batch by (kind, address), and those it
     /// created: `None` when none existed then.
     pub contacts: HashMap<(&'static str, String), Option<Contact>>,
@@ -71,6 +79,9 @@ impl Held {
         }
         for row in &mut self.message_ids {
             numbers.replace_in(&mut row.message_id);
+        }
+        for row in &mut self.comments {
+            row.renumber(numbers);
         }
     }
 }
@@ -91,15 +102,21 @@ impl DerefMut for Tx {
 impl Tx {
     pub(super) fn new(
         inner: Transaction<'static, Any>,
+        backend: Backend,
         side: Option<AnyPool>,
         turn: Option<OwnedMutexGuard<()>>,
     ) -> Tx {
         Tx {
             inner,
+            backend,
             held: None,
             side,
             _turn: turn,
         }
+    }
+
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub(super) fn side(&self) -> Option<&AnyPool> {
@@ -121,8 +138,13 @@ impl Tx {
     pub async fn commit(mut self) -> Result<Numbers> {
         let mut numbers = Numbers::default();
         if let Some(mut held) = self.held.take() {
-            // Journal and timer rows name no ticket number: written before
-            // the sequence rows are locked.
+            // Comments first: the attachment, journal and Message-ID rows
+            // point at them. These rows and the journal and timer rows name
+            // no ticket number: written before the sequence rows are locked.
+            let rows = std::mem::take(&mut held.comments);
+            comments::write_comments(&mut self.inner, rows).await?;
+            let rows = std::mem::take(&mut held.attachments);
+            comments::write_attachments(&mut self.inner, rows).await?;
             tickets::write_journal(&mut self.inner, std::mem::take(&mut held.journal)).await?;
             let timers = std::mem::take(&mut held.sla_timers);
             super::sla::write_created_timers(&mut self.inner, timers).await?;
@@ -153,7 +175,7 @@ impl Store {
             super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             super::Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(Tx::new(inner, self.side.clone(), turn))
+        Ok(Tx::new(inner, self.backend, self.side.clone(), turn))
     }
 }
 
