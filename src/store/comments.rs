@@ -72,9 +72,10 @@ impl CommentIds {
 }
 
 pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
-    let id = match tx.held().is_some() {
-        true => hold_comment(tx, c).await?,
-        false => sqlx::query(
+    let id = if tx.held().is_some() {
+        hold_comment(tx, c).await?
+    } else {
+        sqlx::query(
             "INSERT INTO comments (ticket_id, author, author_kind, body, stripped, internal,
                  channel, auto_generated, message_id, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
@@ -91,7 +92,7 @@ pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
         .bind(c.now)
         .fetch_one(&mut **tx)
         .await?
-        .try_get(0)?,
+        .try_get(0)?
     };
     // A ticket created at this time in this transaction is up to date.
     let fresh = tx
