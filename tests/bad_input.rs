@@ -8,6 +8,14 @@ use std::path::Path;
 use ticketd::ingest::{Inbound, OutcomeKind};
 use ticketd::store::files;
 
+/// A plain mail from `from` with Message-ID `<ID@klient.pl>` and `extra`
+/// header lines.
+fn mail(from: &str, id: &str, extra: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: support@example.com\r\nSubject: case {id}\r\nMessage-ID: <{id}@klient.pl>\r\n{extra}\r\nhello\r\n"
+    )
+}
+
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -358,11 +366,6 @@ on_both_backends!(
     a_batch_answers_from_what_it_read_ahead,
     |env: Env| async move {
         let pipeline = env.pipeline_clone();
-        let mail = |from: &str, id: &str, extra: &str| {
-            format!(
-                "From: {from}\r\nTo: support@example.com\r\nSubject: case {id}\r\nMessage-ID: <{id}@klient.pl>\r\n{extra}\r\nhello\r\n"
-            )
-        };
         let first = Env::ingest_batch(&pipeline, "0", &[mail("x@klient.pl", "a", "")]).await;
         assert_eq!(first[0].kind, OutcomeKind::Created);
         let raws = [
@@ -397,17 +400,14 @@ on_both_backends!(
             "threads onto a mail of the batch"
         );
         // One contact each for x (stored) and y (new in the batch).
-        let requesters: Vec<(String, i64)> = sqlx::query(
+        let requesters: Vec<(String, i64)> = sqlx::query_as(
             "SELECT i.address, COUNT(DISTINCT t.requester_id) FROM tickets t
              JOIN contact_identities i ON i.contact_id = t.requester_id
              GROUP BY i.address ORDER BY i.address",
         )
         .fetch_all(env.store.pool())
         .await
-        .unwrap()
-        .iter()
-        .map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1)))
-        .collect();
+        .unwrap();
         assert_eq!(
             requesters,
             [
@@ -467,11 +467,6 @@ on_both_backends!(
     a_batch_counts_the_participants_it_added,
     |env: Env| async move {
         let pipeline = env.pipeline_clone();
-        let mail = |from: &str, id: &str, extra: &str| {
-            format!(
-                "From: {from}\r\nTo: support@example.com\r\nSubject: case\r\nMessage-ID: <{id}@klient.pl>\r\n{extra}\r\nhello\r\n"
-            )
-        };
         let raws = [
             mail("x@klient.pl", "a", "Cc: z@partner.pl\r\n"),
             mail("z@partner.pl", "b", "In-Reply-To: <a@klient.pl>\r\n"),
@@ -489,13 +484,10 @@ on_both_backends!(
         let ticket = &outcomes[0].ticket;
         assert!(outcomes.iter().all(|o| &o.ticket == ticket));
         let authors: Vec<(String, String)> =
-            sqlx::query("SELECT author, author_kind FROM comments ORDER BY id")
+            sqlx::query_as("SELECT author, author_kind FROM comments ORDER BY id")
                 .fetch_all(env.store.pool())
                 .await
-                .unwrap()
-                .iter()
-                .map(|r| (sqlx::Row::get(r, 0), sqlx::Row::get(r, 1)))
-                .collect();
+                .unwrap();
         let expected = [
             ("x@klient.pl", "requester"),
             ("z@partner.pl", "participant"),

@@ -6,7 +6,7 @@
 
 use super::numbers::Numbers;
 use super::tickets::AuthorKind;
-use super::tx::insert_rows;
+use super::tx::{AnyQuery, insert_rows, placeholders};
 use super::{Backend, Result, Tx};
 use crate::clock::Timestamp;
 use crate::ticket::Channel;
@@ -44,7 +44,27 @@ pub(crate) struct CommentRow {
     at: Timestamp,
 }
 
+/// The columns of a comment but its id, in the order [`bind_comment`] binds.
+const COLUMNS: &str = "ticket_id, author, author_kind, body, stripped, internal, channel,
+     auto_generated, message_id, created_at";
+
 impl CommentRow {
+    fn of(id: i64, c: &NewComment<'_>) -> CommentRow {
+        CommentRow {
+            id,
+            ticket_id: c.ticket_id,
+            author: c.author.to_string(),
+            author_kind: c.author_kind,
+            body: c.body.to_string(),
+            stripped: c.stripped.to_string(),
+            internal: c.internal,
+            channel: c.channel,
+            auto_generated: c.auto_generated,
+            message_id: c.message_id.map(String::from),
+            at: c.now,
+        }
+    }
+
     pub(crate) fn renumber(&mut self, numbers: &Numbers) {
         numbers.replace_in_option(&mut self.message_id);
     }
@@ -75,21 +95,12 @@ pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
     let id = if tx.held().is_some() {
         hold_comment(tx, c).await?
     } else {
-        sqlx::query(
-            "INSERT INTO comments (ticket_id, author, author_kind, body, stripped, internal,
-                 channel, auto_generated, message_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        let values = placeholders(1, 10);
+        let insert = format!("INSERT INTO comments ({COLUMNS}) VALUES {values} RETURNING id");
+        bind_comment(
+            sqlx::query(sqlx::AssertSqlSafe(insert)),
+            CommentRow::of(0, c),
         )
-        .bind(c.ticket_id)
-        .bind(c.author)
-        .bind(c.author_kind.as_str())
-        .bind(c.body)
-        .bind(c.stripped)
-        .bind(i64::from(c.internal))
-        .bind(c.channel.as_str())
-        .bind(i64::from(c.auto_generated))
-        .bind(c.message_id)
-        .bind(c.now)
         .fetch_one(&mut **tx)
         .await?
         .try_get(0)?
@@ -119,19 +130,7 @@ async fn hold_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
                 .ok_or_else(|| super::Error::Permanent("no comment id was taken".into()))?
         }
     };
-    let row = CommentRow {
-        id,
-        ticket_id: c.ticket_id,
-        author: c.author.to_string(),
-        author_kind: c.author_kind,
-        body: c.body.to_string(),
-        stripped: c.stripped.to_string(),
-        internal: c.internal,
-        channel: c.channel,
-        auto_generated: c.auto_generated,
-        message_id: c.message_id.map(String::from),
-        at: c.now,
-    };
+    let row = CommentRow::of(id, c);
     if let Some(held) = tx.held() {
         held.comments.push(row);
     }
@@ -171,23 +170,26 @@ async fn take_ids_ahead(tx: &mut Tx) -> Result<()> {
 }
 
 pub(crate) async fn write_comments(conn: &mut AnyConnection, rows: Vec<CommentRow>) -> Result<()> {
-    let insert = "INSERT INTO comments (id, ticket_id, author, author_kind, body, stripped,
-                      internal, channel, auto_generated, message_id, created_at)";
-    insert_rows(conn, insert, 11, rows, |query, r| {
-        query
-            .bind(r.id)
-            .bind(r.ticket_id)
-            .bind(r.author)
-            .bind(r.author_kind.as_str())
-            .bind(r.body)
-            .bind(r.stripped)
-            .bind(i64::from(r.internal))
-            .bind(r.channel.as_str())
-            .bind(i64::from(r.auto_generated))
-            .bind(r.message_id)
-            .bind(r.at)
+    let insert = format!("INSERT INTO comments (id, {COLUMNS})");
+    insert_rows(conn, &insert, 11, rows, |query, r| {
+        bind_comment(query.bind(r.id), r)
     })
     .await
+}
+
+/// Binds a comment's [`COLUMNS`].
+fn bind_comment(query: AnyQuery<'_>, r: CommentRow) -> AnyQuery<'_> {
+    query
+        .bind(r.ticket_id)
+        .bind(r.author)
+        .bind(r.author_kind.as_str())
+        .bind(r.body)
+        .bind(r.stripped)
+        .bind(i64::from(r.internal))
+        .bind(r.channel.as_str())
+        .bind(i64::from(r.auto_generated))
+        .bind(r.message_id)
+        .bind(r.at)
 }
 
 /// An attachment whose content is already on disk (or was over the limit).
