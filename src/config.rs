@@ -836,7 +836,8 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}", crate::redact::toml_error(text, &e)))?;
         config.validate()?;
         Ok(config)
     }

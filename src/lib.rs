@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod parse;
+pub mod redact;
 pub mod reload;
 pub mod replay;
 pub mod report;

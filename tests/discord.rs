@@ -376,3 +376,92 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
     env.finish().await;
 }
 for_each_backend!(agents_work_in_the_ticket_threads_of_their_channel);
+
+// An agent's reply in a ticket's thread written while ticketd was away comes
+// back through REST history, which carries no guild_id: it must still answer
+// the customer, not open a ticket with the agent as requester. Failed on
+// e4d9901 (a new ticket from the agent; the customer never got the answer).
+async fn an_agents_reply_missed_while_away_still_answers_the_customer(backend: Backend) {
+    let server = FakeDiscord::start(vec![]).await;
+    let smtp = smtp::SmtpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n{}agent_channel = 600\n\n[[agent]]\nemail = \"olek@example.com\"\ndiscord = 8\n",
+        smtp.toml(),
+        server.toml(dir.path())
+    );
+    let env = Env::with_config(backend, &config).await;
+    let number = env
+        .ingest(
+            b"From: Jan <jan@firma.pl>\r\nTo: support@example.com\r\nSubject: Drukarka\r\n\
+              Message-ID: <away-1@firma.pl>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nNie drukuje.\r\n",
+        )
+        .await
+        .ticket
+        .unwrap();
+    env.dispatcher().deliver_due().await.unwrap();
+    let thread: u64 = sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap() as u64;
+    let source = DiscordSource::new(&env.config).unwrap().unwrap();
+    let live = tokio_util::sync::CancellationToken::new();
+    let steps = async {
+        server.push(discord::guild_message(1, thread, 8, "Sprawdzam."));
+        wait_for(
+            &env,
+            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
+            1,
+        )
+        .await;
+        live.cancel();
+    };
+    tokio::join!(source.run(&env.pipeline, live.clone()), steps);
+
+    // Away: the agent answers in the thread; ticketd fetches it on READY.
+    server.push_missed(discord::guild_message(
+        2,
+        thread,
+        8,
+        "Proszę zrestartować drukarkę.",
+    ));
+    let again = tokio_util::sync::CancellationToken::new();
+    let catch_up = async {
+        wait_for(
+            &env,
+            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
+            2,
+        )
+        .await;
+        again.cancel();
+    };
+    tokio::join!(source.run(&env.pipeline, again.clone()), catch_up);
+
+    assert_eq!(env.count("SELECT COUNT(*) FROM tickets").await, 1);
+    let ticket = env.show(&number).await;
+    let bodies: Vec<(&str, &str)> = ticket
+        .comments
+        .iter()
+        .map(|c| (c.author.as_str(), c.body.as_str()))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            ("jan@firma.pl", "Nie drukuje."),
+            ("olek@example.com", "Sprawdzam."),
+            ("olek@example.com", "Proszę zrestartować drukarkę.")
+        ]
+    );
+    env.dispatcher().deliver_due().await.unwrap();
+    assert!(
+        smtp.messages()
+            .iter()
+            .any(
+                |m| smtp::header(m, "X-Rcpt-To").as_deref() == Some("jan@firma.pl")
+                    && m.contains("zrestartowa")
+            ),
+        "the customer never got the answer"
+    );
+    env.finish().await;
+}
+for_each_backend!(an_agents_reply_missed_while_away_still_answers_the_customer);

@@ -23,6 +23,8 @@ pub struct SmtpPool {
     implicit_tls: Option<Tls>,
     starttls: Option<TlsParameters>,
     credentials: Option<Credentials>,
+    /// The user and password sent, to mask them in the server's replies.
+    sent: Option<(String, String)>,
     hello: ClientId,
     limit: Duration,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
@@ -39,10 +41,13 @@ impl SmtpPool {
             TlsMode::Starttls => (None, Some(starttls_parameters(smtp)?)),
             TlsMode::None => (None, None),
         };
-        let credentials = match (&smtp.username, smtp.password()?) {
-            (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password)),
+        let sent = match (&smtp.username, smtp.password()?) {
+            (Some(user), Some(password)) => Some((user.clone(), password)),
             _ => None,
         };
+        let credentials = sent
+            .clone()
+            .map(|(user, password)| Credentials::new(user, password));
         let size = smtp.pool_size.max(1) as usize;
         Ok(SmtpPool {
             host: smtp.host.clone(),
@@ -50,6 +55,7 @@ impl SmtpPool {
             implicit_tls,
             starttls,
             credentials,
+            sent,
             hello: ClientId::default(),
             limit: Duration::from_secs(smtp.timeout_seconds.max(1)),
             idle: Mutex::new(Vec::with_capacity(size)),
@@ -71,7 +77,7 @@ impl SmtpPool {
             None => self
                 .connect()
                 .await
-                .map_err(|e| SendError::Temporary(format!("{e:#}")))?,
+                .map_err(|e| SendError::Temporary(self.masked(&format!("{e:#}"))))?,
         };
         match timed(self.limit * 2, "SMTP transaction", conn.send(envelope, raw)).await {
             Ok(_) => {
@@ -83,13 +89,21 @@ impl SmtpPool {
                 let permanent = e
                     .downcast_ref::<lettre::transport::smtp::Error>()
                     .is_some_and(|e| e.is_permanent());
-                let text = format!("{e:#}");
+                let text = self.masked(&format!("{e:#}"));
                 Err(if permanent {
                     SendError::Permanent(text)
                 } else {
                     SendError::Temporary(text)
                 })
             }
+        }
+    }
+
+    /// A server's reply with the credentials we sent masked: a server may echo them.
+    fn masked(&self, text: &str) -> String {
+        match &self.sent {
+            Some((user, password)) => crate::redact::credentials(text, user, password),
+            None => text.to_string(),
         }
     }
 

@@ -2,9 +2,81 @@
 //! practice), so that nothing ever auto-replies to it.
 
 use mail_parser::{Message, MimeHeaders};
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// The header our own outgoing mail carries; seeing it on inbound mail means a loop.
 pub const LOOP_HEADER: &str = "X-Ticketd-Loop";
+
+/// How the subjects of automatic answers open, in the languages we serve and
+/// their neighbours'. Many servers send out-of-office replies without any
+/// RFC 3834 header, so the subject is all there is. Each entry must be followed
+/// by a colon, a dash or the end of the subject, so a customer's "Out of office
+/// printers are down" is still a person's mail.
+const AUTO_REPLY_SUBJECTS: &[&str] = &[
+    // English (Outlook, Gmail, Exchange, Zimbra, cPanel).
+    "out of (?:the )?office(?: auto ?reply)?",
+    "automatic reply",
+    "auto[- ]?reply",
+    "auto[- ]?response",
+    "automatic response",
+    "away from (?:the )?office",
+    "on vacation",
+    "vacation reply",
+    // German.
+    "abwesenheitsnotiz",
+    "automatische antwort",
+    "abwesend",
+    "urlaubsabwesenheit",
+    // Polish.
+    "nieobecność(?: w biurze)?",
+    "odpowiedź automatyczna",
+    "automatyczna odpowiedź",
+    "autoodpowiedź",
+    "poza biurem",
+    // French, Italian, Spanish, Dutch.
+    "réponse automatique",
+    "absence du bureau",
+    "risposta automatica",
+    "fuori sede",
+    "respuesta automática",
+    "fuera de la oficina",
+    "automatisch antwoord",
+    "afwezig",
+];
+
+static AUTO_REPLY_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    let any = AUTO_REPLY_SUBJECTS.join("|");
+    Regex::new(&format!(r"(?i)^\s*(?:(?:{any})\s*)+(?:[:\-–]|$)"))
+        .expect("the auto-reply subject patterns are valid")
+});
+
+/// Whether a subject is that of an out-of-office or other automatic answer.
+pub fn is_auto_reply_subject(subject: &str) -> bool {
+    AUTO_REPLY_SUBJECT.is_match(subject)
+}
+
+/// Whether a message is an automatic answer to someone's mail (an
+/// out-of-office reply): RFC 3834 `auto-replied`, an auto-reply header, or a
+/// subject that says so; not a delivery report (a bounce is kept, PRODUCT.md
+/// §5). Such a message that threads onto no ticket is journaled, not made a
+/// ticket.
+pub fn is_auto_reply(msg: &Message<'_>) -> bool {
+    let report = msg.content_type().is_some_and(|ct| {
+        ct.subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+    });
+    if report {
+        return false;
+    }
+    let auto_submitted =
+        text(msg, "Auto-Submitted").is_some_and(|v| v.eq_ignore_ascii_case("auto-replied"));
+    let precedence = text(msg, "Precedence").is_some_and(|v| v.eq_ignore_ascii_case("auto_reply"));
+    let header = ["X-Autoreply", "X-Autorespond"]
+        .iter()
+        .any(|h| msg.header_raw(*h).is_some());
+    auto_submitted || precedence || header || msg.subject().is_some_and(is_auto_reply_subject)
+}
 
 /// Why a message counts as auto-generated, or `None` for mail a person wrote.
 pub fn detect(msg: &Message<'_>, sender: Option<&str>) -> Option<String> {
@@ -43,6 +115,11 @@ pub fn detect(msg: &Message<'_>, sender: Option<&str>) -> Option<String> {
         .is_some_and(|v| v.trim() == "<>")
     {
         return Some("empty Return-Path".into());
+    }
+    if let Some(subject) = msg.subject()
+        && is_auto_reply_subject(subject)
+    {
+        return Some(format!("auto-reply subject {:?}", subject.trim()));
     }
     if let Some(ct) = msg.content_type()
         && ct.ctype().eq_ignore_ascii_case("multipart")
@@ -137,5 +214,49 @@ mod tests {
             assert!(detect_raw(raw).is_some(), "{raw}");
         }
         assert_eq!(detect_raw("From: noreen@b.pl\n\nx"), None);
+    }
+
+    #[test]
+    fn auto_reply_subjects_without_headers_are_auto_generated() {
+        for subject in [
+            "Out of Office: Printer broken",
+            "Out of the office",
+            "Out of Office AutoReply: Re: [TKT-2026-0001] x",
+            "Automatic reply: Invoice",
+            "AutoReply: x",
+            "Auto-Reply - x",
+            "Abwesenheitsnotiz: Drucker",
+            "Automatische Antwort: Rechnung",
+            "Nieobecność: Faktura",
+            "Nieobecność w biurze",
+            "Odpowiedź automatyczna: Drukarka",
+            "Automatyczna odpowiedź: Drukarka",
+            "Réponse automatique : facture",
+        ] {
+            let raw = format!("From: a@b.pl\nSubject: {subject}\n\nx");
+            let reason = detect_raw(&raw);
+            assert!(reason.is_some(), "{subject}");
+            let msg = mail_parser::MessageParser::default()
+                .parse(raw.as_bytes())
+                .unwrap();
+            assert!(is_auto_reply(&msg), "{subject}");
+        }
+    }
+
+    #[test]
+    fn a_person_writing_about_absence_is_not_auto_generated() {
+        for subject in [
+            "Out of office printers are down",
+            "Question about the out of office setting",
+            "Re: automatic reply does not work",
+            "Autoreply configuration help",
+            "Drukarka poza biurem nie działa",
+            "Abwesenheitsnotiz einrichten?",
+        ] {
+            let raw = format!(
+                "From: a@b.pl\nSubject: {subject}\n\nI am out of office tomorrow, automatic reply: on."
+            );
+            assert_eq!(detect_raw(&raw), None, "{subject}");
+        }
     }
 }

@@ -16,7 +16,42 @@ pub struct Channels {
     pub agents: Option<u64>,
 }
 
-pub fn discord(message: &Message, channels: Channels) -> Intake {
+/// Where a message was written, told by its channel's id alone: Discord puts
+/// `guild_id` only on gateway events, never on the REST history the source
+/// catches up from, so a place must not depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The configured support channel: customers.
+    Support,
+    /// The agents' channel or a ticket's thread in it (`chat_threads`).
+    Agents,
+    /// A direct message channel: a customer.
+    Direct,
+    /// Another guild channel: nobody ticketd serves. Never checkpointed, so
+    /// the source never catches up on it.
+    Foreign,
+}
+
+impl Place {
+    /// The place of `channel`. Known ids decide; an unknown channel is a
+    /// customer's DM channel, unless a gateway event names its guild. The
+    /// history fetched on catch-up comes only from channels with a checkpoint,
+    /// and only known places are checkpointed, so there an unknown channel is a
+    /// DM channel too.
+    pub fn of(channel: u64, channels: Channels, is_thread: bool, in_guild: bool) -> Place {
+        if Some(channel) == channels.support {
+            Place::Support
+        } else if Some(channel) == channels.agents || is_thread {
+            Place::Agents
+        } else if in_guild {
+            Place::Foreign
+        } else {
+            Place::Direct
+        }
+    }
+}
+
+pub fn discord(message: &Message, place: Place, channels: Channels) -> Intake {
     let chat = id(message.channel_id.get());
     if message.author.bot || message.author.system {
         return Intake::Ignored(format!("message in channel {chat} not from a person"));
@@ -28,8 +63,7 @@ pub fn discord(message: &Message, channels: Channels) -> Intake {
         return Intake::Ignored(format!("a {:?} message in channel {chat}", message.kind));
     }
     let key = format!("discord:{chat}:{}", message.id.get());
-    let in_dm = message.guild_id.is_none();
-    if !in_dm && Some(message.channel_id.get()) != channels.support {
+    if matches!(place, Place::Agents | Place::Foreign) {
         if channels.agents.is_some() {
             return Intake::Agent(AgentMessage {
                 platform: Channel::Discord,
@@ -91,6 +125,18 @@ mod tests {
         agents: None,
     };
 
+    /// As the source parses: the place from the channel's id, threads known.
+    fn take(message: &Message, channels: Channels) -> Intake {
+        let channel = message.channel_id.get();
+        let place = Place::of(
+            channel,
+            channels,
+            channel == 700,
+            message.guild_id.is_some(),
+        );
+        discord(message, place, channels)
+    }
+
     fn message(extra: Value) -> Message {
         let mut m = json!({
             "id": "9001", "channel_id": "77", "content": "Nie działa logowanie",
@@ -108,7 +154,7 @@ mod tests {
     #[test]
     fn a_direct_message_is_a_customer_message() {
         assert_eq!(
-            discord(&message(json!({})), CHANNELS),
+            take(&message(json!({})), CHANNELS),
             Intake::Message(ChatMessage {
                 platform: Channel::Discord,
                 chat: 77,
@@ -126,25 +172,25 @@ mod tests {
     fn the_support_channel_counts_and_other_channels_and_bots_do_not() {
         let in_guild = |channel: &str| json!({"guild_id": "1", "channel_id": channel});
         assert!(matches!(
-            discord(&message(in_guild("500")), CHANNELS),
+            take(&message(in_guild("500")), CHANNELS),
             Intake::Message(_)
         ));
         assert!(matches!(
-            discord(&message(in_guild("501")), CHANNELS),
+            take(&message(in_guild("501")), CHANNELS),
             Intake::Ignored(_)
         ));
         let bot = json!({"author": {"id": "1", "username": "ticketd", "bot": true}});
         assert!(matches!(
-            discord(&message(bot), Channels::default()),
+            take(&message(bot), Channels::default()),
             Intake::Ignored(_)
         ));
         let pinned = json!({"type": 6});
         assert!(matches!(
-            discord(&message(pinned), Channels::default()),
+            take(&message(pinned), Channels::default()),
             Intake::Ignored(_)
         ));
         assert!(matches!(
-            discord(&message(json!({"content": "/status"})), Channels::default()),
+            take(&message(json!({"content": "/status"})), Channels::default()),
             Intake::Asked {
                 ask: Ask::Status,
                 ..
@@ -160,7 +206,7 @@ mod tests {
         };
         let thread = json!({"guild_id": "1", "channel_id": "601", "content": " /take "});
         assert_eq!(
-            discord(&message(thread), channels),
+            take(&message(thread), channels),
             Intake::Agent(AgentMessage {
                 platform: Channel::Discord,
                 chat: 601,
@@ -173,12 +219,38 @@ mod tests {
     }
 
     #[test]
+    fn history_without_guild_id_keeps_its_place() {
+        // REST history carries no guild_id and no member: a ticket's thread
+        // (700 here) and the agents' channel stay the agents', the support
+        // channel the customers'.
+        let channels = Channels {
+            support: Some(500),
+            agents: Some(600),
+        };
+        for (channel, agent) in [("700", true), ("600", true), ("500", false), ("77", false)] {
+            let m = message(json!({"channel_id": channel}));
+            assert!(m.guild_id.is_none());
+            let intake = take(&m, channels);
+            assert_eq!(
+                matches!(intake, Intake::Agent(_)),
+                agent,
+                "{channel}: {intake:?}"
+            );
+            assert_eq!(
+                matches!(intake, Intake::Message(_)),
+                !agent,
+                "{channel}: {intake:?}"
+            );
+        }
+    }
+
+    #[test]
     fn attachments_come_with_their_urls_and_sizes() {
         let with_file = json!({"content": "", "attachments": [{
             "id": "5", "filename": "../skan.pdf", "size": 1234, "content_type": "application/pdf",
             "url": "https://cdn.example/skan.pdf", "proxy_url": "https://media.example/skan.pdf",
         }]});
-        let Intake::Message(m) = discord(&message(with_file), Channels::default()) else {
+        let Intake::Message(m) = take(&message(with_file), Channels::default()) else {
             panic!("an attachment is a message");
         };
         assert_eq!(m.text, "[skan.pdf]");

@@ -51,6 +51,9 @@ pub struct ParsedMail {
     pub language: Option<String>,
     /// Why the mail counts as auto-generated (RFC 3834), if it does.
     pub auto_generated: Option<String>,
+    /// An out-of-office or other automatic answer (`autogen::is_auto_reply`):
+    /// one that threads onto no ticket is journaled, not made a ticket.
+    pub auto_reply: bool,
     /// For a delivery status notification: the Message-ID it reports on.
     pub bounce_of: Option<String>,
     /// Things that were odd but did not stop parsing.
@@ -117,6 +120,7 @@ fn parse_unguarded(raw: &[u8]) -> Result<ParsedMail, NotMail> {
         in_reply_to: ids(msg.in_reply_to()),
         references: ids(msg.references()),
         auto_generated: autogen::detect(&msg, Some(&from.email)),
+        auto_reply: autogen::is_auto_reply(&msg),
         bounce_of: autogen::bounce_of(&msg).as_deref().and_then(clean_id),
         to: mailboxes(msg.to()),
         cc: mailboxes(msg.cc()),
@@ -302,19 +306,63 @@ fn attachments(msg: &Message<'_>) -> Vec<Attachment> {
 }
 
 /// A file name safe to show and to offer for download: the last path component,
-/// no control characters, no leading dots, at most 200 characters.
+/// no control or invisible characters (bidi overrides, zero-width characters,
+/// line separators: they make `invoice\u{202e}fdp.exe` look like a PDF), no
+/// leading dots, no trailing dots or spaces, no Windows device name
+/// (`CON`, `NUL.txt`, `COM1.exe` get a leading `_`), at most 200 characters.
 pub fn sanitize_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        .filter(|c| !c.is_control() && !is_invisible(*c))
+        .filter(|c| !matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|'))
         .collect();
-    cleaned
+    let trimmed: String = cleaned
         .trim()
         .trim_start_matches('.')
         .chars()
         .take(200)
-        .collect()
+        .collect();
+    let trimmed = trimmed.trim_end_matches(['.', ' ']);
+    match is_windows_device(trimmed) {
+        true => format!("_{trimmed}"),
+        false => trimmed.to_string(),
+    }
+}
+
+/// Characters that change how a name is shown without being seen: Unicode
+/// format characters (bidi controls and isolates, zero-width characters, the
+/// BOM, interlinear annotation) and the line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// `CON`, `PRN`, `AUX`, `NUL`, `COM0`–`COM9`, `LPT0`–`LPT9`, with or without an
+/// extension: names Windows opens as devices.
+fn is_windows_device(name: &str) -> bool {
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .to_ascii_uppercase();
+    match stem.as_str() {
+        "CON" | "PRN" | "AUX" | "NUL" => true,
+        _ => {
+            let (head, digit) = (stem.get(..3), stem.get(3..));
+            matches!(head, Some("COM" | "LPT"))
+                && matches!(
+                    digit,
+                    Some(
+                        "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
+                    )
+                )
+        }
+    }
 }
 
 /// The writer's language: Content-Language, else the first Accept-Language.
@@ -351,6 +399,32 @@ mod tests {
         assert_eq!(sanitize_file_name(".htaccess"), "htaccess");
         assert_eq!(sanitize_file_name("a\x00b\nc.pdf"), "abc.pdf");
         assert_eq!(sanitize_file_name(".."), "");
+    }
+
+    #[test]
+    fn file_names_cannot_spoof() {
+        assert_eq!(
+            sanitize_file_name("invoice\u{202e}fdp.exe"),
+            "invoicefdp.exe"
+        );
+        assert_eq!(
+            sanitize_file_name("a\u{200b}b\u{200d}c\u{feff}.pdf"),
+            "abc.pdf"
+        );
+        assert_eq!(
+            sanitize_file_name("x\u{2066}y\u{2069}\u{2028}z.txt"),
+            "xyz.txt"
+        );
+        assert_eq!(sanitize_file_name("CON"), "_CON");
+        assert_eq!(sanitize_file_name("nul.txt"), "_nul.txt");
+        assert_eq!(sanitize_file_name("COM1.exe"), "_COM1.exe");
+        assert_eq!(sanitize_file_name("lpt9"), "_lpt9");
+        assert_eq!(sanitize_file_name("report.pdf. . "), "report.pdf");
+        assert_eq!(sanitize_file_name("console.log"), "console.log");
+        assert_eq!(sanitize_file_name("COM10.txt"), "COM10.txt");
+        assert_eq!(sanitize_file_name("Faktura łódź.pdf"), "Faktura łódź.pdf");
+        assert_eq!(sanitize_file_name("\u{202e}\u{200b}"), "");
+        assert_eq!(sanitize_file_name("ąą.txt"), "ąą.txt");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use crate::config::Config;
 use crate::ingest::{ChatUpdate, Pipeline};
 use crate::parse::chat::{ChatFile, Intake};
+use crate::parse::discord::Place;
 use crate::store::tickets::StoredAttachment;
 use anyhow::{Context as _, Result};
 use serenity::all::{Client, Context, EventHandler, GatewayIntents, HttpBuilder, Message, Ready};
@@ -257,9 +258,17 @@ impl DiscordSource {
         pipeline: &Pipeline,
         messages: &[Message],
     ) -> Result<Vec<crate::ingest::Outcome>> {
+        let threads = self.threads(pipeline, messages).await?;
         let mut updates = Vec::with_capacity(messages.len());
         for message in messages {
-            let intake = crate::parse::discord::discord(message, self.channels);
+            let channel = message.channel_id.get();
+            let place = Place::of(
+                channel,
+                self.channels,
+                threads.contains(&channel),
+                message.guild_id.is_some(),
+            );
+            let intake = crate::parse::discord::discord(message, place, self.channels);
             let attachments = match &intake {
                 Intake::Message(m) => self.fetch(pipeline, &m.files).await?,
                 _ => Vec::new(),
@@ -268,10 +277,30 @@ impl DiscordSource {
                 id: i64::try_from(message.id.get()).unwrap_or(i64::MAX),
                 intake,
                 attachments,
-                checkpoint: Some(format!("discord:{}", message.channel_id)),
+                checkpoint: (place != Place::Foreign)
+                    .then(|| format!("discord:{}", message.channel_id)),
             });
         }
         Ok(pipeline.ingest_chat(SOURCE, &updates).await?)
+    }
+
+    /// Which of the messages' channels are tickets' threads.
+    async fn threads(
+        &self,
+        pipeline: &Pipeline,
+        messages: &[Message],
+    ) -> Result<std::collections::HashSet<u64>> {
+        let mut channels: Vec<u64> = messages.iter().map(|m| m.channel_id.get()).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        let mut threads = std::collections::HashSet::new();
+        for channel in channels {
+            let id = i64::try_from(channel).unwrap_or(i64::MAX);
+            if pipeline.store.chat_thread_exists("discord", id).await? {
+                threads.insert(channel);
+            }
+        }
+        Ok(threads)
     }
 
     /// Downloads a message's attachments (Discord gives their URLs) and

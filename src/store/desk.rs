@@ -130,6 +130,16 @@ pub async fn ticket_of_thread(tx: &mut Tx, platform: &str, thread: i64) -> Resul
 }
 
 impl super::Store {
+    /// Whether `thread` is a ticket's thread (`platform`: `discord`).
+    pub async fn chat_thread_exists(&self, platform: &str, thread: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM chat_threads WHERE platform = $1 AND thread_id = $2")
+            .bind(platform)
+            .bind(thread)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// The ticket's thread in the agents' channel, if it has one.
     pub async fn chat_thread(&self, platform: &str, ticket_id: i64) -> Result<Option<i64>> {
         let row = sqlx::query(

@@ -94,6 +94,11 @@ pub enum Decision {
         ticket_id: i64,
         reason: String,
     },
+    /// An automatic answer (out of office) that threads onto no ticket:
+    /// journaled, never a ticket.
+    Ignore {
+        reason: String,
+    },
 }
 
 /// The keys to look up, in threading order (PRODUCT.md §5).
@@ -141,7 +146,15 @@ pub fn decide(
     now: Timestamp,
 ) -> Decision {
     let Some(Candidate { via, ticket }) = candidate else {
-        return Decision::NewTicket { link: None };
+        return match mail.auto_reply {
+            true => Decision::Ignore {
+                reason: mail
+                    .auto_generated
+                    .clone()
+                    .unwrap_or_else(|| "automatic reply".into()),
+            },
+            false => Decision::NewTicket { link: None },
+        };
     };
     let note = Decision::Comment {
         ticket_id: ticket.id,
@@ -345,6 +358,29 @@ mod tests {
         let d = decide(&ooo, Some(&c), false, &p, 0);
         assert_eq!(
             d,
+            Decision::Comment {
+                ticket_id: 7,
+                internal: true,
+                reopen: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_unthreaded_auto_reply_is_ignored_and_a_threaded_one_a_note() {
+        let p = policy(StrangerPolicy::NewTicket);
+        let mut ooo = mail_from("jan@firma.pl");
+        ooo.auto_reply = true;
+        ooo.auto_generated = Some("auto-reply subject \"Out of office\"".into());
+        assert_eq!(
+            decide(&ooo, None, false, &p, 0),
+            Decision::Ignore {
+                reason: "auto-reply subject \"Out of office\"".into()
+            }
+        );
+        let c = candidate(Via::Subject, Status::Open, None);
+        assert_eq!(
+            decide(&ooo, Some(&c), false, &p, 0),
             Decision::Comment {
                 ticket_id: 7,
                 internal: true,

@@ -183,6 +183,15 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             .iter()
             .filter(|m| m["channel_id"] == channel && id(m) > after)
             .cloned()
+            .map(|mut m| {
+                // Discord adds guild_id and member only to gateway events;
+                // REST message objects have neither.
+                if let Some(m) = m.as_object_mut() {
+                    m.remove("guild_id");
+                    m.remove("member");
+                }
+                m
+            })
             .collect();
         // Discord lists the newest first.
         found.sort_by_key(|m| std::cmp::Reverse(id(m)));
@@ -296,6 +305,8 @@ pub fn guild_message(id: u64, channel: u64, user: u64, content: &str) -> Value {
     let mut message = direct_message(id, content);
     message["channel_id"] = json!(channel.to_string());
     message["guild_id"] = json!("1");
+    message["member"] = json!({"roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00",
+                               "deaf": false, "mute": false});
     message["author"] = json!({"id": user.to_string(), "username": format!("user{user}")});
     message
 }

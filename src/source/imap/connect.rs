@@ -66,10 +66,14 @@ async fn authenticate(
     limit: Duration,
 ) -> std::result::Result<ImapSession, ConnectError> {
     let password = mb.password()?;
+    // A server may echo what it was sent: its answers are logged masked.
+    let masked = |text: &str| crate::redact::credentials(text, &mb.username, &password);
     match tokio::time::timeout(limit, client.login(&mb.username, &password)).await {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err((async_imap::error::Error::No(text), _))) => Err(ConnectError::Auth(text)),
-        Ok(Err((e, _))) => Err(ConnectError::Other(anyhow!(e).context("LOGIN"))),
+        Ok(Err((async_imap::error::Error::No(text), _))) => Err(ConnectError::Auth(masked(&text))),
+        Ok(Err((e, _))) => Err(ConnectError::Other(
+            anyhow!(masked(&e.to_string())).context("LOGIN"),
+        )),
         Err(_) => Err(ConnectError::Other(anyhow!(
             "LOGIN: no answer within {} s",
             limit.as_secs()
