@@ -345,10 +345,18 @@ pub struct Maildir {
     /// Rescan interval in seconds, a safety net under file-system events.
     #[serde(default = "default_rescan")]
     pub rescan_seconds: u64,
+    /// An empty file in `new/` is quarantined only after staying empty this
+    /// long (a writer may not have written yet).
+    #[serde(default = "default_empty_seconds")]
+    pub empty_seconds: u64,
 }
 
 fn default_rescan() -> u64 {
     30
+}
+
+fn default_empty_seconds() -> u64 {
+    60
 }
 
 /// An IMAP mailbox that ticketd drains (one task each).

@@ -22,3 +22,36 @@ pub fn watch_dir(dir: &Path, wake: Sender<()>) -> notify::Result<RecommendedWatc
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     Ok(watcher)
 }
+
+/// Like [`watch_dir`], and also reports by name the files that are complete:
+/// closed after writing (`cp`, an MTA that writes in place) or moved in (the
+/// Maildir way, `tmp/` → `new/`). They go into `finished`.
+pub fn watch_arrivals(
+    dir: &Path,
+    wake: Sender<()>,
+    finished: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+) -> notify::Result<RecommendedWatcher> {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        let Ok(e) = event else {
+            let _ = wake.try_send(());
+            return;
+        };
+        let complete = matches!(
+            e.kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+        );
+        if complete && let Ok(mut names) = finished.lock() {
+            // A rename reports (from, to): the last path is the new name.
+            if let Some(name) = e.paths.last().and_then(|p| p.file_name()?.to_str()) {
+                names.insert(name.to_string());
+            }
+        }
+        if complete || !matches!(e.kind, EventKind::Access(_)) {
+            let _ = wake.try_send(());
+        }
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}

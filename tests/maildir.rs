@@ -57,6 +57,7 @@ on_both_backends!(
             name: "support".into(),
             path: root.clone(),
             rescan_seconds: 3600,
+            empty_seconds: 60,
         }];
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let daemon = tokio::spawn(ticketd::app::run(
@@ -117,9 +118,17 @@ on_both_backends!(
         .unwrap();
         env.store.close().await;
         let cancel = tokio_util::sync::CancellationToken::new();
-        let err = ticketd::source::maildir::drain(&env.pipeline, "maildir:x", &root, &cancel)
-            .await
-            .unwrap_err();
+        let finished = ticketd::source::maildir::Finished::default();
+        finished.lock().unwrap().insert("2000.a.host".into());
+        let err = ticketd::source::maildir::drain(
+            &env.pipeline,
+            "maildir:x",
+            &root,
+            (&finished, Duration::from_secs(60)),
+            &cancel,
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(err, ticketd::store::Error::Unavailable(_)),
             "{err}"

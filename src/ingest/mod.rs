@@ -288,7 +288,8 @@ impl Pipeline {
                 Err(store::Error::Conflict(e)) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "conflict with a concurrent writer; retrying");
                 }
-                Err(store::Error::Conflict(e)) => return Err(store::Error::Permanent(e)),
+                // Writers that keep colliding are the store's trouble, not the message's.
+                Err(store::Error::Conflict(e)) => return Err(store::Error::Unavailable(e)),
                 other => return other,
             }
         }

@@ -43,52 +43,49 @@ pub(crate) fn flag(r: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
 /// Store errors, split by what the caller must do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database cannot be reached or is busy: retry later (exit 75 for a pipe).
+    /// The database cannot take the write now: unreachable, busy, locked,
+    /// full, an I/O error, a broken connection or transaction, a pool
+    /// timeout, and anything else not provably caused by the data written.
+    /// Retry later, never quarantine (exit 75 for a pipe).
     #[error("store unavailable: {0}")]
     Unavailable(String),
     /// A concurrent writer got there first (unique key, serialization): retry now.
     #[error("store conflict: {0}")]
     Conflict(String),
-    /// Anything else: a bug or a damaged database; retrying will not help.
+    /// The data written was refused for what it is (a constraint, a value the
+    /// database cannot hold): retrying the same data will not help.
     #[error("store error: {0}")]
     Permanent(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// What a database error code says about the write, on either backend.
+fn classify(code: &str) -> fn(String) -> Error {
+    let sqlite_primary = code.parse::<i32>().ok().map(|n| n & 0xff);
+    match code {
+        // PostgreSQL: unique violation, serialization failure, deadlock;
+        // SQLite: unique / primary key constraint (extended codes).
+        "23505" | "40001" | "40P01" | "2067" | "1555" => Error::Conflict,
+        // PostgreSQL: data exceptions (class 22: a value too long, bytes that
+        // are not UTF-8) and integrity constraints (class 23).
+        c if c.starts_with("22") || c.starts_with("23") => Error::Permanent,
+        // SQLite: TOOBIG, CONSTRAINT, MISMATCH, RANGE.
+        _ if matches!(sqlite_primary, Some(18 | 19 | 20 | 25)) => Error::Permanent,
+        // Busy, locked, full, I/O, connection, resources, operator
+        // intervention, and whatever else: the store's trouble.
+        _ => Error::Unavailable,
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         match &e {
-            E::Io(_)
-            | E::Tls(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed
-            | E::Protocol(_) => Error::Unavailable(e.to_string()),
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                let code = code.as_ref();
-                match code {
-                    // PostgreSQL: unique violation, serialization failure, deadlock.
-                    "23505" | "40001" | "40P01" => Error::Conflict(e.to_string()),
-                    // SQLite: unique / primary key constraint (extended codes).
-                    "2067" | "1555" => Error::Conflict(e.to_string()),
-                    // SQLite: busy, locked, I/O error, full, cannot open (and extended codes).
-                    c if ["5", "6", "10", "13", "14"].contains(&c)
-                        || c.parse::<i32>()
-                            .is_ok_and(|n| [5, 6, 10, 13, 14].contains(&(n & 0xff))) =>
-                    {
-                        Error::Unavailable(e.to_string())
-                    }
-                    // PostgreSQL: connection exceptions, resources, operator intervention.
-                    c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
-                        Error::Unavailable(e.to_string())
-                    }
-                    _ => Error::Permanent(e.to_string()),
-                }
-            }
-            _ => Error::Permanent(e.to_string()),
+            E::Database(db) => classify(db.code().unwrap_or_default().as_ref())(e.to_string()),
+            // A value from the message that cannot be sent to the database.
+            E::Encode(_) => Error::Permanent(e.to_string()),
+            _ => Error::Unavailable(e.to_string()),
         }
     }
 }
@@ -148,6 +145,9 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
+            // A connection that a failed COMMIT or ROLLBACK left inside a
+            // transaction (SQLite after SQLITE_FULL) is closed, never reused.
+            .before_acquire(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -280,4 +280,44 @@ fn sqlite_url(url: &str) -> Result<String> {
         query.to_string()
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(code: &str) -> &'static str {
+        match classify(code)(String::new()) {
+            Error::Unavailable(_) => "unavailable",
+            Error::Conflict(_) => "conflict",
+            Error::Permanent(_) => "permanent",
+        }
+    }
+
+    #[test]
+    fn only_what_the_data_caused_is_permanent() {
+        // SQLite: full, I/O (and an extended I/O code), busy, locked, cannot open.
+        for code in ["13", "10", "778", "5", "6", "14", "1", "11", "26"] {
+            assert_eq!(kind(code), "unavailable", "{code}");
+        }
+        // PostgreSQL: disk full, connection, admin shutdown, read-only, internal.
+        for code in ["53100", "08006", "57P01", "25006", "XX000"] {
+            assert_eq!(kind(code), "unavailable", "{code}");
+        }
+        for code in ["23505", "40001", "40P01", "2067", "1555"] {
+            assert_eq!(kind(code), "conflict", "{code}");
+        }
+        // A NUL byte PostgreSQL cannot store, a check or NOT NULL constraint.
+        for code in ["22021", "23514", "23502", "19", "275", "1299", "18"] {
+            assert_eq!(kind(code), "permanent", "{code}");
+        }
+    }
+
+    #[test]
+    fn errors_outside_the_database_are_unavailable() {
+        let begin = Error::from(sqlx::Error::BeginFailed);
+        assert!(matches!(begin, Error::Unavailable(_)), "{begin}");
+        let timeout = Error::from(sqlx::Error::PoolTimedOut);
+        assert!(matches!(timeout, Error::Unavailable(_)), "{timeout}");
+    }
 }
