@@ -82,7 +82,8 @@ pub async fn run(
         clock: pipeline.clock.clone(),
         instance: cluster.id.clone(),
         max_age_seconds: config.notify.max_age_hours * 3600,
-        concurrency: config.smtp.as_ref().map_or(1, |s| s.pool_size as usize),
+        // The SMTP pool bounds the mail in flight; the rest is for the chats and webhooks.
+        concurrency: config.smtp.as_ref().map_or(4, |s| s.pool_size as usize) + 4,
         wake: pipeline.outbox_wake.clone(),
     };
     {

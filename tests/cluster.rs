@@ -251,7 +251,7 @@ on_both_backends!(
             "the dead instance's claims, and only those"
         );
         let ids: Vec<i64> = taken.iter().map(|n| n.id).collect();
-        env.store.mark_delivered(&ids, &[], now).await.unwrap();
+        env.store.mark_delivered(&ids, &[], &[], now).await.unwrap();
         // Gone for a day: forgotten, unless it still holds claims.
         sqlx::query("UPDATE instances SET seen_at = seen_at - 86400")
             .execute(env.store.pool())

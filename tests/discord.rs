@@ -51,14 +51,16 @@ async fn a_rule_notifies_a_discord_channel_and_waits_out_a_429(backend: Backend)
             .last_error
             .as_deref()
             .unwrap()
-            .contains("retry after 3"),
+            .contains("retry after 2.5"),
         "{first:?}"
     );
-    // … is not tried again before retry_after (2.5 s, rounded up) …
+    let limited_at = Instant::now();
+    // … is not tried again before retry_after (2.5 s; due in 3 whole seconds) …
     env.clock.advance(2);
     assert_eq!(d.deliver_due().await.unwrap(), 0);
     // … and then goes out, naming the ticket, pinging nobody.
     env.clock.advance(1);
+    tokio::time::sleep_until((limited_at + Duration::from_millis(2500)).into()).await;
     assert_eq!(d.deliver_due().await.unwrap(), 1);
     assert_eq!(notice(&env, &number).await.status, "sent");
     let calls = server.calls();

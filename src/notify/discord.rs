@@ -1,21 +1,24 @@
 //! Discord delivery: notifications queued for a channel (`discord` in the
 //! outbox, the channel id as recipient), posted with the HTTP API's
 //! "create message" (`POST /api/v10/channels/{id}/messages`). Texts over Discord's 2,000-character limit go as
-//! several messages, split at line breaks. A 429's `retry_after` becomes the
-//! next attempt's time.
+//! several messages, split at line breaks. A 429's `retry_after` holds the
+//! route (the channel, or every route when Discord says it is global) to the
+//! millisecond ([`super::pace`]) and becomes the next attempt's time: no
+//! retry goes before it, however often the dispatcher wakes.
 //!
 //! Why not serenity's `Http`: with its rate limiter off (as behind a proxy,
 //! which its rate limiter bypasses) a 429 comes back without `retry_after`,
 //! and the outbox must know when to try again.
 
 use super::email::SendError;
+use super::pace::{Pace, Slot};
 use crate::config::Config;
 use crate::store::Store;
 use crate::store::outbox::Pending;
 use crate::ticket::Channel;
 use anyhow::{Context, Result};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Discord's limit on a message's content, in characters (counted here in
 /// UTF-16 units, which is never fewer).
@@ -28,6 +31,9 @@ pub struct Discord {
     api: String,
     authorization: String,
     opening: tokio::sync::Mutex<()>,
+    /// Per route: a 429's hold (Discord paces by its own buckets; this
+    /// keeps only what it told us).
+    pace: std::sync::Mutex<Pace>,
 }
 
 impl Discord {
@@ -46,6 +52,7 @@ impl Discord {
             api: format!("{}/api/v10", discord.api_url.trim_end_matches('/')),
             authorization: format!("Bot {}", discord.token()?),
             opening: tokio::sync::Mutex::new(()),
+            pace: std::sync::Mutex::new(Pace::new(Duration::ZERO, Duration::ZERO)),
         }))
     }
 
@@ -133,11 +140,17 @@ impl Discord {
     }
 
     /// POSTs JSON to the API; the answer's JSON, or what the refusal means.
+    /// A route still held by a 429 is not asked (`NotYet`).
     async fn post(
         &self,
         path: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, SendError> {
+        let slot = self.pace().reserve(path, Instant::now());
+        match slot {
+            Slot::At(at) => tokio::time::sleep_until(at.into()).await,
+            Slot::Later(wait) => return Err(SendError::NotYet(wait)),
+        }
         let response = self
             .client
             .post(format!("{}/{path}", self.api))
@@ -153,7 +166,17 @@ impl Discord {
         if (200..300).contains(&status) {
             return Ok(serde_json::from_str(&text).unwrap_or_default());
         }
-        Err(refusal(status, header, &text))
+        let refused = refusal(status, header, &text);
+        if let SendError::RetryAfter(wait) = &refused {
+            let global = serde_json::from_str::<serde_json::Value>(&text)
+                .is_ok_and(|j| j["global"].as_bool() == Some(true));
+            self.pace().hold(path, *wait, global, Instant::now());
+        }
+        Err(refused)
+    }
+
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -177,7 +200,7 @@ fn refusal(status: u16, retry_after_header: Option<f64>, body: &str) -> SendErro
                 .as_f64()
                 .or(retry_after_header)
                 .unwrap_or(5.0);
-            SendError::RetryAfter(seconds.ceil().max(1.0) as i64)
+            SendError::RetryAfter(Duration::from_secs_f64(seconds.clamp(0.001, 86_400.0)))
         }
         500..=599 => SendError::Temporary(format!("discord: HTTP {status}: {message}")),
         _ => SendError::Permanent(format!("Discord refused it: HTTP {status}: {message}")),
@@ -194,11 +217,11 @@ mod tests {
             r#"{"message": "You are being rate limited.", "retry_after": 1.2, "global": false}"#;
         assert!(matches!(
             refusal(429, None, limited),
-            SendError::RetryAfter(2)
+            SendError::RetryAfter(d) if d == Duration::from_millis(1200)
         ));
         assert!(matches!(
             refusal(429, Some(7.0), ""),
-            SendError::RetryAfter(7)
+            SendError::RetryAfter(d) if d == Duration::from_secs(7)
         ));
         assert!(matches!(
             refusal(502, None, "bad gateway"),

@@ -21,9 +21,13 @@ pub enum SendError {
     /// A 5xx reply or a message that cannot be built: give up.
     #[error("permanent: {0}")]
     Permanent(String),
-    /// The receiver asked us to wait this many seconds (Telegram's 429).
-    #[error("rate limited: retry after {0} s")]
-    RetryAfter(i64),
+    /// The receiver asked us to wait this long (a 429's `retry_after`).
+    #[error("rate limited: retry after {} s", .0.as_secs_f64())]
+    RetryAfter(Duration),
+    /// Not sent, not tried: the route's pace (or a 429 still running) lets
+    /// the next message go only after this long. Not an attempt.
+    #[error("paced: due in {} s", .0.as_secs_f64())]
+    NotYet(Duration),
 }
 
 pub enum Transport {

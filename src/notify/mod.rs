@@ -10,6 +10,7 @@
 pub mod discord;
 pub mod dispatch;
 pub mod email;
+pub mod pace;
 pub mod smtp;
 pub mod telegram;
 pub mod templates;

@@ -2,17 +2,21 @@
 //! outbox, the chat id as recipient), sent with teloxide's Bot API client.
 //! Texts over Telegram's 4,096-character limit go as several messages, split
 //! at line breaks. Telegram's limits are kept here (one message per second
-//! per chat, 30 per second in all), and a 429's `retry_after` becomes the
-//! next attempt's time.
+//! per chat, 30 per second in all, [`super::pace`]): a chat that must wait
+//! gives its turn to the others. A 429's `retry_after` holds the chat to the
+//! millisecond and becomes the next attempt's time. A 5xx, a network error or
+//! an answer that is not Telegram's is temporary; only an answer that says the
+//! chat cannot be reached (the bot blocked or kicked, the chat not found, the
+//! user deactivated) is permanent.
 
 use super::email::SendError;
+use super::pace::{Pace, Slot};
 use crate::config::Config;
 use crate::store::outbox::Pending;
 use anyhow::{Context, Result};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use teloxide::RequestError;
 use teloxide::prelude::{Bot, ChatId, Requester};
+use teloxide::{ApiError, RequestError};
 
 /// Telegram's limit on a message's text, in UTF-16 code units.
 pub const MAX_TEXT: usize = 4096;
@@ -32,7 +36,7 @@ impl Telegram {
         };
         Ok(Some(Telegram {
             bot: bot(telegram)?,
-            pace: std::sync::Mutex::default(),
+            pace: std::sync::Mutex::new(Pace::new(PER_CHAT, OVERALL)),
         }))
     }
 
@@ -41,19 +45,33 @@ impl Telegram {
         let chat: i64 = n.recipient.parse().map_err(|_| {
             SendError::Permanent(format!("{:?} is not a Telegram chat id", n.recipient))
         })?;
-        for part in split(&n.body, MAX_TEXT) {
-            let slot = self
-                .pace
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .reserve(chat, Instant::now());
-            tokio::time::sleep_until(slot.into()).await;
-            self.bot
-                .send_message(ChatId(chat), part)
-                .await
-                .map_err(send_error)?;
+        let route = chat.to_string();
+        for (i, part) in split(&n.body, MAX_TEXT).into_iter().enumerate() {
+            let slot = self.pace().reserve(&route, Instant::now());
+            let at = match slot {
+                Slot::At(at) => at,
+                // The first part waits its turn in the outbox; later parts
+                // of a long text follow their first within the second.
+                Slot::Later(wait) if i == 0 => return Err(SendError::NotYet(wait)),
+                Slot::Later(wait) => {
+                    tokio::time::sleep(wait).await;
+                    Instant::now()
+                }
+            };
+            tokio::time::sleep_until(at.into()).await;
+            if let Err(e) = self.bot.send_message(ChatId(chat), part).await {
+                if let RequestError::RetryAfter(wait) = &e {
+                    self.pace()
+                        .hold(&route, wait.duration(), false, Instant::now());
+                }
+                return Err(send_error(e));
+            }
         }
         Ok(())
+    }
+
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -64,42 +82,41 @@ pub fn bot(telegram: &crate::config::Telegram) -> Result<Bot> {
     Ok(Bot::new(telegram.token()?).set_api_url(url))
 }
 
+/// What a failed request means for the outbox. Pure.
 fn send_error(e: RequestError) -> SendError {
     match e {
-        RequestError::RetryAfter(wait) => SendError::RetryAfter(i64::from(wait.seconds())),
-        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
-            SendError::Temporary(e.to_string())
-        }
+        RequestError::RetryAfter(wait) => SendError::RetryAfter(wait.duration()),
         RequestError::MigrateToChatId(to) => {
             SendError::Permanent(format!("the group moved to chat {to}; update the rules"))
         }
-        RequestError::Api(api) => SendError::Permanent(format!("Telegram refused it: {api}")),
+        RequestError::Api(api) if unreachable(&api) => {
+            SendError::Permanent(format!("Telegram cannot reach the chat: {api}"))
+        }
+        // 5xx answers, network trouble, answers that are not Telegram's, and
+        // refusals that may pass (Telegram's own trouble): try again later.
+        e => SendError::Temporary(format!("telegram: {e}")),
     }
 }
 
-/// When the next message may go: a second after the last one to the same
-/// chat, and 1/30 s after the last one to any chat.
-#[derive(Debug, Default)]
-pub struct Pace {
-    last: Option<Instant>,
-    per_chat: HashMap<i64, Instant>,
-}
-
-impl Pace {
-    /// Takes the earliest slot for a message to `chat` at or after `now`.
-    pub fn reserve(&mut self, chat: i64, now: Instant) -> Instant {
-        let mut slot = now;
-        if let Some(last) = self.last {
-            slot = slot.max(last + OVERALL);
+/// Whether Telegram's answer means the chat cannot be reached at all.
+fn unreachable(api: &ApiError) -> bool {
+    use ApiError as A;
+    match api {
+        A::BotBlocked
+        | A::ChatNotFound
+        | A::UserNotFound
+        | A::BotKicked
+        | A::BotKickedFromSupergroup
+        | A::BotKickedFromChannel
+        | A::UserDeactivated
+        | A::CantInitiateConversation
+        | A::CantTalkWithBots
+        | A::GroupDeactivated => true,
+        A::Unknown(text) => {
+            let text = text.to_ascii_lowercase();
+            text.starts_with("forbidden:") || text.contains("chat not found")
         }
-        if let Some(last) = self.per_chat.get(&chat) {
-            slot = slot.max(*last + PER_CHAT);
-        }
-        self.last = Some(slot);
-        self.per_chat.insert(chat, slot);
-        // Forget chats that have been quiet for a while.
-        self.per_chat.retain(|_, at| *at + PER_CHAT > now);
-        slot
+        _ => false,
     }
 }
 
@@ -167,14 +184,33 @@ mod tests {
     }
 
     #[test]
-    fn messages_keep_a_second_per_chat_and_a_thirtieth_overall() {
-        let mut pace = Pace::default();
-        let t0 = Instant::now();
-        assert_eq!(pace.reserve(1, t0), t0);
-        assert_eq!(pace.reserve(2, t0), t0 + OVERALL);
-        assert_eq!(pace.reserve(1, t0), t0 + PER_CHAT);
-        // Much later, nothing waits.
-        let later = t0 + Duration::from_secs(10);
-        assert_eq!(pace.reserve(1, later), later);
+    fn only_an_unreachable_chat_is_permanent() {
+        let temporary = [
+            RequestError::Api(ApiError::Unknown("Internal Server Error".into())),
+            RequestError::Api(ApiError::Unknown("Bad Gateway".into())),
+            RequestError::InvalidJson {
+                source: serde_json::from_str::<u8>("<html>").unwrap_err().into(),
+                raw: "<html>502</html>".into(),
+            },
+        ];
+        for e in temporary {
+            let shown = e.to_string();
+            assert!(matches!(send_error(e), SendError::Temporary(_)), "{shown}");
+        }
+        assert!(matches!(
+            send_error(RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(3))),
+            SendError::RetryAfter(d) if d == Duration::from_secs(3)
+        ));
+        for api in [
+            ApiError::BotBlocked,
+            ApiError::ChatNotFound,
+            ApiError::UserDeactivated,
+            ApiError::Unknown("Forbidden: bot is not a member of the channel chat".into()),
+        ] {
+            assert!(matches!(
+                send_error(RequestError::Api(api)),
+                SendError::Permanent(_)
+            ));
+        }
     }
 }

@@ -50,7 +50,7 @@ impl NewNotification {
 }
 
 /// A notification the dispatcher should send now.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Pending {
     pub id: i64,
     pub ticket_id: Option<i64>,
@@ -387,15 +387,17 @@ impl Store {
             .try_get(0)?)
     }
 
-    /// Records a batch of deliveries in one transaction: `sent` were accepted
-    /// by the server; `retry` failed temporarily (id, error, next attempt).
+    /// Records a group of deliveries in one transaction: `sent` were accepted
+    /// by the server; `retry` failed temporarily (id, error, next attempt);
+    /// `later` were not tried, their route's pace said to wait (id, when).
     pub async fn mark_delivered(
         &self,
         sent: &[i64],
         retry: &[(i64, String, Timestamp)],
+        later: &[(i64, Timestamp)],
         now: Timestamp,
     ) -> Result<()> {
-        if sent.is_empty() && retry.is_empty() {
+        if sent.is_empty() && retry.is_empty() && later.is_empty() {
             return Ok(());
         }
         let mut tx = self.begin().await?;
@@ -423,6 +425,13 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        }
+        for (id, next_attempt_at) in later {
+            sqlx::query("UPDATE outbox SET next_attempt_at = $1, claimed_by = NULL WHERE id = $2")
+                .bind(next_attempt_at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -35,6 +35,8 @@ struct State {
     /// Every message channels have (sent over the gateway or missed), for
     /// `GET /channels/{id}/messages`.
     history: Arc<Mutex<Vec<Value>>>,
+    /// When each create-message call came.
+    created: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 pub struct FakeDiscord {
@@ -89,6 +91,12 @@ impl FakeDiscord {
     /// The gateway opcodes the client sent, heartbeats left out.
     pub fn received(&self) -> Vec<u64> {
         self.state.received.lock().unwrap().clone()
+    }
+
+    /// When each create-message call came (the first 429'd ones included),
+    /// in order.
+    pub fn created_messages(&self) -> Vec<std::time::Instant> {
+        self.state.created.lock().unwrap().clone()
     }
 
     /// (path, Authorization header, body) of the calls so far.
@@ -197,6 +205,11 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         found.sort_by_key(|m| std::cmp::Reverse(id(m)));
         return super::http::json(200, Value::Array(found));
     }
+    state
+        .created
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     if let Some(seconds) = state.limits.lock().unwrap().pop_front() {
         return super::http::json(
             429,

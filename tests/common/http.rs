@@ -8,6 +8,10 @@ use hyper::{Request, Response};
 use std::future::Future;
 use std::sync::Arc;
 
+/// A response with this status is not sent: the connection is dropped
+/// instead, as a crashing server or a broken network does.
+pub const DROP: u16 = 599;
+
 /// Serves until the test ends; returns `http://127.0.0.1:PORT/`.
 pub async fn serve<F, Fut>(handle: F) -> String
 where
@@ -26,7 +30,13 @@ where
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let answer = handle(req);
-                    async move { Ok::<_, hyper::Error>(answer.await) }
+                    async move {
+                        let answer = answer.await;
+                        match answer.status().as_u16() {
+                            DROP => Err(std::io::Error::other("connection dropped")),
+                            _ => Ok(answer),
+                        }
+                    }
                 });
                 let io = hyper_util::rt::TokioIo::new(socket);
                 let _ = hyper::server::conn::http1::Builder::new()

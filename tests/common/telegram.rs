@@ -19,12 +19,26 @@ pub enum Answer {
     Ok,
     /// 429 Too Many Requests, retry after this many seconds.
     TooMany(u32),
+    /// 500 with Telegram's JSON error envelope.
+    ServerError,
+    /// 502 from a proxy in front: an HTML page, not JSON.
+    BadGateway,
+    /// The connection dropped before any answer.
+    Drop,
+    /// 403: the user blocked the bot.
+    Blocked,
+    /// 400: the chat does not exist.
+    ChatNotFound,
 }
 
 #[derive(Clone, Default)]
 struct State {
     calls: Arc<Mutex<Vec<(String, Value)>>>,
+    /// When each call came.
+    times: Arc<Mutex<Vec<std::time::Instant>>>,
     answers: Arc<Mutex<VecDeque<Answer>>>,
+    /// Scripted answers for one chat's `SendMessage`s, before `answers`.
+    for_chat: Arc<Mutex<std::collections::HashMap<i64, VecDeque<Answer>>>>,
     /// Updates `GetUpdates` hands out (those at or after its `offset`).
     updates: Arc<Mutex<Vec<Value>>>,
     /// Hand out every update, ignoring `offset` (a misbehaving server).
@@ -119,6 +133,30 @@ impl FakeTelegram {
         *self.state.replay.lock().unwrap() = true;
     }
 
+    /// Scripts the next answers to `SendMessage`s for `chat`.
+    pub fn answer_chat(&self, chat: i64, answers: Vec<Answer>) {
+        let mut all = self.state.for_chat.lock().unwrap();
+        all.entry(chat).or_default().extend(answers);
+    }
+
+    /// The `SendMessage` calls so far: (chat, text, when), in order.
+    pub fn sends(&self) -> Vec<(i64, String, std::time::Instant)> {
+        let calls = self.state.calls.lock().unwrap();
+        let times = self.state.times.lock().unwrap();
+        calls
+            .iter()
+            .zip(times.iter())
+            .filter(|((m, _), _)| m == "SendMessage")
+            .map(|((_, p), t)| {
+                (
+                    p["chat_id"].as_i64().unwrap_or(0),
+                    p["text"].as_str().unwrap_or("").to_string(),
+                    *t,
+                )
+            })
+            .collect()
+    }
+
     /// The calls so far: (method, JSON parameters).
     pub fn calls(&self) -> Vec<(String, Value)> {
         self.state.calls.lock().unwrap().clone()
@@ -160,21 +198,62 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
     else {
         return reply(json!({"ok": false, "error_code": 401, "description": "Unauthorized"}));
     };
-    state
-        .calls
-        .lock()
-        .unwrap()
-        .push((method.clone(), params.clone()));
+    {
+        // One lock for both, so the two lists stay in step.
+        let mut calls = state.calls.lock().unwrap();
+        calls.push((method.clone(), params.clone()));
+        state.times.lock().unwrap().push(std::time::Instant::now());
+    }
     match method.as_str() {
         "SendMessage" => {
-            let next = state.answers.lock().unwrap().pop_front();
+            let chat = params["chat_id"].as_i64().unwrap_or(0);
+            let scripted = state
+                .for_chat
+                .lock()
+                .unwrap()
+                .get_mut(&chat)
+                .and_then(VecDeque::pop_front);
+            let next = scripted.or_else(|| state.answers.lock().unwrap().pop_front());
             match next.unwrap_or(Answer::Ok) {
-                Answer::TooMany(seconds) => reply(json!({
-                    "ok": false,
-                    "error_code": 429,
-                    "description": format!("Too Many Requests: retry after {seconds}"),
-                    "parameters": {"retry_after": seconds},
-                })),
+                Answer::TooMany(seconds) => super::http::json(
+                    429,
+                    json!({
+                        "ok": false,
+                        "error_code": 429,
+                        "description": format!("Too Many Requests: retry after {seconds}"),
+                        "parameters": {"retry_after": seconds},
+                    }),
+                ),
+                Answer::ServerError => super::http::json(
+                    500,
+                    json!({
+                        "ok": false, "error_code": 500, "description": "Internal Server Error",
+                    }),
+                ),
+                Answer::BadGateway => Response::builder()
+                    .status(502)
+                    .header("content-type", "text/html")
+                    .body(Full::new(Bytes::from_static(
+                        b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                    )))
+                    .unwrap(),
+                Answer::Drop => Response::builder()
+                    .status(super::http::DROP)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+                Answer::Blocked => super::http::json(
+                    403,
+                    json!({
+                        "ok": false, "error_code": 403,
+                        "description": "Forbidden: bot was blocked by the user",
+                    }),
+                ),
+                Answer::ChatNotFound => super::http::json(
+                    400,
+                    json!({
+                        "ok": false, "error_code": 400, "description": "Bad Request: chat not found",
+                    }),
+                ),
                 Answer::Ok => {
                     let count = state.calls.lock().unwrap().len();
                     reply(json!({"ok": true, "result": {
