@@ -243,6 +243,29 @@ impl Cluster {
         }
     }
 
+    /// Makes the outbox claims of dead processes on this host (this
+    /// instance's killed predecessor) due again at once, instead of after
+    /// three lease periods: they were in flight when it died, and nobody
+    /// else will send them.
+    async fn release_claims_of_dead(
+        &self,
+        clock: &crate::clock::Clock,
+    ) -> crate::store::Result<()> {
+        for holder in self.store.claim_holders().await? {
+            if !process_gone(&holder, &self.host) {
+                continue;
+            }
+            let released = self.store.release_claims_of(&holder, clock.now()).await?;
+            if released > 0 {
+                tracing::warn!(
+                    dead = %holder,
+                    "outbox: {released} notifications claimed by a stopped process on this host are due again"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Takes `name` over at once when its holder ran on this host and its
     /// process is gone (a restart after a crash need not wait for expiry).
     async fn take_from_dead(&self, name: &str) -> bool {
@@ -326,6 +349,7 @@ impl Cluster {
                 "outbox: {released} notifications claimed by an instance that stopped beating are due again"
             );
         }
+        self.release_claims_of_dead(clock).await?;
         self.store.forget_gone_instances(FORGET_AFTER).await?;
         Ok(warnings(&me, &others))
     }

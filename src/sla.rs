@@ -196,6 +196,13 @@ pub struct Policies {
 }
 
 impl Policies {
+    /// Whether a ticket's timers move with any activity on it (`idle_after`
+    /// is set): then every change reschedules, or a fired idle timer would
+    /// stay fired until something else recomputed the clocks.
+    pub fn follows_activity(&self) -> bool {
+        self.idle_after.is_some()
+    }
+
     /// From a validated config.
     pub fn of(config: &Config) -> Policies {
         let sla = &config.sla;

@@ -648,3 +648,49 @@ async fn two_schedulers_on_postgres_run_each_slot_once() {
     assert_eq!(summaries(&env).await.len(), 3);
     env.finish().await;
 }
+
+// After ticket.idle fired, the requester comments: the idle timer is armed
+// again from that comment, not when another timer happens to recompute the
+// clocks. Failed on e4d9901 (no second ticket.idle until then).
+async fn a_comment_after_idle_arms_it_again(backend: Backend) {
+    let quiet = "[sla.first_response]\ncritical = \"90d\"\nhigh = \"90d\"\nmedium = \"90d\"\nlow = \"90d\"\n\
+                 [sla.resolution]\ncritical = \"90d\"\nhigh = \"90d\"\nmedium = \"90d\"\nlow = \"90d\"\n";
+    let config = format!("[sla]\nidle_after = \"2d\"\nwarning_percent = 99\n{quiet}");
+    let (env, _rules) = Env::with_rules(backend, &config, "").await;
+    let number = env.ingest(&mail("idle-1@firma.pl")).await.ticket.unwrap();
+    let s = scheduler(&env);
+    let idle_events = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sla_timers WHERE kind = 'idle' AND fired_at IS NOT NULL",
+        )
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap()
+    };
+    env.clock.advance(2 * 86_400);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    assert_eq!(idle_events().await, 1);
+    // A day later the requester writes again …
+    env.clock.advance(86_400);
+    let reply = format!(
+        "From: jan@firma.pl\r\nTo: support@example.com\r\nSubject: Re: [{number}] Faktura\r\n\
+         Message-ID: <idle-2@firma.pl>\r\nIn-Reply-To: <idle-1@firma.pl>\r\n\r\nNadal źle.\r\n"
+    );
+    assert_eq!(
+        env.ingest(reply.as_bytes()).await.to_string(),
+        format!("{number} comment")
+    );
+    // … and two days after that comment the ticket is idle again, on time.
+    env.clock.advance(2 * 86_400 - 1);
+    assert_eq!(s.fire_due().await.unwrap(), 0);
+    env.clock.advance(1);
+    assert_eq!(s.fire_due().await.unwrap(), 1);
+    let timers: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, due_at FROM sla_timers WHERE kind = 'idle'")
+            .fetch_all(env.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    env.finish().await;
+}
+for_each_backend!(a_comment_after_idle_arms_it_again);

@@ -5,9 +5,15 @@ Recipients starting with "reject" get 550, those starting with "defer" 451.
     python smtp_server.py PORT MAILDIR [starttls|implicit CERT KEY] [USER:PASSWORD]
 With USER:PASSWORD, AUTH is required. Prints "ready" once it listens; stops when standard input closes.
 """
+import asyncio
 import mailbox
+import os
 import ssl
 import sys
+
+# A slow server (TICKETD_TEST_SMTP_DELAY_MS per message), so that a test can
+# kill its client while messages are in flight.
+DELAY = int(os.environ.get("TICKETD_TEST_SMTP_DELAY_MS", "0")) / 1000
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -26,6 +32,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if DELAY:
+            await asyncio.sleep(DELAY)
         rcpt = ", ".join(envelope.rcpt_tos).encode()
         self.maildir.add(b"X-Rcpt-To: " + rcpt + b"\r\n" + envelope.original_content)
         return "250 Message accepted for delivery"

@@ -604,9 +604,13 @@ impl Pipeline {
                     .rules(now)
                     .run(tx, Event::CommentAdded, ticket_id, &message)
                     .await?;
-                if first_response || reopen || !applied.matched.is_empty() {
-                    store::sla::reschedule(tx, ticket_id, &self.settings.current().policies)
-                        .await?;
+                let policies = &self.settings.current().policies;
+                if first_response
+                    || reopen
+                    || !applied.matched.is_empty()
+                    || policies.follows_activity()
+                {
+                    store::sla::reschedule(tx, ticket_id, policies).await?;
                 }
                 let from_customer =
                     matches!(author_kind, AuthorKind::Requester | AuthorKind::Participant);

@@ -379,6 +379,34 @@ impl Store {
             .rows_affected())
     }
 
+    /// The instances holding claims on pending notifications.
+    pub async fn claim_holders(&self) -> Result<Vec<String>> {
+        sqlx::query(
+            "SELECT DISTINCT claimed_by FROM outbox
+             WHERE status = 'pending' AND claimed_by IS NOT NULL",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(0)?))
+        .collect()
+    }
+
+    /// Makes the notifications claimed by `holder` due again at `now` (an
+    /// instance known dead: its process on this host is gone); returns how many.
+    pub async fn release_claims_of(&self, holder: &str, now: Timestamp) -> Result<u64> {
+        let _turn = self.write_turn().await?;
+        Ok(sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1, claimed_by = NULL
+             WHERE status = 'pending' AND claimed_by = $2",
+        )
+        .bind(now)
+        .bind(holder)
+        .execute(self.pool())
+        .await?
+        .rows_affected())
+    }
+
     /// When the next pending notification is due, if any.
     pub async fn next_notification_due(&self) -> Result<Option<Timestamp>> {
         Ok(sqlx::query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel IN ('email', 'webhook', 'telegram', 'discord')")

@@ -36,6 +36,11 @@ impl SmtpServer {
         SmtpServer::start_with(port, &[])
     }
 
+    /// A server that takes `delay_ms` over each message it accepts.
+    pub fn start_slow(delay_ms: u64) -> SmtpServer {
+        SmtpServer::start_env(free_port(), &[], delay_ms)
+    }
+
     /// With TLS ("starttls" or "implicit", a test CA in the server's folder) and AUTH.
     pub fn start_secure(tls: &str, credentials: &str) -> SmtpServer {
         let certs = tempfile::tempdir().unwrap();
@@ -66,6 +71,10 @@ impl SmtpServer {
     }
 
     fn start_with(port: u16, extra: &[&str]) -> SmtpServer {
+        SmtpServer::start_env(port, extra, 0)
+    }
+
+    fn start_env(port: u16, extra: &[&str], delay_ms: u64) -> SmtpServer {
         let dir = tempfile::tempdir().unwrap();
         let maildir = dir.path().join("received");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
@@ -74,6 +83,7 @@ impl SmtpServer {
             .arg(port.to_string())
             .arg(&maildir)
             .args(extra)
+            .env("TICKETD_TEST_SMTP_DELAY_MS", delay_ms.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
