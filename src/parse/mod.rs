@@ -84,6 +84,10 @@ pub struct NotMail(pub String);
 
 const MAX_REFERENCES: usize = 100;
 const MAX_SUBJECT_CHARS: usize = 500;
+/// A text body longer than this (a pasted log, a huge HTML page) is cut
+/// there in the comment, and the whole text is kept as an attachment: later
+/// stages (quote stripping, rules, templates, the store) never hold more.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Parses one message. Returns `NotMail` only when the bytes cannot be a message
 /// or name no sender; everything else is stored as well as it can be parsed.
@@ -110,7 +114,7 @@ fn parse_unguarded(raw: &[u8]) -> Result<ParsedMail, NotMail> {
         .ok_or_else(|| NotMail("no sender address (From, Sender, Reply-To)".into()))?;
 
     let mut warnings = Vec::new();
-    let raw_body = body_text(&msg, &mut warnings);
+    let (raw_body, whole_body) = body_text(&msg, &mut warnings);
     let stripped = quotes::strip(&raw_body);
     let subject = clean_line(msg.subject().unwrap_or(""), MAX_SUBJECT_CHARS);
 
@@ -133,7 +137,7 @@ fn parse_unguarded(raw: &[u8]) -> Result<ParsedMail, NotMail> {
         },
         body: stripped.kept,
         stripped: stripped.cut,
-        attachments: attachments(&msg),
+        attachments: whole_body.into_iter().chain(attachments(&msg)).collect(),
         language: language(&msg),
         headers: headers(&msg, raw),
         warnings,
@@ -223,10 +227,12 @@ fn clean_id(id: &str) -> Option<String> {
 }
 
 /// Text body: text/plain preferred, HTML-only mail turned into text.
-fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
+/// The body as text, and for a body over [`MAX_BODY_BYTES`] the whole of it
+/// as an attachment (the text then ends with a line saying so).
+fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> (String, Option<Attachment>) {
     let Some(part) = msg.text_part(0) else {
         warnings.push("message has no text body".into());
-        return String::new();
+        return (String::new(), None);
     };
     if let Some(charset) = part.content_type().and_then(|ct| ct.attribute("charset"))
         && !is_known_charset(charset)
@@ -236,14 +242,52 @@ fn body_text(msg: &Message<'_>, warnings: &mut Vec<String>) -> String {
             clean_line(charset, 40)
         ));
     }
-    let text = if part.is_text_html() {
-        msg.body_html(0)
-            .map(|h| html::to_text(&h))
-            .unwrap_or_default()
+    let (text, whole) = if part.is_text_html() {
+        let html = msg.body_html(0).unwrap_or_default();
+        let (head, whole) = cut(&html, 4 * MAX_BODY_BYTES, ("message.html", "text/html"));
+        (html::to_text(head), whole)
     } else {
-        msg.body_text(0).map(|t| t.into_owned()).unwrap_or_default()
+        let text = msg.body_text(0).unwrap_or_default();
+        let (head, whole) = cut(&text, MAX_BODY_BYTES, ("message.txt", "text/plain"));
+        (head.to_string(), whole)
     };
-    clean_text(&text)
+    let mut text = clean_text(&text);
+    if let Some(w) = &whole {
+        text.truncate(floor_char_boundary(&text, MAX_BODY_BYTES));
+        text.push_str(&format!(
+            "\n\n[… cut at {} KB; the whole text ({} bytes) is attached as {}]",
+            MAX_BODY_BYTES / 1024,
+            w.data.len(),
+            w.name
+        ));
+    }
+    (text, whole)
+}
+
+/// `text` up to `limit` bytes, and when it is longer, the whole of it as an
+/// attachment named `name`.
+fn cut<'a>(
+    text: &'a str,
+    limit: usize,
+    (name, ctype): (&str, &str),
+) -> (&'a str, Option<Attachment>) {
+    if text.len() <= limit {
+        return (text, None);
+    }
+    let whole = Attachment {
+        name: name.into(),
+        content_type: ctype.into(),
+        data: text.as_bytes().to_vec(),
+    };
+    (&text[..floor_char_boundary(text, limit)], Some(whole))
+}
+
+/// The largest index at most `at` that is a character boundary of `text`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    (0..=at.min(text.len()))
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0)
 }
 
 fn is_known_charset(name: &str) -> bool {
@@ -399,6 +443,44 @@ mod tests {
         assert_eq!(sanitize_file_name(".htaccess"), "htaccess");
         assert_eq!(sanitize_file_name("a\x00b\nc.pdf"), "abc.pdf");
         assert_eq!(sanitize_file_name(".."), "");
+    }
+
+    #[test]
+    fn a_huge_body_is_cut_and_kept_whole_as_an_attachment() {
+        let line = "Błąd połączenia z bazą, próba 1\r\n";
+        let body = line.repeat(MAX_BODY_BYTES / line.len() + 10);
+        let raw = format!(
+            "From: a@b.pl\r\nSubject: log\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}"
+        );
+        let mail = parse(raw.as_bytes()).unwrap();
+        assert!(
+            mail.body.len() < MAX_BODY_BYTES + 200,
+            "{}",
+            mail.body.len()
+        );
+        assert!(mail.body.starts_with("Błąd połączenia"));
+        assert!(
+            mail.body.ends_with("is attached as message.txt]"),
+            "{}",
+            &mail.body[mail.body.len() - 80..]
+        );
+        assert_eq!(mail.attachments.len(), 1);
+        assert_eq!(mail.attachments[0].name, "message.txt");
+        let whole = &mail.attachments[0].data;
+        let same =
+            whole.as_slice() == body.as_bytes() || whole.as_slice() == body.trim_end().as_bytes();
+        assert!(
+            same,
+            "the attachment is not the whole text ({} bytes)",
+            whole.len()
+        );
+        assert!(mail.warnings.is_empty(), "{:?}", mail.warnings);
+        // A body under the limit stays whole, with no attachment.
+        let small = parse(b"From: a@b.pl\r\nSubject: x\r\n\r\nkr\xc3\xb3tko").unwrap();
+        assert_eq!(
+            (small.body.as_str(), small.attachments.len()),
+            ("krótko", 0)
+        );
     }
 
     #[test]

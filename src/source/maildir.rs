@@ -9,7 +9,7 @@
 //! yet: it waits, and is quarantined only when it stays empty for the
 //! Maildir's `empty_seconds`.
 
-use super::{Received, read_bounded, too_large, too_large_note};
+use super::{BATCH_BYTES, Received, read_bounded, too_large, too_large_note};
 use crate::config;
 use crate::ingest::{Inbound, Pipeline};
 use crate::store;
@@ -18,9 +18,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 200;
-/// The most raw bytes read into one batch: memory stays bounded whatever the
-/// messages weigh (one message over it still makes a batch of its own).
-pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a file the watcher did not see finished must stay unchanged
 /// before it counts as complete.

@@ -10,6 +10,11 @@ pub mod telegram;
 use crate::ingest::Inbound;
 use std::io::Read;
 
+/// The most raw bytes a source reads into one batch (pipe, Maildir, IMAP), so
+/// memory stays bounded whatever the messages weigh; a message over it makes
+/// a batch of its own.
+pub const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
 /// A message read from a stream, bounded in memory.
 pub enum Received {
     /// The whole message, at most the limit.

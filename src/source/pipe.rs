@@ -1,7 +1,7 @@
 //! The MTA pipe: `ticketd ingest [FILE ...]` reads messages from files, or one
 //! from standard input, and exits with sysexits codes the MTA understands.
 
-use super::{Received, read_bounded, too_large, too_large_note};
+use super::{BATCH_BYTES, Received, read_bounded, too_large, too_large_note};
 use crate::ingest::{Inbound, Outcome, OutcomeKind, Pipeline};
 use crate::store;
 use std::path::PathBuf;
@@ -43,7 +43,9 @@ impl Input {
 pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io::Write) -> i32 {
     let mut code = EXIT_OK;
     let mut batch: Vec<Inbound> = Vec::new();
+    let mut bytes = 0u64;
     for input in &inputs {
+        let queued = batch.len();
         let key = input.key();
         let read = input
             .open()
@@ -63,9 +65,14 @@ pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io
                 code = code.max(EXIT_TEMPFAIL);
             }
         }
-        if batch.len() >= BATCH {
+        bytes += batch[queued..]
+            .iter()
+            .map(|m| m.raw.len() as u64)
+            .sum::<u64>();
+        if batch.len() >= BATCH || bytes >= BATCH_BYTES {
             code = code.max(report(pipeline.ingest(&batch).await, out));
             batch.clear();
+            bytes = 0;
         }
     }
     if !batch.is_empty() {

@@ -25,8 +25,6 @@ use tokio_util::sync::CancellationToken;
 pub const HELD_KEYWORD: &str = "$TicketdHeld";
 /// Folder for held messages when `after = "move:…"`.
 pub const QUARANTINE_FOLDER: &str = "Quarantine";
-/// At most this many bytes of message bodies are held in memory per batch.
-const MAX_BATCH_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Works one mailbox until `shutdown` is cancelled.
 pub async fn run(pipeline: &Pipeline, mb: &Mailbox, shutdown: CancellationToken) {
@@ -280,7 +278,7 @@ impl Worker<'_> {
                 return Ok(last);
             }
             while !sizes.is_empty() {
-                let batch = take_batch(&mut sizes, self.mb.batch_size, MAX_BATCH_BYTES);
+                let batch = take_batch(&mut sizes, self.mb.batch_size, super::BATCH_BYTES);
                 last = self.ingest_batch(session, moves, validity, &batch).await?;
                 if self.shutdown.is_cancelled() {
                     return Ok(last);
