@@ -43,6 +43,8 @@ struct State {
     updates: Arc<Mutex<Vec<Value>>>,
     /// Hand out every update, ignoring `offset` (a misbehaving server).
     replay: Arc<Mutex<bool>>,
+    /// Rung when updates are queued: a waiting long poll answers at once.
+    pushed: Arc<tokio::sync::Notify>,
     /// Files `GetFile` knows, by file id, and serves under `/file/`.
     files: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
 }
@@ -119,6 +121,7 @@ impl FakeTelegram {
     /// Queues updates for `GetUpdates`.
     pub fn push_updates(&self, updates: Vec<Value>) {
         self.state.updates.lock().unwrap().extend(updates);
+        self.state.pushed.notify_waiters();
     }
 
     /// A file customers can send (`GetFile` and the download find it); other
@@ -279,23 +282,38 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
             }
         }
         "GetUpdates" => {
-            let offset = params["offset"].as_i64().unwrap_or(0);
-            let replay = *state.replay.lock().unwrap();
-            let updates: Vec<Value> = state
-                .updates
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|u| replay || u["update_id"].as_i64().unwrap_or(0) >= offset)
-                .take(params["limit"].as_u64().unwrap_or(100) as usize)
-                .cloned()
-                .collect();
-            reply(json!({"ok": true, "result": updates}))
+            // A long poll: with nothing new, wait up to `timeout` seconds
+            // for updates, as Telegram does.
+            let deadline = tokio::time::Instant::now()
+                + std::time::Duration::from_secs(params["timeout"].as_u64().unwrap_or(0));
+            loop {
+                let pushed = state.pushed.notified();
+                let updates = pending_updates(state, &params);
+                if !updates.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return reply(json!({"ok": true, "result": updates}));
+                }
+                let _ = tokio::time::timeout_at(deadline, pushed).await;
+            }
         }
         _ => reply(
             json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"}),
         ),
     }
+}
+
+/// The updates `GetUpdates` with these parameters hands out now.
+fn pending_updates(state: &State, params: &Value) -> Vec<Value> {
+    let offset = params["offset"].as_i64().unwrap_or(0);
+    let replay = *state.replay.lock().unwrap();
+    state
+        .updates
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|u| replay || u["update_id"].as_i64().unwrap_or(0) >= offset)
+        .take(params["limit"].as_u64().unwrap_or(100) as usize)
+        .cloned()
+        .collect()
 }
 
 fn reply(body: Value) -> Response<Full<Bytes>> {
