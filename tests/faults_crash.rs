@@ -130,3 +130,99 @@ fn kills_during_delivery_repeat_at_most_the_sends_in_flight() {
         "the last restart took {took:?} to finish"
     );
 }
+
+fn count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+// Passed on e4d9901 too; kept so it stays so: five SIGKILLs of `ticketd run`
+// while it takes 1,500 messages from its Maildir (each as soon as it has
+// acknowledged something, so most land between a commit and its renames),
+// then every message is one ticket, acknowledged once.
+#[test]
+fn maildir_intake_survives_five_sigkills() {
+    const MESSAGES: usize = 1500;
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDatabase::new(dir.path());
+    let inbox = dir.path().join("inbox");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(inbox.join(sub)).unwrap();
+    }
+    let config = common::base_config(
+        dir.path(),
+        &format!(
+            "{}\n[[maildir]]\nname = \"inbox\"\npath = \"{}\"\nrescan_seconds = 1\n",
+            db.toml(),
+            inbox.display()
+        ),
+    );
+    std::fs::write(dir.path().join("ticketd.toml"), config).unwrap();
+    for i in 0..MESSAGES {
+        let name = format!("1765{i:06}.kill.host");
+        let mail = format!(
+            "From: Klient {i} <k{i}@firma.pl>\r\nTo: support@example.com\r\nSubject: Sprawa {i}\r\n\
+             Message-ID: <mdkill-{i}@firma.pl>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nTreść {i}.\r\n"
+        );
+        std::fs::write(inbox.join("tmp").join(&name), mail).unwrap();
+        std::fs::rename(inbox.join("tmp").join(&name), inbox.join("new").join(&name)).unwrap();
+    }
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kills < 5 && count(&inbox.join("new")) > 0 {
+        let mut daemon = spawn(dir.path());
+        let before = count(&inbox.join("cur"));
+        // Kill it once it has acknowledged something (mid-batch, most likely).
+        while count(&inbox.join("cur")) == before && count(&inbox.join("new")) > 0 {
+            assert!(Instant::now() < deadline, "no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        daemon.0.kill().unwrap();
+        daemon.0.wait().unwrap();
+        kills += 1;
+    }
+    assert_eq!(
+        kills, 5,
+        "the messages were all taken before the fifth kill"
+    );
+    let _last = spawn(dir.path());
+    while count(&inbox.join("new")) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} left in new/",
+            count(&inbox.join("new"))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(count(&inbox.join("cur")), MESSAGES);
+    let url = db.url.clone();
+    let (tickets, journaled, quarantined) = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let store = ticketd::store::Store::connect(&url, 1).await.unwrap();
+                let q = |sql: &'static str| {
+                    let pool = store.pool().clone();
+                    async move {
+                        sqlx::query_scalar::<_, i64>(sql)
+                            .fetch_one(&pool)
+                            .await
+                            .unwrap()
+                    }
+                };
+                let t = q("SELECT COUNT(*) FROM tickets").await;
+                let j = q("SELECT COUNT(DISTINCT source_key) FROM ingest_journal").await;
+                let d =
+                    q("SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'quarantined'").await;
+                store.close().await;
+                (t, j, d)
+            })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        (tickets, journaled, quarantined),
+        (MESSAGES as i64, MESSAGES as i64, 0)
+    );
+}

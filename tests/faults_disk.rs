@@ -4,6 +4,12 @@
 //! tmpfs; skipped, saying so, otherwise.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
+#[path = "common/smtp.rs"]
+mod smtp;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -86,9 +92,9 @@ fn ticketd(dir: &Path, args: &[&str], stdin: &[u8]) -> Option<i32> {
     child.wait().unwrap().code()
 }
 
-fn sqlite_count(db: &Path, sql: &str) -> i64 {
+fn db_count(url: &str, sql: &str) -> i64 {
     // Read with the store, on a runtime of its own.
-    let url = format!("sqlite://{}", db.display());
+    let url = url.to_string();
     let sql = sql.to_string();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
@@ -109,37 +115,45 @@ fn sqlite_count(db: &Path, sql: &str) -> i64 {
     .unwrap()
 }
 
-// Failed on e4d9901: after SQLITE_FULL a pooled connection stayed inside its
-// transaction, BEGIN then failed at "non-zero transaction depth", that was
-// classed permanent, and good mail was quarantined (24 of 2,500) while the
-// daemon stayed stuck until restarted.
-#[test]
-fn a_full_disk_then_freed_loses_nothing() {
-    if !nix_is_root() {
-        eprintln!("SKIPPED a_full_disk_then_freed_loses_nothing: mounting a tmpfs needs root");
-        return;
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn tmpfs(dir: &Path, size: &str, test: &str) -> Option<Tmpfs> {
+    if !is_root() {
+        eprintln!("SKIPPED {test}: mounting a tmpfs needs root");
+        return None;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let Some(tmpfs) = Tmpfs::mount(&dir.path().join("db"), "12m") else {
-        eprintln!("SKIPPED a_full_disk_then_freed_loses_nothing: mount -t tmpfs failed");
-        return;
-    };
-    let db = tmpfs.0.join("ticketd.db");
-    let inbox = dir.path().join("inbox");
+    let mounted = Tmpfs::mount(&dir.join("full"), size);
+    if mounted.is_none() {
+        eprintln!("SKIPPED {test}: mount -t tmpfs failed");
+    }
+    mounted
+}
+
+/// `ticketd run` on `url` with a Maildir, while `tmpfs` (which holds the
+/// database) is filled and freed `ROUNDS` times and the pipe delivers too;
+/// `recover` runs after each freeing (a database server may need a restart,
+/// as systemd would give it). Then every message is exactly one ticket,
+/// nothing quarantined, and the daemon got there by itself.
+fn fill_and_free(dir: &Path, url: &str, tmpfs: &Tmpfs, mut recover: impl FnMut()) {
+    let inbox = dir.join("inbox");
     let config = common::base_config(
-        dir.path(),
+        dir,
         &format!(
-            "[database]\nurl = \"sqlite://{}\"\n\n[[maildir]]\nname = \"inbox\"\npath = \"{}\"\nrescan_seconds = 1\n",
-            db.display(),
+            "[database]\nurl = \"{url}\"\n\n[[maildir]]\nname = \"inbox\"\npath = \"{}\"\nrescan_seconds = 1\n",
             inbox.display()
         ),
     );
-    std::fs::write(dir.path().join("ticketd.toml"), config).unwrap();
-    assert_eq!(ticketd(dir.path(), &["migrate"], b""), Some(0));
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    std::fs::write(dir.join("ticketd.toml"), config).unwrap();
+    assert_eq!(ticketd(dir, &["migrate"], b""), Some(0));
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
     let _daemon = Daemon(
         Command::new(env!("CARGO_BIN_EXE_ticketd"))
-            .current_dir(dir.path())
+            .current_dir(dir)
             .args(["--config", "ticketd.toml", "run"])
             .env_remove("TICKETD_DATABASE_URL")
             .env("RUST_LOG", "warn")
@@ -163,21 +177,21 @@ fn a_full_disk_then_freed_loses_nothing() {
             next += 1;
         }
         // The pipe while the disk is full: 75 (the MTA retries), never 65.
-        let code = ticketd(dir.path(), &["ingest"], &message(next));
+        let code = ticketd(dir, &["ingest"], &message(next));
         pipe_codes.push(code);
-        match code {
-            Some(0) => {}
-            _ => piped_later.push(next),
+        if code != Some(0) {
+            piped_later.push(next);
         }
         next += 1;
         std::thread::sleep(Duration::from_secs(2));
         tmpfs.free();
+        recover();
     }
     // The MTA delivers again what got 75.
     for i in &piped_later {
-        assert_eq!(ticketd(dir.path(), &["ingest"], &message(*i)), Some(0));
+        assert_eq!(ticketd(dir, &["ingest"], &message(*i)), Some(0));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while std::fs::read_dir(inbox.join("new")).unwrap().count() > 0 {
         assert!(
             Instant::now() < deadline,
@@ -189,39 +203,65 @@ fn a_full_disk_then_freed_loses_nothing() {
         pipe_codes.iter().all(|c| matches!(c, Some(0 | 75))),
         "{pipe_codes:?}"
     );
-    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
     eprintln!(
-        "pipe exit codes {pipe_codes:?}; {} log lines name a full disk",
-        log.matches("full").count()
+        "pipe exit codes {pipe_codes:?}; {} log lines name the store unavailable",
+        log.matches("unavailable").count()
     );
     assert!(
-        log.contains("full") || pipe_codes.contains(&Some(75)),
+        log.contains("unavailable") || pipe_codes.contains(&Some(75)),
         "the disk never filled up for ticketd: the test proved nothing\n{log}"
     );
-    assert_eq!(
-        sqlite_count(
-            &db,
-            "SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'quarantined'"
-        ),
-        0,
-        "{log}"
-    );
-    assert_eq!(
-        sqlite_count(&db, "SELECT COUNT(*) FROM tickets"),
-        next as i64
-    );
-    assert_eq!(
-        sqlite_count(
-            &db,
-            "SELECT COUNT(DISTINCT message_id) FROM message_ids WHERE direction = 'in'"
-        ),
-        next as i64
-    );
+    let quarantined = "SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'quarantined'";
+    assert_eq!(db_count(url, quarantined), 0, "{log}");
+    assert_eq!(db_count(url, "SELECT COUNT(*) FROM tickets"), next as i64);
+    let stored = "SELECT COUNT(DISTINCT message_id) FROM message_ids WHERE direction = 'in'";
+    assert_eq!(db_count(url, stored), next as i64);
 }
 
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+/// A full disk under each backend (both run in the first pass of `.ci/run`).
+mod full_disk {
+    use super::*;
+
+    // Failed on e4d9901: after SQLITE_FULL a pooled connection stayed inside its
+    // transaction, BEGIN then failed at "non-zero transaction depth", that was
+    // classed permanent, and good mail was quarantined (24 of 2,500) while the
+    // daemon stayed stuck until restarted.
+    #[test]
+    fn sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(tmpfs) = tmpfs(dir.path(), "12m", "full_disk::sqlite") else {
+            return;
+        };
+        let url = format!("sqlite://{}", tmpfs.0.join("ticketd.db").display());
+        fill_and_free(dir.path(), &url, &tmpfs, || {});
+    }
+
+    // A private PostgreSQL whose data directory is on the small tmpfs: when its
+    // WAL cannot grow it refuses writes or restarts; ticketd waits, acknowledges
+    // nothing, quarantines nothing, and goes on by itself. (Passed on e4d9901
+    // too: PostgreSQL's "disk full" was already taken as unavailable.)
+    #[test]
+    fn postgres() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(tmpfs) = tmpfs(dir.path(), "160m", "full_disk::postgres") else {
+            return;
+        };
+        let mut pg = postgres::PrivatePostgres::start_in(
+            &tmpfs.0,
+            &["max_wal_size=32MB", "min_wal_size=32MB", "wal_recycle=off"],
+        );
+        let url = pg.url();
+        let mut restarts = 0;
+        fill_and_free(dir.path(), &url, &tmpfs, || {
+            // A PostgreSQL that stopped on the full disk is started again, as
+            // systemd would; one still running is left alone.
+            std::thread::sleep(Duration::from_secs(1));
+            if !pg.is_up() {
+                restarts += 1;
+                pg.restart_after(Duration::ZERO);
+            }
+        });
+        eprintln!("PostgreSQL was down after {restarts} of {ROUNDS} freeings");
+    }
 }

@@ -1,5 +1,6 @@
 //! A private PostgreSQL server (initdb in a temporary folder, a free port)
 //! that a test may stop and start again without touching the machine's.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,7 @@ pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    settings: Vec<String>,
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -41,7 +43,16 @@ fn command(program: PathBuf) -> Command {
 
 impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
-        let dir = tempfile::tempdir().unwrap();
+        PrivatePostgres::start_with(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// With its data under `parent` (a small tmpfs, say) and these extra
+    /// server settings (`name=value`).
+    pub fn start_in(parent: &std::path::Path, settings: &[&str]) -> PrivatePostgres {
+        PrivatePostgres::start_with(tempfile::tempdir_in(parent).unwrap(), settings)
+    }
+
+    fn start_with(dir: tempfile::TempDir, settings: &[&str]) -> PrivatePostgres {
         std::fs::set_permissions(
             dir.path(),
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
@@ -60,6 +71,7 @@ impl PrivatePostgres {
             dir,
             port,
             child: None,
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         pg.launch();
         pg
@@ -84,6 +96,7 @@ impl PrivatePostgres {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -121,6 +134,11 @@ impl PrivatePostgres {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// Whether the server answers on its port.
+    pub fn is_up(&self) -> bool {
+        std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
 
     pub fn restart_after(&mut self, down: Duration) {
