@@ -17,55 +17,28 @@ mod args;
 mod http;
 #[path = "../tests/common/telegram.rs"]
 mod telegram;
+#[path = "support/workdir.rs"]
+mod workdir;
 
 use args::{arg, percentile_ms};
-use serde_json::json;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use workdir::{ticketd_bin, work_dir};
 
 const AGENT_CHAT: i64 = -100_500;
-
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
-fn customer(update_id: i64, user: i64) -> serde_json::Value {
-    json!({"update_id": update_id, "message": {
-        "message_id": update_id, "date": 1_795_168_800,
-        "chat": {"id": user, "type": "private", "first_name": format!("K{user}")},
-        "from": {"id": user, "is_bot": false, "first_name": format!("K{user}"), "language_code": "pl"},
-        "text": format!("Dzień dobry, nie mogę się zalogować do panelu (klient {user})."),
-    }})
-}
 
 fn main() -> anyhow::Result<()> {
     let customers = arg("--customers", 20) as i64;
     let rounds = arg("--rounds", 3) as i64;
     let rt = tokio::runtime::Runtime::new()?;
     let server = rt.block_on(telegram::FakeTelegram::start(vec![]));
-    let dir = tempfile::tempdir()?;
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["config", "rules", "templates"] {
-        copy_dir(&repo.join(sub), &dir.path().join(sub))?;
-    }
+    let dir = work_dir()?;
     let config = dir.path().join("config/ticketd.toml");
     let mut text = std::fs::read_to_string(&config)?;
     text.push_str(&server.toml(dir.path()));
     text.push_str(&format!("agent_chat = {AGENT_CHAT}\n"));
     std::fs::write(&config, text)?;
-    let bin = std::env::var("TICKETD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ticketd").into());
-    let mut child = Command::new(bin)
+    let mut child = Command::new(ticketd_bin())
         .current_dir(dir.path())
         .arg("run")
         .env_remove("TICKETD_DATABASE_URL")
@@ -82,7 +55,12 @@ fn main() -> anyhow::Result<()> {
         let users: Vec<i64> = (first..first + customers).collect();
         let before = server.sends().len();
         let handed = Instant::now();
-        server.push_updates(users.iter().map(|u| customer(*u + 1_000_000, *u)).collect());
+        server.push_updates(
+            users
+                .iter()
+                .map(|u| telegram::first_message(*u + 1_000_000, *u))
+                .collect(),
+        );
         let deadline = handed + Duration::from_secs(60);
         let answered = loop {
             let sends = server.sends();

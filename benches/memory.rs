@@ -14,12 +14,15 @@
 
 #[path = "support/args.rs"]
 mod args;
+#[path = "support/workdir.rs"]
+mod workdir;
 
 use args::arg;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use workdir::{ticketd_bin, work_dir};
 
 /// One message of about `mb` MB: even ones a short text and a big
 /// attachment, odd ones a big text body (a pasted log, quoted-printable).
@@ -114,34 +117,8 @@ fn watch(child: &mut Child, mut done: impl FnMut() -> bool) -> anyhow::Result<f6
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
-/// A work dir as an admin has it: the shipped config, rules and templates.
-fn work_dir() -> anyhow::Result<tempfile::TempDir> {
-    let dir = tempfile::tempdir()?;
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["config", "rules", "templates"] {
-        copy_dir(&repo.join(sub), &dir.path().join(sub))?;
-    }
-    Ok(dir)
-}
-
-/// The binary measured: this build's, or `TICKETD_BIN` (to compare builds).
 fn ticketd(dir: &Path, args: &[&str]) -> Command {
-    let bin = std::env::var("TICKETD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ticketd").into());
-    let mut cmd = Command::new(bin);
+    let mut cmd = Command::new(ticketd_bin());
     cmd.current_dir(dir)
         .args(args)
         .env_remove("TICKETD_DATABASE_URL")

@@ -236,7 +236,18 @@ async fn customers_write_through_the_gateway_which_reconnects(backend: Backend) 
 }
 for_each_backend!(customers_write_through_the_gateway_which_reconnects);
 
-async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
+/// A Discord agents' channel (600) with agents Anna (manager, Discord id 7)
+/// and Olek (8), mail delivered to a real SMTP server, and one ticket from
+/// mail whose first notices went out (opening its thread).
+struct Desk {
+    server: FakeDiscord,
+    smtp: smtp::SmtpServer,
+    env: Env,
+    number: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn desk_with_a_ticket(backend: Backend) -> Desk {
     let server = FakeDiscord::start(vec![]).await;
     let smtp = smtp::SmtpServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -254,8 +265,33 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
         .await
         .ticket
         .unwrap();
-    // The new ticket opens its thread in the agents' channel.
     env.dispatcher().deliver_due().await.unwrap();
+    Desk {
+        server,
+        smtp,
+        env,
+        number,
+        _dir: dir,
+    }
+}
+
+/// The ticket's thread in the agents' channel.
+async fn thread_of(env: &Env) -> u64 {
+    sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap() as u64
+}
+
+async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
+    let Desk {
+        server,
+        smtp,
+        env,
+        number,
+        _dir,
+    } = desk_with_a_ticket(backend).await;
+    // The new ticket opened its thread in the agents' channel.
     let opened: Vec<(String, serde_json::Value)> = server
         .calls()
         .into_iter()
@@ -265,10 +301,7 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert_eq!(opened[0].0, "/api/v10/channels/600/threads");
     assert_eq!(opened[0].1["name"], format!("[{number}] Drukarka"));
-    let thread: u64 = sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap() as u64;
+    let thread = thread_of(&env).await;
 
     let source = DiscordSource::new(&env.config).unwrap().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -384,28 +417,14 @@ for_each_backend!(agents_work_in_the_ticket_threads_of_their_channel);
 // the customer, not open a ticket with the agent as requester. Failed on
 // e4d9901 (a new ticket from the agent; the customer never got the answer).
 async fn an_agents_reply_missed_while_away_still_answers_the_customer(backend: Backend) {
-    let server = FakeDiscord::start(vec![]).await;
-    let smtp = smtp::SmtpServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{}\n{}agent_channel = 600\n\n[[agent]]\nemail = \"olek@example.com\"\ndiscord = 8\n",
-        smtp.toml(),
-        server.toml(dir.path())
-    );
-    let env = Env::with_config(backend, &config).await;
-    let number = env
-        .ingest(
-            b"From: Jan <jan@firma.pl>\r\nTo: support@example.com\r\nSubject: Drukarka\r\n\
-              Message-ID: <away-1@firma.pl>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nNie drukuje.\r\n",
-        )
-        .await
-        .ticket
-        .unwrap();
-    env.dispatcher().deliver_due().await.unwrap();
-    let thread: u64 = sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
-        .fetch_one(env.store.pool())
-        .await
-        .unwrap() as u64;
+    let Desk {
+        server,
+        smtp,
+        env,
+        number,
+        _dir,
+    } = desk_with_a_ticket(backend).await;
+    let thread = thread_of(&env).await;
     let source = DiscordSource::new(&env.config).unwrap().unwrap();
     let live = tokio_util::sync::CancellationToken::new();
     let steps = async {

@@ -13,7 +13,6 @@ mod http;
 mod telegram;
 
 use common::Env;
-use serde_json::json;
 use std::time::{Duration, Instant};
 use telegram::{AGENT_CHAT, Answer, FakeTelegram};
 use ticketd::clock::Clock;
@@ -31,16 +30,6 @@ fn live_dispatcher(env: &Env) -> Dispatcher {
         max_age_seconds: i64::MAX / 4,
         ..env.dispatcher()
     }
-}
-
-/// A first private message from customer `user` (their chat has their id).
-fn customer(update_id: i64, user: i64) -> serde_json::Value {
-    json!({"update_id": update_id, "message": {
-        "message_id": update_id, "date": 1_795_168_800,
-        "chat": {"id": user, "type": "private", "first_name": format!("K{user}")},
-        "from": {"id": user, "is_bot": false, "first_name": format!("K{user}"), "language_code": "pl"},
-        "text": format!("Pomocy, nie działa (klient {user})"),
-    }})
 }
 
 async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -68,7 +57,7 @@ async fn telegram_5xx_and_pacing_hold_up_nobody(backend: Backend) {
         customers
             .iter()
             .enumerate()
-            .map(|(i, c)| customer(i as i64 + 1, *c))
+            .map(|(i, c)| telegram::first_message(i as i64 + 1, *c))
             .collect(),
     );
     let source = TelegramSource::new(&env.config).unwrap().unwrap();
@@ -157,7 +146,10 @@ async fn a_blocked_bot_is_recorded_once_and_not_retried(backend: Backend) {
     let env = Env::with_config(backend, &server.toml(dir.path())).await;
     server.answer_chat(1001, vec![Answer::Blocked]);
     server.answer_chat(1002, vec![Answer::ChatNotFound]);
-    server.push_updates(vec![customer(1, 1001), customer(2, 1002)]);
+    server.push_updates(vec![
+        telegram::first_message(1, 1001),
+        telegram::first_message(2, 1002),
+    ]);
     let source = TelegramSource::new(&env.config).unwrap().unwrap();
     assert_eq!(source.poll_once(&env.pipeline, 0).await.unwrap(), 2);
     let dispatcher = live_dispatcher(&env);

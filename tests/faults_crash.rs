@@ -10,8 +10,9 @@ mod smtp;
 #[path = "common/tls.rs"]
 mod tls;
 
+use common::{Daemon, count_at};
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TICKETS: usize = 300;
@@ -19,26 +20,8 @@ const KILLS: usize = 3;
 /// Sends in flight in `ticketd run` with `pool_size = 4`: 4 + 4.
 const IN_FLIGHT: usize = 8;
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(dir: &std::path::Path) -> Daemon {
-    Daemon(
-        Command::new(env!("CARGO_BIN_EXE_ticketd"))
-            .current_dir(dir)
-            .args(["--config", "ticketd.toml", "run"])
-            .env_remove("TICKETD_DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    Daemon::spawn(dir, Stdio::null())
 }
 
 /// Received messages by Message-ID: how many times each came.
@@ -169,15 +152,14 @@ fn maildir_intake_survives_five_sigkills() {
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
     while kills < 5 && count(&inbox.join("new")) > 0 {
-        let mut daemon = spawn(dir.path());
+        let daemon = spawn(dir.path());
         let before = count(&inbox.join("cur"));
         // Kill it once it has acknowledged something (mid-batch, most likely).
         while count(&inbox.join("cur")) == before && count(&inbox.join("new")) > 0 {
             assert!(Instant::now() < deadline, "no progress");
             std::thread::sleep(Duration::from_millis(5));
         }
-        daemon.0.kill().unwrap();
-        daemon.0.wait().unwrap();
+        daemon.kill();
         kills += 1;
     }
     assert_eq!(
@@ -194,33 +176,15 @@ fn maildir_intake_survives_five_sigkills() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(count(&inbox.join("cur")), MESSAGES);
-    let url = db.url.clone();
-    let (tickets, journaled, quarantined) = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let store = ticketd::store::Store::connect(&url, 1).await.unwrap();
-                let q = |sql: &'static str| {
-                    let pool = store.pool().clone();
-                    async move {
-                        sqlx::query_scalar::<_, i64>(sql)
-                            .fetch_one(&pool)
-                            .await
-                            .unwrap()
-                    }
-                };
-                let t = q("SELECT COUNT(*) FROM tickets").await;
-                let j = q("SELECT COUNT(DISTINCT source_key) FROM ingest_journal").await;
-                let d =
-                    q("SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'quarantined'").await;
-                store.close().await;
-                (t, j, d)
-            })
-    })
-    .join()
-    .unwrap();
+    let tickets = count_at(&db.url, "SELECT COUNT(*) FROM tickets");
+    let journaled = count_at(
+        &db.url,
+        "SELECT COUNT(DISTINCT source_key) FROM ingest_journal",
+    );
+    let quarantined = count_at(
+        &db.url,
+        "SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'quarantined'",
+    );
     assert_eq!(
         (tickets, journaled, quarantined),
         (MESSAGES as i64, MESSAGES as i64, 0)

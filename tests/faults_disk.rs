@@ -11,9 +11,10 @@ mod smtp;
 #[path = "common/tls.rs"]
 mod tls;
 
+use common::{Daemon, count_at};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 4;
@@ -52,15 +53,6 @@ impl Drop for Tmpfs {
     }
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn message(i: usize) -> Vec<u8> {
     // 2–20 KB bodies, as real mail.
     let body = "Drukarka w biurze nie działa, proszę o pomoc. ".repeat(40 + (i % 10) * 40);
@@ -90,29 +82,6 @@ fn ticketd(dir: &Path, args: &[&str], stdin: &[u8]) -> Option<i32> {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait().unwrap().code()
-}
-
-fn db_count(url: &str, sql: &str) -> i64 {
-    // Read with the store, on a runtime of its own.
-    let url = url.to_string();
-    let sql = sql.to_string();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let store = ticketd::store::Store::connect(&url, 1).await.unwrap();
-                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .fetch_one(store.pool())
-                    .await
-                    .unwrap();
-                store.close().await;
-                n
-            })
-    })
-    .join()
-    .unwrap()
 }
 
 fn is_root() -> bool {
@@ -151,16 +120,7 @@ fn fill_and_free(dir: &Path, url: &str, tmpfs: &Tmpfs, mut recover: impl FnMut()
     std::fs::write(dir.join("ticketd.toml"), config).unwrap();
     assert_eq!(ticketd(dir, &["migrate"], b""), Some(0));
     let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_ticketd"))
-            .current_dir(dir)
-            .args(["--config", "ticketd.toml", "run"])
-            .env_remove("TICKETD_DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = Daemon::spawn(dir, log.into());
     std::thread::sleep(Duration::from_millis(500));
     let mut next = 0;
     let mut piped_later = Vec::new();
@@ -213,10 +173,10 @@ fn fill_and_free(dir: &Path, url: &str, tmpfs: &Tmpfs, mut recover: impl FnMut()
         "the disk never filled up for ticketd: the test proved nothing\n{log}"
     );
     let quarantined = "SELECT COUNT(*) FROM ingest_journal WHERE outcome = 'quarantined'";
-    assert_eq!(db_count(url, quarantined), 0, "{log}");
-    assert_eq!(db_count(url, "SELECT COUNT(*) FROM tickets"), next as i64);
+    assert_eq!(count_at(url, quarantined), 0, "{log}");
+    assert_eq!(count_at(url, "SELECT COUNT(*) FROM tickets"), next as i64);
     let stored = "SELECT COUNT(DISTINCT message_id) FROM message_ids WHERE direction = 'in'";
-    assert_eq!(db_count(url, stored), next as i64);
+    assert_eq!(count_at(url, stored), next as i64);
 }
 
 /// A full disk under each backend (both run in the first pass of `.ci/run`).

@@ -8,8 +8,9 @@ mod dovecot;
 #[path = "common/tls.rs"]
 mod tls;
 
+use common::Daemon;
 use dovecot::{Dovecot, append, flags};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use ticketd::store::Store;
 
@@ -22,27 +23,8 @@ fn message(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A daemon process that is killed if the test fails.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn(dir: &std::path::Path) -> Daemon {
-    Daemon(
-        Command::new(env!("CARGO_BIN_EXE_ticketd"))
-            .current_dir(dir)
-            .args(["--config", "ticketd.toml", "run"])
-            .env_remove("TICKETD_DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    Daemon::spawn(dir, Stdio::null())
 }
 
 async fn count(store: &Store, sql: &'static str) -> i64 {

@@ -355,3 +355,51 @@ macro_rules! for_each_backend {
         }
     };
 }
+
+/// A `ticketd run` process in `dir` (config `ticketd.toml`), killed when
+/// dropped so a failing test leaves nothing running.
+pub struct Daemon(pub std::process::Child);
+
+impl Daemon {
+    /// Starts it; its log (warnings and up) goes to `log`.
+    pub fn spawn(dir: &Path, log: std::process::Stdio) -> Daemon {
+        Daemon(
+            std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+                .current_dir(dir)
+                .args(["--config", "ticketd.toml", "run"])
+                .env_remove("TICKETD_DATABASE_URL")
+                .env("RUST_LOG", "warn")
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The one number `sql` selects from the database at `url`, read on a
+/// runtime of its own (callable from sync tests).
+pub fn count_at(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    on_own_runtime(async move {
+        let store = Store::connect(&url, 1).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        n
+    })
+}

@@ -69,6 +69,17 @@ pub fn private_message(update_id: i64, message_id: i64, content: Value) -> Value
     json!({"update_id": update_id, "message": message})
 }
 
+/// A new customer's first private message: user `user`, in their own chat.
+pub fn first_message(update_id: i64, user: i64) -> Value {
+    json!({"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1_795_168_800,
+        "chat": {"id": user, "type": "private", "first_name": format!("K{user}")},
+        "from": {"id": user, "is_bot": false, "first_name": format!("K{user}"),
+                 "language_code": "pl"},
+        "text": format!("Dzień dobry, nie mogę się zalogować (klient {user})."),
+    }})
+}
+
 /// The agents' group in the tests.
 pub const AGENT_CHAT: i64 = -100_500;
 
