@@ -233,3 +233,38 @@ async fn discord_429_is_never_retried_early(backend: Backend) {
     env.finish().await;
 }
 for_each_backend!(discord_429_is_never_retried_early);
+
+// Discord's edge answers 502 with an HTML page, then 500, then drops the
+// connection: the post is retried with backoff and arrives once.
+async fn discord_5xx_and_dropped_connections_are_retried(backend: Backend) {
+    use discord::Answer;
+    let server = discord::FakeDiscord::answering(vec![
+        Answer::BadGateway,
+        Answer::ServerError,
+        Answer::Drop,
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (env, _rules) = Env::with_rules(backend, &server.toml(dir.path()), DISCORD_RULES).await;
+    env.ingest(&mail(0)).await;
+    let dispatcher = env.dispatcher();
+    let status = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT status, attempts FROM outbox WHERE channel = 'discord'",
+        )
+        .fetch_one(env.store.pool())
+        .await
+        .unwrap()
+    };
+    for attempt in 1..=3 {
+        dispatcher.deliver_due().await.unwrap();
+        assert_eq!(status().await, ("pending".to_string(), attempt));
+        // Backoff: 1, 2, 4 s.
+        env.clock.advance(1 << (attempt - 1));
+    }
+    dispatcher.deliver_due().await.unwrap();
+    assert_eq!(status().await, ("sent".to_string(), 4));
+    assert_eq!(server.created_messages().len(), 4);
+    env.finish().await;
+}
+for_each_backend!(discord_5xx_and_dropped_connections_are_retried);

@@ -20,8 +20,8 @@ pub const TOKEN: &str = "discord-test-token";
 struct State {
     /// (path, authorization, JSON body) of every call.
     calls: Arc<Mutex<Vec<(String, String, Value)>>>,
-    /// `retry_after` seconds for the next create-message calls.
-    limits: Arc<Mutex<VecDeque<f64>>>,
+    /// How the next create-message calls are answered.
+    answers: Arc<Mutex<VecDeque<Answer>>>,
     /// The gateway's `ws://` URL.
     gateway: Arc<Mutex<String>>,
     /// MESSAGE_CREATE payloads not yet sent.
@@ -44,12 +44,30 @@ pub struct FakeDiscord {
     state: State,
 }
 
+/// How the fake answers a create-message call.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    /// 429 with this `retry_after` (seconds).
+    TooMany(f64),
+    /// 502 from Discord's edge: an HTML page, not JSON.
+    BadGateway,
+    /// 500 with Discord's JSON error body.
+    ServerError,
+    /// The connection dropped before any answer.
+    Drop,
+}
+
 impl FakeDiscord {
     /// Starts on a free loopback port; the first create-message calls get a
     /// 429 with these `retry_after` values, then every one succeeds.
     pub async fn start(limits: Vec<f64>) -> FakeDiscord {
+        FakeDiscord::answering(limits.into_iter().map(Answer::TooMany).collect()).await
+    }
+
+    /// Starts with these answers to the first create-message calls.
+    pub async fn answering(answers: Vec<Answer>) -> FakeDiscord {
         let state = State {
-            limits: Arc::new(Mutex::new(limits.into())),
+            answers: Arc::new(Mutex::new(answers.into())),
             ..State::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -210,11 +228,36 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> 
         .lock()
         .unwrap()
         .push(std::time::Instant::now());
-    if let Some(seconds) = state.limits.lock().unwrap().pop_front() {
-        return super::http::json(
-            429,
-            json!({"message": "You are being rate limited.", "retry_after": seconds, "global": false}),
-        );
+    let next = state.answers.lock().unwrap().pop_front();
+    match next {
+        Some(Answer::TooMany(seconds)) => {
+            return super::http::json(
+                429,
+                json!({"message": "You are being rate limited.", "retry_after": seconds, "global": false}),
+            );
+        }
+        Some(Answer::ServerError) => {
+            return super::http::json(
+                500,
+                json!({"message": "500: Internal Server Error", "code": 0}),
+            );
+        }
+        Some(Answer::BadGateway) => {
+            return Response::builder()
+                .status(502)
+                .header("content-type", "text/html")
+                .body(Full::new(Bytes::from_static(
+                    b"<html><h1>502 Bad Gateway</h1></html>",
+                )))
+                .unwrap();
+        }
+        Some(Answer::Drop) => {
+            return Response::builder()
+                .status(super::http::DROP)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+        }
+        None => {}
     }
     let id = state.calls.lock().unwrap().len();
     super::http::json(
