@@ -72,3 +72,71 @@ pub fn message(i: usize) -> Vec<u8> {
 pub fn message_id(i: usize) -> String {
     format!("m{i}@bench.example")
 }
+
+/// A deterministic generator (xorshift) for the realistic corpus.
+pub struct Seeded(u64);
+
+impl Seeded {
+    pub fn new(seed: u64) -> Seeded {
+        Seeded(seed.max(1))
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// The i-th message of the realistic corpus: the mix of [`message`], each
+/// grown to 2–50 KB of mail (a longer text), and 15 % of the single-part
+/// ones with an attachment of 10–40 KB (base64).
+pub fn realistic(i: usize, rng: &mut Seeded) -> Vec<u8> {
+    let base = String::from_utf8_lossy(&message(i)).into_owned();
+    let target = 2_048 + rng.below(48 * 1024);
+    let attach = rng.below(100) < 15;
+    let (head, body) = base.split_once("\r\n\r\n").unwrap_or((&base, ""));
+    let filler = [POLISH, ENGLISH, GERMAN][i % 3];
+    let mut more = String::new();
+    while more.len() + base.len() < target {
+        more.push_str(filler[rng.below(filler.len())]);
+        more.push_str("\r\n");
+    }
+    // The text grows where the author writes: in the (first) text part.
+    let body = match body.find("8bit\r\n\r\n") {
+        Some(at) if head.contains("multipart/") => {
+            let at = at + "8bit\r\n\r\n".len();
+            format!("{}{more}{}", &body[..at], &body[at..])
+        }
+        _ => format!("{more}{body}"),
+    };
+    if !attach || head.contains("multipart/") {
+        return format!("{head}\r\n\r\n{body}").into_bytes();
+    }
+    let (mime, others): (Vec<&str>, Vec<&str>) = head.split("\r\n").partition(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("content-") || l.starts_with("mime-version")
+    });
+    let part_headers: Vec<&str> = mime
+        .into_iter()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("mime-version"))
+        .collect();
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut data = String::new();
+    for _ in 0..(10 * 1024 + rng.below(30 * 1024)) / 78 {
+        let line: String = (0..76).map(|_| alphabet[rng.below(64)] as char).collect();
+        data.push_str(&line);
+        data.push_str("\r\n");
+    }
+    format!(
+        "{}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"att{i}\"\r\n\r\n\
+         --att{i}\r\n{}\r\n\r\n{body}\r\n\
+         --att{i}\r\nContent-Type: application/pdf; name=\"skan-{i}.pdf\"\r\n\
+         Content-Disposition: attachment; filename=\"skan-{i}.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{data}--att{i}--\r\n",
+        others.join("\r\n"),
+        part_headers.join("\r\n"),
+    )
+    .into_bytes()
+}
