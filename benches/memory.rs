@@ -90,16 +90,8 @@ fn text_message(i: usize, mb: usize) -> Vec<u8> {
     out
 }
 
-/// The process's peak resident memory so far (VmHWM), in KiB.
 fn peak_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    args::process_status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// Waits for `child` (or for `done`), sampling its peak memory; returns the

@@ -26,13 +26,7 @@ use std::time::{Duration, Instant};
 use workdir::{ticketd_bin, work_dir};
 
 fn peak_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
+    args::process_status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// Writes the corpus into `dir/mail/` and returns the paths.
