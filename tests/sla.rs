@@ -694,3 +694,65 @@ async fn a_comment_after_idle_arms_it_again(backend: Backend) {
     env.finish().await;
 }
 for_each_backend!(a_comment_after_idle_arms_it_again);
+
+// A rule that only categorizes and tags leaves the clocks planned at
+// creation (no recomputation); one that raises the priority replans them.
+async fn only_rules_that_touch_the_clocks_replan_them(backend: Backend) {
+    let rules = r#"
+[[rule]]
+name = "billing"
+on = "ticket.created"
+then = [{ set_category = "billing" }, { add_tag = "faktura" }]
+[rule.when]
+subject.contains = "Faktura"
+
+[[rule]]
+name = "urgent"
+on = "ticket.created"
+then = [{ set_priority = "high" }]
+[rule.when]
+subject.contains = "PILNE"
+"#;
+    let (env, _rules) = Env::with_rules(backend, PEOPLE, rules).await;
+    let plain = env.ingest(&mail("c1@firma.pl")).await.ticket.unwrap();
+    let urgent = env
+        .ingest(
+            b"From: jan@firma.pl\r\nTo: support@example.com\r\nSubject: Faktura PILNE\r\n\
+              Message-ID: <c2@firma.pl>\r\n\r\nZla kwota.\r\n",
+        )
+        .await
+        .ticket
+        .unwrap();
+    let t = env.show(&plain).await;
+    assert_eq!(
+        (t.category.as_str(), t.priority.as_str()),
+        ("billing", "medium")
+    );
+    // Medium: first response 8 h, resolution 72 h from 2026-11-20T10:00:00Z.
+    assert_eq!(
+        t.first_response_due.as_deref(),
+        Some("2026-11-20T18:00:00Z")
+    );
+    assert_eq!(t.resolution_due.as_deref(), Some("2026-11-23T10:00:00Z"));
+    // High: 4 h and 24 h.
+    let u = env.show(&urgent).await;
+    assert_eq!(u.priority, "high");
+    assert_eq!(
+        u.first_response_due.as_deref(),
+        Some("2026-11-20T14:00:00Z")
+    );
+    assert_eq!(u.resolution_due.as_deref(), Some("2026-11-21T10:00:00Z"));
+    // Both have their four breach and warning timers, at those times.
+    let timers: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT t.number, s.kind, s.due_at FROM sla_timers s JOIN tickets t ON t.id = s.ticket_id
+         WHERE s.kind = 'first_response.breach' ORDER BY t.number",
+    )
+    .fetch_all(env.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(timers.len(), 2, "{timers:?}");
+    assert_eq!(timers[0].2, common::START + 8 * 3600);
+    assert_eq!(timers[1].2, common::START + 4 * 3600);
+    env.finish().await;
+}
+for_each_backend!(only_rules_that_touch_the_clocks_replan_them);

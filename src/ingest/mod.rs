@@ -108,6 +108,14 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Whether a new ticket still has what its clocks were planned from at
+/// creation: status new, the default priority, the source's team. Pure.
+fn clocks_as_created(state: &changes::TicketState, priority: Priority, team: Option<&str>) -> bool {
+    state.status == Status::New.as_str()
+        && state.priority == priority.as_str()
+        && state.team.as_deref() == team
+}
+
 /// Everything the pipeline needs, built once from the config.
 pub struct Pipeline {
     pub store: Store,
@@ -558,7 +566,15 @@ impl Pipeline {
                             .await?;
                     }
                 }
-                if applied.matched.is_empty() && !policies.by_organization() {
+                // The clocks planned at creation still hold unless a rule
+                // changed what they depend on (status, priority, team).
+                let team = inbound.team.as_deref();
+                let clocks_hold = !policies.by_organization()
+                    && (applied.matched.is_empty()
+                        || state
+                            .as_ref()
+                            .is_some_and(|s| clocks_as_created(s, self.default_priority, team)));
+                if clocks_hold {
                     store::sla::arm_created(tx, ticket_id, &timers).await?;
                 } else {
                     store::sla::reschedule(tx, ticket_id, policies).await?;
