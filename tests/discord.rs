@@ -275,6 +275,21 @@ async fn desk_with_a_ticket(backend: Backend) -> Desk {
     }
 }
 
+/// Runs the Discord source until `rows` Discord messages are journaled.
+async fn take_until(env: &Env, source: &DiscordSource, rows: i64) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watch = async {
+        wait_for(
+            env,
+            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
+            rows,
+        )
+        .await;
+        stop.cancel();
+    };
+    tokio::join!(source.run(&env.pipeline, stop.clone()), watch);
+}
+
 /// The ticket's thread in the agents' channel.
 async fn thread_of(env: &Env) -> u64 {
     sqlx::query_scalar::<_, i64>("SELECT thread_id FROM chat_threads")
@@ -304,32 +319,22 @@ async fn agents_work_in_the_ticket_threads_of_their_channel(backend: Backend) {
     let thread = thread_of(&env).await;
 
     let source = DiscordSource::new(&env.config).unwrap().unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let steps = async {
-        server.push(discord::guild_message(
-            1,
-            thread,
-            8,
-            "Proszę zrestartować drukarkę.",
-        ));
-        server.push(discord::guild_message(2, thread, 8, "/priority high"));
-        server.push(discord::guild_message(3, thread, 666, "/close"));
-        server.push(discord::guild_message(
-            4,
-            600,
-            7,
-            &format!("/assign {number} olek"),
-        ));
-        server.push(discord::guild_message(5, 999, 8, "/close"));
-        wait_for(
-            &env,
-            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
-            5,
-        )
-        .await;
-        shutdown.cancel();
-    };
-    tokio::join!(source.run(&env.pipeline, shutdown.clone()), steps);
+    server.push(discord::guild_message(
+        1,
+        thread,
+        8,
+        "Proszę zrestartować drukarkę.",
+    ));
+    server.push(discord::guild_message(2, thread, 8, "/priority high"));
+    server.push(discord::guild_message(3, thread, 666, "/close"));
+    server.push(discord::guild_message(
+        4,
+        600,
+        7,
+        &format!("/assign {number} olek"),
+    ));
+    server.push(discord::guild_message(5, 999, 8, "/close"));
+    take_until(&env, &source, 5).await;
 
     let ticket = env.show(&number).await;
     assert_eq!(ticket.priority, "high");
@@ -426,18 +431,8 @@ async fn an_agents_reply_missed_while_away_still_answers_the_customer(backend: B
     } = desk_with_a_ticket(backend).await;
     let thread = thread_of(&env).await;
     let source = DiscordSource::new(&env.config).unwrap().unwrap();
-    let live = tokio_util::sync::CancellationToken::new();
-    let steps = async {
-        server.push(discord::guild_message(1, thread, 8, "Sprawdzam."));
-        wait_for(
-            &env,
-            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
-            1,
-        )
-        .await;
-        live.cancel();
-    };
-    tokio::join!(source.run(&env.pipeline, live.clone()), steps);
+    server.push(discord::guild_message(1, thread, 8, "Sprawdzam."));
+    take_until(&env, &source, 1).await;
 
     // Away: the agent answers in the thread; ticketd fetches it on READY.
     server.push_missed(discord::guild_message(
@@ -446,17 +441,7 @@ async fn an_agents_reply_missed_while_away_still_answers_the_customer(backend: B
         8,
         "Proszę zrestartować drukarkę.",
     ));
-    let again = tokio_util::sync::CancellationToken::new();
-    let catch_up = async {
-        wait_for(
-            &env,
-            "SELECT COUNT(*) FROM ingest_journal WHERE source = 'discord'",
-            2,
-        )
-        .await;
-        again.cancel();
-    };
-    tokio::join!(source.run(&env.pipeline, again.clone()), catch_up);
+    take_until(&env, &source, 2).await;
 
     assert_eq!(env.count("SELECT COUNT(*) FROM tickets").await, 1);
     let ticket = env.show(&number).await;

@@ -8,7 +8,6 @@ use common::{Env, fixture, with_message_id};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use ticketd::clock::Clock;
 
 fn count(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
@@ -49,14 +48,7 @@ on_both_backends!(non_atomic_writers_lose_nothing, |env: Env| async move {
         rescan_seconds: 3600,
         empty_seconds: 3,
     }];
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(ticketd::app::run(
-        config,
-        Clock::manual(common::START),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let daemon = common::App::start(config);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let base = fixture("gmail-new-ticket-pl-utf8.eml");
@@ -77,8 +69,7 @@ on_both_backends!(non_atomic_writers_lose_nothing, |env: Env| async move {
     // The empty file is still waiting: never quarantined on first sight.
     assert!(empty.exists());
     wait_until("the empty file's time", 20, || !empty.exists()).await;
-    stop_tx.send(()).unwrap();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 
     assert_eq!(env.count("SELECT COUNT(*) FROM tickets").await, 21);
     let outcomes: Vec<(String, String)> =

@@ -9,39 +9,7 @@ mod tls;
 use common::{Env, fixture, with_message_id};
 use dovecot::{Dovecot, append, flags};
 use std::time::Duration;
-use ticketd::clock::Clock;
 use ticketd::store::Backend;
-
-struct Daemon {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Daemon {
-    fn start(env: &Env) -> Daemon {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(ticketd::app::run(
-            env.config.clone(),
-            Clock::manual(common::START),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Daemon {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("daemon stops")
-            .unwrap()
-            .unwrap();
-    }
-}
 
 async fn ticket_count(env: &Env) -> usize {
     env.store
@@ -75,7 +43,7 @@ async fn waiting_mail_idle_and_threading(backend: Backend) {
     )
     .await;
     let env = imap_env(backend, &dovecot, "none", "backfill = \"all\"").await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
 
     wait_for("the waiting message", async || {
         ticket_count(&env).await == 1
@@ -142,7 +110,7 @@ async fn after_move_and_quarantine_folder() {
         "backfill = \"all\"\nafter = \"move:Processed\"",
     )
     .await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("both messages handled", async || {
         flags(&mut client, "INBOX").await.is_empty()
     })
@@ -189,7 +157,7 @@ async fn after_delete_over_implicit_tls_keeps_what_it_cannot_take() {
         "backfill = \"all\"\nafter = \"delete\"",
     )
     .await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the good message deleted", async || {
         flags(&mut client, "INBOX").await.len() == 1
     })
@@ -230,7 +198,7 @@ async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
     )
     .await;
     let env = imap_env(common::backend(), &dovecot, "none", "").await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the unseen message", async || ticket_count(&env).await == 1).await;
     daemon.stop().await;
     assert_eq!(
@@ -243,7 +211,7 @@ async fn backfill_unseen_skips_read_mail_and_none_skips_everything() {
     // marked read.
     append(&mut client, "INBOX", &[fixture("gmail-quoted-reply.eml")]).await;
     let env = imap_env(common::backend(), &dovecot, "none", "backfill = \"none\"").await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the checkpoint", async || {
         env.store
             .checkpoint("imap:support")
@@ -285,7 +253,7 @@ async fn uidvalidity_reset_rescans_without_duplicates() {
         "folder = \"Support\"\nbackfill = \"all\"",
     )
     .await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the first pass", async || {
         env.show_opt("TKT-2026-0001")
             .await
@@ -306,7 +274,7 @@ async fn uidvalidity_reset_rescans_without_duplicates() {
         &[fixture("iso-8859-2-qp-subject.eml")],
     )
     .await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the rescan", async || ticket_count(&env).await == 2).await;
     wait_for("all acknowledged", async || {
         flags(&mut client, "Support")
@@ -326,7 +294,7 @@ async fn uidvalidity_reset_rescans_without_duplicates() {
 async fn survives_a_dovecot_restart() {
     let mut dovecot = Dovecot::start();
     let env = imap_env(common::backend(), &dovecot, "none", "backfill = \"all\"").await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     {
         let mut client = dovecot.client().await;
         append(
@@ -366,7 +334,7 @@ async fn oversized_message_is_recorded_not_downloaded() {
         |c| c.mail.max_message_bytes = 100_000,
     )
     .await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the stub ticket", async || ticket_count(&env).await == 1).await;
     daemon.stop().await;
     let t = env.show("TKT-2026-0001").await;
@@ -425,7 +393,7 @@ async fn a_broken_acknowledgement_is_completed_on_the_next_session() {
         )
         .await
         .unwrap();
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("the leftovers flagged", async || {
         flags(&mut client, "INBOX")
             .await
@@ -536,7 +504,7 @@ async fn two_mailboxes_run_side_by_side_with_their_teams() {
             "backfill = \"all\"\nfolder = \"Sales\"\nsupport_addresses = [\"sales@example.com\"]",
         );
     let env = Env::with_config(common::backend(), &both).await;
-    let daemon = Daemon::start(&env);
+    let daemon = common::App::start(env.config.clone());
     wait_for("both mailboxes", async || ticket_count(&env).await == 2).await;
     daemon.stop().await;
     let mut teams: Vec<(String, Option<String>)> = Vec::new();

@@ -6,7 +6,6 @@ mod common;
 use common::{Env, fixture};
 use std::path::Path;
 use std::time::Duration;
-use ticketd::clock::Clock;
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -59,14 +58,7 @@ on_both_backends!(
             rescan_seconds: 3600,
             empty_seconds: 60,
         }];
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let daemon = tokio::spawn(ticketd::app::run(
-            config,
-            Clock::manual(common::START),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
+        let daemon = common::App::start(config);
 
         wait_until("the first pass", || names(&root.join("new")).is_empty()).await;
         assert_eq!(
@@ -86,8 +78,7 @@ on_both_backends!(
         })
         .await;
 
-        stop_tx.send(()).unwrap();
-        daemon.await.unwrap().unwrap();
+        daemon.stop().await;
 
         let outcome = |key: &'static str| {
             let store = env.store.clone();

@@ -9,7 +9,7 @@
 //! yet: it waits, and is quarantined only when it stays empty for the
 //! Maildir's `empty_seconds`.
 
-use super::{BATCH_BYTES, Received, read_bounded, too_large, too_large_note};
+use super::{BATCH_BYTES, read_bounded};
 use crate::config;
 use crate::ingest::{Inbound, Pipeline};
 use crate::store;
@@ -75,9 +75,15 @@ pub async fn run(
         .with_context(|| format!("cannot create maildir {}", maildir.path.display()))?;
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
     let finished = Finished::default();
-    let _watcher =
-        crate::watch::watch_arrivals(&maildir.path.join("new"), wake_tx, finished.clone())
-            .with_context(|| format!("cannot watch {}", maildir.path.display()))?;
+    let _watcher = crate::watch::watch_arrivals(&maildir.path.join("new"), wake_tx, {
+        let finished = finished.clone();
+        move |name| {
+            if let Ok(mut names) = finished.lock() {
+                names.insert(name.to_string());
+            }
+        }
+    })
+    .with_context(|| format!("cannot watch {}", maildir.path.display()))?;
     tracing::info!(%source, path = %maildir.path.display(), "watching maildir");
 
     let rescan = Duration::from_secs(maildir.rescan_seconds.max(1));
@@ -131,7 +137,7 @@ pub async fn drain(
     shutdown: &CancellationToken,
 ) -> store::Result<Pass> {
     let mut pass = Pass::default();
-    let mut seen_waiting: Vec<String> = Vec::new();
+    let mut seen_waiting = std::collections::HashSet::new();
     loop {
         let names = list_new(root).map_err(io_unavailable)?;
         let names: Vec<String> = names
@@ -144,7 +150,7 @@ pub async fn drain(
         }
         let mut rest = names.as_slice();
         while !rest.is_empty() {
-            let (batch, acked, taken) = read_batch(
+            let (batch, taken) = read_batch(
                 pipeline,
                 source,
                 root,
@@ -156,15 +162,15 @@ pub async fn drain(
             if !batch.is_empty() {
                 pipeline.ingest(&batch).await?;
             }
-            for name in &acked {
-                acknowledge(root, name).map_err(io_unavailable)?;
+            for m in &batch {
+                acknowledge(root, &m.source_key).map_err(io_unavailable)?;
             }
             if let Ok(mut set) = finished.lock() {
-                for name in &acked {
-                    set.remove(name);
+                for m in &batch {
+                    set.remove(&m.source_key);
                 }
             }
-            pass.acknowledged += acked.len();
+            pass.acknowledged += batch.len();
             if shutdown.is_cancelled() {
                 return Ok(pass);
             }
@@ -172,19 +178,18 @@ pub async fn drain(
     }
 }
 
-/// Reads the next batch from `names`: the messages, the names to
-/// acknowledge after its commit, and how many names it went through. Files
-/// not complete yet go to `waiting`.
+/// Reads the next batch from `names`: the messages (each keyed by its file
+/// name, to acknowledge after the commit) and how many names it went
+/// through. Files not complete yet go to `waiting`.
 fn read_batch(
     pipeline: &Pipeline,
     source: &str,
     root: &Path,
     names: &[String],
     (finished, empty_after): (&Finished, Duration),
-    waiting: &mut Vec<String>,
-) -> store::Result<(Vec<Inbound>, Vec<String>, usize)> {
+    waiting: &mut std::collections::HashSet<String>,
+) -> store::Result<(Vec<Inbound>, usize)> {
     let mut batch = Vec::new();
-    let mut acked = Vec::new();
     let mut bytes = 0u64;
     let mut taken = 0;
     for name in names {
@@ -206,26 +211,15 @@ fn read_batch(
             .unwrap_or_default();
         let done = finished.lock().is_ok_and(|set| set.contains(name));
         if readiness(meta.len(), age, done, empty_after) == Readiness::Wait {
-            waiting.push(name.clone());
+            waiting.insert(name.clone());
             continue;
         }
         bytes += meta.len().min(pipeline.max_message_bytes);
-        match read_bounded(file, pipeline.max_message_bytes, pipeline.quarantine_dir())
-            .map_err(io_unavailable)?
-        {
-            Received::Whole(raw) => batch.push(Inbound::new(source.to_string(), name.clone(), raw)),
-            Received::TooLarge {
-                sha256,
-                size,
-                header,
-            } => {
-                let note = too_large_note(size, pipeline.max_message_bytes, &sha256);
-                batch.push(too_large(source, name.clone(), &header, size, note));
-            }
-        }
-        acked.push(name.clone());
+        let received = read_bounded(file, pipeline.max_message_bytes, pipeline.quarantine_dir())
+            .map_err(io_unavailable)?;
+        batch.push(received.into_inbound(source, name.clone(), pipeline.max_message_bytes));
     }
-    Ok((batch, acked, taken))
+    Ok((batch, taken))
 }
 
 /// File names in `new/`, oldest name first (Maildir names start with a time).

@@ -63,6 +63,27 @@ fn header_block(raw: &[u8]) -> &[u8] {
     &raw[..end]
 }
 
+impl Received {
+    /// The message to ingest from `source` under `key`: itself, or the stub
+    /// that stands for one over `limit`.
+    pub fn into_inbound(self, source: &str, key: String, limit: u64) -> Inbound {
+        match self {
+            Received::Whole(raw) => Inbound::new(source, key, raw),
+            Received::TooLarge {
+                sha256,
+                size,
+                header,
+            } => too_large(
+                source,
+                key,
+                &header,
+                size,
+                too_large_note(size, limit, &sha256),
+            ),
+        }
+    }
+}
+
 /// Why a message read by [`read_bounded`] stands as a stub.
 pub fn too_large_note(size: u64, limit: u64, sha256: &str) -> String {
     format!(

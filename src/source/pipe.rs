@@ -1,7 +1,7 @@
 //! The MTA pipe: `ticketd ingest [FILE ...]` reads messages from files, or one
 //! from standard input, and exits with sysexits codes the MTA understands.
 
-use super::{BATCH_BYTES, Received, read_bounded, too_large, too_large_note};
+use super::{BATCH_BYTES, read_bounded};
 use crate::ingest::{Inbound, Outcome, OutcomeKind, Pipeline};
 use crate::store;
 use std::path::PathBuf;
@@ -45,30 +45,21 @@ pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io
     let mut batch: Vec<Inbound> = Vec::new();
     let mut bytes = 0u64;
     for input in &inputs {
-        let queued = batch.len();
         let key = input.key();
         let read = input
             .open()
             .and_then(|r| read_bounded(r, pipeline.max_message_bytes, pipeline.quarantine_dir()));
         match read {
-            Ok(Received::Whole(raw)) => batch.push(Inbound::new(SOURCE, key, raw)),
-            Ok(Received::TooLarge {
-                sha256,
-                size,
-                header,
-            }) => {
-                let note = too_large_note(size, pipeline.max_message_bytes, &sha256);
-                batch.push(too_large(SOURCE, key, &header, size, note));
+            Ok(received) => {
+                let m = received.into_inbound(SOURCE, key, pipeline.max_message_bytes);
+                bytes += m.raw.len() as u64;
+                batch.push(m);
             }
             Err(e) => {
                 eprintln!("error: cannot read {key}: {e}");
                 code = code.max(EXIT_TEMPFAIL);
             }
         }
-        bytes += batch[queued..]
-            .iter()
-            .map(|m| m.raw.len() as u64)
-            .sum::<u64>();
         if batch.len() >= BATCH || bytes >= BATCH_BYTES {
             code = code.max(report(pipeline.ingest(&batch).await, out));
             batch.clear();

@@ -403,3 +403,35 @@ pub fn count_at(url: &str, sql: &str) -> i64 {
         n
     })
 }
+
+/// `ticketd::app::run` in this process on a manual clock, as the daemon runs,
+/// stopped the way a signal stops it.
+pub struct App {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl App {
+    pub fn start(config: Config) -> App {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ticketd::app::run(config, Clock::manual(START), async {
+            let _ = stopped.await;
+        }));
+        App {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops it and waits (at most 20 s) for a clean end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.task)
+            .await
+            .expect("the daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+}
