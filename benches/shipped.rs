@@ -98,13 +98,31 @@ fn main() -> anyhow::Result<()> {
     );
     let counted = work_dir()?;
     let (_, _, log) = ingest(counted.path(), &files, "warn,sqlx::query=debug")?;
-    let statements = log
-        .lines()
-        .filter(|l| l.contains("sqlx::query") && l.contains("summary="))
-        .count();
+    let kinds = statement_kinds(&log);
+    let statements: usize = kinds.iter().map(|(_, count)| count).sum();
     println!(
-        "SQL statements: {statements} ({:.2} per message)",
+        "SQL statements: {statements} ({:.2} per message); the most frequent:",
         statements as f64 / n as f64
     );
+    for (summary, count) in kinds.iter().take(12) {
+        println!("  {:>7.3}/msg  {summary}", *count as f64 / n as f64);
+    }
     Ok(())
+}
+
+/// The statements in sqlx's log by their summary (the statement's first
+/// words), most frequent first.
+fn statement_kinds(log: &str) -> Vec<(String, usize)> {
+    let mut kinds: std::collections::HashMap<String, usize> = Default::default();
+    for line in log.lines().filter(|l| l.contains("sqlx::query")) {
+        let Some(at) = line.find("summary=\"") else {
+            continue;
+        };
+        let rest = &line[at + 9..];
+        let summary = rest.split('"').next().unwrap_or(rest);
+        *kinds.entry(summary.to_string()).or_default() += 1;
+    }
+    let mut kinds: Vec<(String, usize)> = kinds.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    kinds
 }

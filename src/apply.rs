@@ -155,7 +155,7 @@ impl Rules<'_> {
             ..Applied::default()
         };
         let raised = self
-            .act_all(tx, origin, (id, &mut None), actions, &message, &mut applied)
+            .act_all(tx, origin, id, actions, &message, &mut applied)
             .await?
             .into_iter()
             .map(|event| Raised {
@@ -199,7 +199,6 @@ impl Rules<'_> {
                 return Ok(());
             };
             let mut facts = facts_of(&state, &message.facts, self.now);
-            let mut current = Some(state);
             facts.business_hours = self
                 .settings
                 .calendar
@@ -222,14 +221,7 @@ impl Rules<'_> {
                     actor: ACTOR,
                 };
                 let raised = self
-                    .act_all(
-                        tx,
-                        origin,
-                        (id, &mut current),
-                        &trace.actions,
-                        message,
-                        applied,
-                    )
+                    .act_all(tx, origin, id, &trace.actions, message, applied)
                     .await?;
                 for raised in raised {
                     match next.iter_mut().find(|(e, _)| *e == raised) {
@@ -239,7 +231,7 @@ impl Rules<'_> {
                     }
                 }
             }
-            applied.ticket = current;
+            applied.ticket = changes::ticket_state(tx, id).await?;
             queue.extend(next.into_iter().map(|(event, by)| Raised {
                 event,
                 chain: chain.iter().cloned().chain([by.join("+")]).collect(),
@@ -249,32 +241,25 @@ impl Rules<'_> {
     }
 
     /// Carries out one rule's actions in order, each on the ticket as the
-    /// ones before left it: `state` is the ticket when known, read again
-    /// only after a change. Returns the events the actions raised.
+    /// ones before left it (the transaction keeps it up to date). Returns
+    /// the events the actions raised.
     async fn act_all(
         &self,
         tx: &mut Tx,
         origin: Origin<'_>,
-        (id, state): (i64, &mut Option<TicketState>),
+        id: i64,
         actions: &[Action],
         message: &Message,
         applied: &mut Applied,
     ) -> store::Result<Vec<Event>> {
         let mut raised = Vec::new();
         for action in actions {
-            if state.is_none() {
-                *state = changes::ticket_state(tx, id).await?;
-            }
-            let Some(current) = state.as_ref() else {
+            let Some(current) = changes::ticket_state(tx, id).await? else {
                 break;
             };
             let events = self
-                .act(tx, origin, current, action, message, applied)
+                .act(tx, origin, &current, action, message, applied)
                 .await?;
-            let changed = !events.is_empty() || matches!(action, Action::Spam | Action::Assign(_));
-            if changed && !state.as_mut().is_some_and(|s| mirror(s, action, self.now)) {
-                *state = None;
-            }
             raised.extend(events);
         }
         Ok(raised)
@@ -376,8 +361,9 @@ impl Rules<'_> {
             Action::Escalate { to, template } => {
                 let next = Priority::escalated(&state.priority);
                 changes::set_text(tx, id, "priority", &state.priority, next, by).await?;
-                let mut state = state.clone();
-                mirror(&mut state, action, self.now);
+                let Some(state) = changes::ticket_state(tx, id).await? else {
+                    return Ok(Vec::new());
+                };
                 let subject = subject_of(&state, message);
                 self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
                     .await?;
@@ -546,36 +532,6 @@ impl Rules<'_> {
     fn people(&self) -> std::sync::MutexGuard<'_, People> {
         self.people.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Makes `state` what the store holds after `action` changed a field or
-/// tag; false when it must be read again (status, assignment, spam).
-fn mirror(state: &mut TicketState, action: &Action, now: Timestamp) -> bool {
-    match action {
-        Action::SetCategory(v) => state.category = v.clone(),
-        Action::SetPriority(v) => state.priority = v.clone(),
-        Action::SetTeam(v) => state.team = Some(v.clone()),
-        Action::Escalate { .. } => {
-            let next = Priority::escalated(&state.priority);
-            if next == state.priority {
-                return true;
-            }
-            state.priority = next.into();
-        }
-        Action::AddTag(tag) => {
-            if let Err(at) = state.tags.binary_search(tag) {
-                state.tags.insert(at, tag.clone());
-            }
-            return true;
-        }
-        Action::RemoveTag(tag) => {
-            state.tags.retain(|t| t != tag);
-            return true;
-        }
-        _ => return false,
-    }
-    state.updated_at = now;
-    true
 }
 
 /// The JSON a webhook receives.

@@ -84,6 +84,28 @@ pub fn format_number(prefix: &str, year: i32, seq: i64) -> String {
     format!("{prefix}-{year}-{seq:04}")
 }
 
+/// Who wrote a comment, relative to the ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthorKind {
+    Requester,
+    Participant,
+    Agent,
+    Stranger,
+    System,
+}
+
+impl AuthorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorKind::Requester => "requester",
+            AuthorKind::Participant => "participant",
+            AuthorKind::Agent => "agent",
+            AuthorKind::Stranger => "stranger",
+            AuthorKind::System => "system",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,14 +108,6 @@ impl fmt::Display for Outcome {
     }
 }
 
-/// Whether a new ticket still has what its clocks were planned from at
-/// creation: status new, the default priority, the source's team. Pure.
-fn clocks_as_created(state: &changes::TicketState, priority: Priority, team: Option<&str>) -> bool {
-    state.status == Status::New.as_str()
-        && state.priority == priority.as_str()
-        && state.team.as_deref() == team
-}
-
 /// Everything the pipeline needs, built once from the config.
 pub struct Pipeline {
     pub store: Store,
@@ -515,26 +507,8 @@ impl Pipeline {
             }
             Decision::NewTicket { link } => {
                 let settings = self.settings.current();
-                let policies = &settings.policies;
-                // The clocks of a ticket that no rule touches follow from
-                // what we know now: written with it (due times) and at commit
-                // (timers). Rules that match reschedule them below.
-                let timers = match policies.by_organization() {
-                    true => Vec::new(),
-                    false => policies.timers(&crate::sla::Clocked {
-                        created_at: now,
-                        updated_at: now,
-                        priority: self.default_priority,
-                        status: Status::New,
-                        team: inbound.team.as_deref(),
-                        organization: None,
-                        first_response_at: None,
-                        pauses: &[],
-                        paused_since: None,
-                    }),
-                };
                 let (ticket_id, number, comment_id) = self
-                    .open_ticket(tx, mail, inbound.team.as_deref(), &timers, now)
+                    .open_ticket(tx, mail, inbound.team.as_deref(), now)
                     .await?;
                 if let Some((related, kind)) = link {
                     t::link(tx, ticket_id, related, kind, ACTOR, now).await?;
@@ -544,11 +518,8 @@ impl Pipeline {
                     .rules(now)
                     .run(tx, Event::TicketCreated, ticket_id, &message)
                     .await?;
-                // Without a matching rule the ticket is as it was created: no query.
-                let state = match applied.matched.is_empty() {
-                    true => Some(self.created_state(ticket_id, &number, inbound, mail, now)),
-                    false => changes::ticket_state(tx, ticket_id).await?,
-                };
+                // The transaction knows the ticket as created and changed: no query.
+                let state = changes::ticket_state(tx, ticket_id).await?;
                 if let Some(rule) = applied.spam_by {
                     notes.push(format!("dropped as spam by rule {rule:?}"));
                 } else if let Some(state) = &state {
@@ -566,19 +537,9 @@ impl Pipeline {
                             .await?;
                     }
                 }
-                // The clocks planned at creation still hold unless a rule
-                // changed what they depend on (status, priority, team).
-                let team = inbound.team.as_deref();
-                let clocks_hold = !policies.by_organization()
-                    && (applied.matched.is_empty()
-                        || state
-                            .as_ref()
-                            .is_some_and(|s| clocks_as_created(s, self.default_priority, team)));
-                if clocks_hold {
-                    store::sla::arm_created(tx, ticket_id, &timers).await?;
-                } else {
-                    store::sla::reschedule(tx, ticket_id, policies).await?;
-                }
+                // Its clocks from the ticket as the rules left it, then its row.
+                store::sla::arm_new(tx, state.as_ref(), &settings.policies).await?;
+                store::drafts::flush(tx, ticket_id).await?;
                 (OutcomeKind::Created, ticket_id, number, comment_id)
             }
             Decision::Comment {
@@ -709,44 +670,6 @@ impl Pipeline {
         Ok(outcome(kind, Some(number), mail.auto_generated.clone()))
     }
 
-    /// A new ticket's state, known without asking the store.
-    fn created_state(
-        &self,
-        id: i64,
-        number: &str,
-        inbound: &Inbound,
-        mail: &ParsedMail,
-        now: i64,
-    ) -> changes::TicketState {
-        let from = mail.from.as_ref();
-        let (normalized, _) = subject::normalize(&mail.subject);
-        changes::TicketState {
-            id,
-            number: number.to_string(),
-            subject: if normalized.is_empty() {
-                mail.subject.clone()
-            } else {
-                normalized
-            },
-            status: Status::New.as_str().into(),
-            priority: self.default_priority.as_str().into(),
-            category: "other".into(),
-            channel: Channel::Email.as_str().into(),
-            language: mail.language.clone(),
-            requester: from.map(|m| m.email.clone()).unwrap_or_default(),
-            requester_name: from.map(|m| m.name.clone()).unwrap_or_default(),
-            assignee: None,
-            assignee_name: None,
-            team: inbound.team.clone(),
-            organization: None,
-            tags: Vec::new(),
-            created_at: now,
-            updated_at: now,
-            first_response_due: None,
-            resolution_due: None,
-        }
-    }
-
     fn rules(&self, now: i64) -> apply::Rules<'_> {
         apply::Rules::new(
             self.rules.current(),
@@ -807,7 +730,6 @@ impl Pipeline {
         tx: &mut Tx,
         mail: &ParsedMail,
         team: Option<&str>,
-        timers: &[crate::sla::Timer],
         now: i64,
     ) -> store::Result<(i64, String, i64)> {
         let from = mail.from.clone().unwrap_or(parse::Mailbox {
@@ -830,6 +752,7 @@ impl Pipeline {
         } else {
             &normalized
         };
+        let due = crate::sla::Due::default();
         let ticket_id = t::create_ticket(
             tx,
             &t::NewTicket {
@@ -842,12 +765,40 @@ impl Pipeline {
                 language: mail.language.as_deref(),
                 auto_generated: mail.auto_generated.is_some(),
                 team,
-                due: crate::sla::Due::of(timers),
+                due,
                 actor: &from.email,
                 now,
             },
         )
         .await?;
+        let created = changes::TicketState {
+            id: ticket_id,
+            number: number.clone(),
+            subject: subject.to_string(),
+            status: Status::New.as_str().into(),
+            priority: self.default_priority.as_str().into(),
+            category: "other".into(),
+            channel: Channel::Email.as_str().into(),
+            language: mail.language.clone(),
+            requester: from.email.clone(),
+            requester_name: contact.name,
+            assignee: None,
+            assignee_name: None,
+            // The row names a team only if it exists.
+            team: team
+                .filter(|t| self.settings.current().teams.iter().any(|k| k == t))
+                .map(String::from),
+            organization: contact.organization,
+            tags: match mail.auto_generated {
+                Some(_) => vec!["auto-generated".into()],
+                None => Vec::new(),
+            },
+            created_at: now,
+            updated_at: now,
+            first_response_due: due.first_response,
+            resolution_due: due.resolution,
+        };
+        changes::remember(tx, &created);
         let comment_id = self
             .comment(tx, ticket_id, mail, AuthorKind::Requester, false, now)
             .await?;

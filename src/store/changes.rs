@@ -1,144 +1,13 @@
 //! Changes that rules (and later agents) make to a ticket: fields, tags,
 //! assignment. Every change writes a history row naming the actor and rule.
 
-use super::tickets::history;
+use super::history::history;
+use super::state::known;
+pub use super::state::{TicketState, open_ticket_states, remember, ticket_state};
 use super::{Result, Tx};
 use crate::clock::Timestamp;
 use sqlx::Row;
-
-/// A ticket as rule conditions and notifications see it.
-#[derive(Debug, Clone)]
-pub struct TicketState {
-    pub id: i64,
-    pub number: String,
-    pub subject: String,
-    pub status: String,
-    pub priority: String,
-    pub category: String,
-    pub channel: String,
-    pub language: Option<String>,
-    pub requester: String,
-    pub requester_name: String,
-    pub assignee: Option<String>,
-    pub assignee_name: Option<String>,
-    pub team: Option<String>,
-    pub organization: Option<String>,
-    pub tags: Vec<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// SLA breach times still ahead (none once met, or while pending).
-    pub first_response_due: Option<Timestamp>,
-    pub resolution_due: Option<Timestamp>,
-}
-
-/// The columns and joins of a [`TicketState`] (the requester is reached on
-/// the ticket's channel: an email address, or `telegram:USER_ID`) with its
-/// tags folded into one
-/// column, joined by U+001F (`$tags`: the dialect's aggregate; the rule
-/// loader refuses control characters in tags); callers add the WHERE.
-macro_rules! state_select {
-    ($tags:literal) => {
-        concat!(
-            "SELECT t.id, t.number, t.subject, t.status, t.priority, t.category, t.channel,
-                    t.language,
-                    CASE WHEN i.kind = 'email' THEN i.address ELSE i.kind || ':' || i.address END
-                        AS requester,
-                    c.name AS requester_name,
-                    a.email AS assignee, a.name AS assignee_name, tm.name AS team,
-                    o.name AS organization, t.created_at, t.updated_at, t.first_response_due,
-                    t.resolution_due, (SELECT ",
-            $tags,
-            " FROM ticket_tags g WHERE g.ticket_id = t.id) AS tags
-             FROM tickets t
-             JOIN contacts c ON c.id = t.requester_id
-             LEFT JOIN contact_identities i ON i.contact_id = t.requester_id
-                  AND i.kind = CASE WHEN t.channel = 'email' THEN 'email' ELSE t.channel END
-             LEFT JOIN agents a ON a.id = t.assignee_id
-             LEFT JOIN teams tm ON tm.id = t.team_id
-             LEFT JOIN organizations o ON o.id = t.organization_id"
-        )
-    };
-}
-
-pub async fn ticket_state(tx: &mut Tx, id: i64) -> Result<Option<TicketState>> {
-    let sql = if is_sqlite(tx) {
-        concat!(
-            state_select!("group_concat(g.tag, char(31))"),
-            " WHERE t.id = $1"
-        )
-    } else {
-        concat!(
-            state_select!("string_agg(g.tag, chr(31))"),
-            " WHERE t.id = $1"
-        )
-    };
-    let Some(r) = sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await? else {
-        return Ok(None);
-    };
-    Ok(Some(state_of(&r)?))
-}
-
-fn is_sqlite(tx: &mut Tx) -> bool {
-    tx.backend_name() == "SQLite"
-}
-
-/// Every ticket that is not resolved or closed, in number order: two
-/// queries, however many tickets (scheduled rules run over these).
-pub async fn open_ticket_states(tx: &mut Tx) -> Result<Vec<TicketState>> {
-    let sql = if is_sqlite(tx) {
-        concat!(
-            state_select!("group_concat(g.tag, char(31))"),
-            " WHERE t.status IN ('new', 'open', 'pending') ORDER BY t.id"
-        )
-    } else {
-        concat!(
-            state_select!("string_agg(g.tag, chr(31))"),
-            " WHERE t.status IN ('new', 'open', 'pending') ORDER BY t.id"
-        )
-    };
-    sqlx::query(sql)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(state_of)
-        .collect()
-}
-
-fn state_of(r: &sqlx::any::AnyRow) -> Result<TicketState> {
-    Ok(TicketState {
-        id: r.try_get("id")?,
-        number: r.try_get("number")?,
-        subject: r.try_get("subject")?,
-        status: r.try_get("status")?,
-        priority: r.try_get("priority")?,
-        category: r.try_get("category")?,
-        channel: r.try_get("channel")?,
-        language: r.try_get("language")?,
-        requester: r
-            .try_get::<Option<String>, _>("requester")?
-            .unwrap_or_default(),
-        requester_name: r.try_get("requester_name")?,
-        assignee: r.try_get("assignee")?,
-        assignee_name: r.try_get("assignee_name")?,
-        team: r.try_get("team")?,
-        organization: r.try_get("organization")?,
-        tags: {
-            let joined: Option<String> = r.try_get("tags")?;
-            let mut tags: Vec<String> = joined
-                .iter()
-                .flat_map(|j| j.split('\u{1f}'))
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect();
-            tags.sort();
-            tags
-        },
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        first_response_due: r.try_get("first_response_due")?,
-        resolution_due: r.try_get("resolution_due")?,
-    })
-}
+use std::collections::HashMap;
 
 /// Who made a change: an actor (`rules`, an agent's email …) and the rule.
 #[derive(Debug, Clone, Copy)]
@@ -165,12 +34,27 @@ pub async fn set_text(
         "priority" => "UPDATE tickets SET priority = $1, updated_at = $2 WHERE id = $3",
         other => unreachable!("set_text on {other}"),
     };
-    sqlx::query(sql)
-        .bind(new)
-        .bind(by.now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    if let Some(draft) = super::drafts::draft(tx, id) {
+        match field {
+            "category" => draft.category = new.to_string(),
+            _ => draft.priority = new.to_string(),
+        }
+        draft.updated_at = by.now;
+    } else {
+        sqlx::query(sql)
+            .bind(new)
+            .bind(by.now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    known(tx, id, |s| {
+        match field {
+            "category" => s.category = new.to_string(),
+            _ => s.priority = new.to_string(),
+        }
+        s.updated_at = by.now;
+    });
     history(
         tx,
         id,
@@ -208,28 +92,71 @@ pub async fn set_owner(
     let (sql, field) = match owner {
         Owner::Team => (
             "UPDATE tickets SET team_id = (SELECT id FROM teams WHERE name = $1), updated_at = $2
-             WHERE id = $3 AND EXISTS (SELECT 1 FROM teams WHERE name = $1)",
+             WHERE id = $3 AND EXISTS (SELECT 1 FROM teams WHERE name = $1)
+             RETURNING (SELECT name FROM teams WHERE id = tickets.team_id), CAST(NULL AS TEXT)",
             "team",
         ),
         Owner::Assignee => (
             "UPDATE tickets SET assignee_id = (SELECT id FROM agents WHERE lower(email) = lower($1)),
                     updated_at = $2
-             WHERE id = $3 AND EXISTS (SELECT 1 FROM agents WHERE lower(email) = lower($1))",
+             WHERE id = $3 AND EXISTS (SELECT 1 FROM agents WHERE lower(email) = lower($1))
+             RETURNING (SELECT email FROM agents WHERE id = tickets.assignee_id),
+                       (SELECT name FROM agents WHERE id = tickets.assignee_id)",
             "assignee",
         ),
     };
-    let done = sqlx::query(sql)
-        .bind(name)
-        .bind(by.now)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if done == 0 {
+    let named = match super::drafts::draft(tx, id).is_some() {
+        true => set_draft_owner(tx, id, owner, name, by.now).await?,
+        false => sqlx::query(sql)
+            .bind(name)
+            .bind(by.now)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| Ok::<_, super::Error>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?,
+    };
+    let Some((now_named, agent_name)) = named else {
         return Ok(false);
-    }
+    };
+    known(tx, id, |s| {
+        match owner {
+            Owner::Team => s.team = now_named,
+            Owner::Assignee => (s.assignee, s.assignee_name) = (now_named, agent_name),
+        }
+        s.updated_at = by.now;
+    });
     history(tx, id, by.actor, field, old, Some(name), by.rule, by.now).await?;
     Ok(true)
+}
+
+/// [`set_owner`] on a draft: the team or agent looked up in the directory.
+/// Returns the name (team) or (email, name) of the agent it now points at.
+async fn set_draft_owner(
+    tx: &mut Tx,
+    id: i64,
+    owner: Owner,
+    name: &str,
+    now: Timestamp,
+) -> Result<Option<(Option<String>, Option<String>)>> {
+    let directory = super::drafts::directory(tx).await?;
+    let Some(draft) = super::drafts::draft(tx, id) else {
+        return Ok(None);
+    };
+    let named = match owner {
+        Owner::Team => directory.teams.get(name).map(|team| {
+            draft.team_id = Some(*team);
+            (Some(name.to_string()), None)
+        }),
+        Owner::Assignee => directory.agents.get(&name.to_lowercase()).map(|agent| {
+            draft.assignee_id = Some(agent.0);
+            (Some(agent.1.clone()), Some(agent.2.clone()))
+        }),
+    };
+    if named.is_some() {
+        draft.updated_at = now;
+    }
+    Ok(named)
 }
 
 /// Adds (`on`) or removes a tag; false when there was nothing to change.
@@ -240,13 +167,33 @@ pub async fn set_tag(tx: &mut Tx, id: i64, tag: &str, on: bool, by: By<'_>) -> R
     } else {
         "DELETE FROM ticket_tags WHERE ticket_id = $1 AND tag = $2"
     };
-    let done = sqlx::query(sql)
-        .bind(id)
-        .bind(tag)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let done = match super::drafts::draft(tx, id) {
+        Some(draft) => {
+            let had = draft.tags.iter().any(|t| t == tag);
+            match on {
+                true if !had => draft.tags.push(tag.to_string()),
+                false => draft.tags.retain(|t| t != tag),
+                true => {}
+            }
+            u64::from(had != on)
+        }
+        None => sqlx::query(sql)
+            .bind(id)
+            .bind(tag)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+    };
     if done > 0 {
+        known(tx, id, |s| {
+            match (on, s.tags.binary_search_by(|t| t.as_str().cmp(tag))) {
+                (true, Err(at)) => s.tags.insert(at, tag.to_string()),
+                (false, Ok(at)) => {
+                    s.tags.remove(at);
+                }
+                _ => {}
+            }
+        });
         let (old, new) = if on {
             (None, Some(tag))
         } else {
@@ -274,14 +221,49 @@ pub async fn team_members(tx: &mut Tx, team: &str) -> Result<Vec<(i64, String)>>
         .collect()
 }
 
+/// A team's round-robin rotation as a transaction holds it: the members
+/// who can take tickets, by email, and the last one picked.
+#[derive(Debug, Clone, Default)]
+pub struct Rotation {
+    members: Vec<(i64, String)>,
+    last: Option<i64>,
+    /// Picked in this transaction: written back at commit.
+    moved: bool,
+}
+
+impl Rotation {
+    /// The member after the last pick (the first when there was none). Pure.
+    fn next(&mut self) -> Option<String> {
+        let i = match self
+            .last
+            .and_then(|l| self.members.iter().position(|(id, _)| *id == l))
+        {
+            Some(i) => (i + 1) % self.members.len(),
+            None => 0,
+        };
+        let (id, email) = self.members.get(i)?;
+        self.last = Some(*id);
+        self.moved = true;
+        Some(email.clone())
+    }
+}
+
 /// The member after the one the team's last round-robin pick went to (the
-/// first member when there was none), remembered for the next pick.
+/// first member when there was none), remembered for the next pick. A
+/// transaction that holds its appends back reads a team's rotation once and
+/// writes it at commit.
 pub async fn round_robin(tx: &mut Tx, team: &str) -> Result<Option<String>> {
-    let members = team_members(tx, team).await?;
-    if members.is_empty() {
+    if let Some(rotation) = tx.held().and_then(|held| held.rotations.get_mut(team)) {
+        return Ok(rotation.next());
+    }
+    let mut rotation = Rotation {
+        members: team_members(tx, team).await?,
+        ..Rotation::default()
+    };
+    if rotation.members.is_empty() {
         return Ok(None);
     }
-    let last: Option<i64> = sqlx::query(
+    rotation.last = sqlx::query(
         "SELECT r.last_agent_id FROM team_rotation r JOIN teams t ON t.id = r.team_id
          WHERE t.name = $1",
     )
@@ -290,20 +272,36 @@ pub async fn round_robin(tx: &mut Tx, team: &str) -> Result<Option<String>> {
     .await?
     .map(|r| r.try_get(0))
     .transpose()?;
-    let next = match last.and_then(|l| members.iter().position(|(id, _)| *id == l)) {
-        Some(i) => &members[(i + 1) % members.len()],
-        None => &members[0],
-    };
-    sqlx::query(
-        "INSERT INTO team_rotation (team_id, last_agent_id)
-         SELECT id, $2 FROM teams WHERE name = $1
-         ON CONFLICT (team_id) DO UPDATE SET last_agent_id = excluded.last_agent_id",
-    )
-    .bind(team)
-    .bind(next.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Some(next.1.clone()))
+    let next = rotation.next();
+    match tx.held() {
+        Some(held) => {
+            held.rotations.insert(team.to_string(), rotation);
+        }
+        None => write_rotations(tx, HashMap::from([(team.to_string(), rotation)])).await?,
+    }
+    Ok(next)
+}
+
+/// Writes the rotations picked from: one statement per team.
+pub(crate) async fn write_rotations(
+    conn: &mut sqlx::AnyConnection,
+    rotations: HashMap<String, Rotation>,
+) -> Result<()> {
+    for (team, rotation) in rotations {
+        let Some(last) = rotation.last.filter(|_| rotation.moved) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO team_rotation (team_id, last_agent_id)
+             SELECT id, $2 FROM teams WHERE name = $1
+             ON CONFLICT (team_id) DO UPDATE SET last_agent_id = excluded.last_agent_id",
+        )
+        .bind(team)
+        .bind(last)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The team member with the fewest tickets in new, open or pending (ties: by email).

@@ -5,16 +5,11 @@
 //! with multi-row inserts, before the rows that point at them.
 
 use super::numbers::Numbers;
-use super::tickets::AuthorKind;
-use super::tx::{AnyQuery, insert_rows, placeholders};
-use super::{Backend, Result, Tx};
+use super::rows::{AnyQuery, insert_rows, placeholders};
+use super::{Result, Tx};
 use crate::clock::Timestamp;
-use crate::ticket::Channel;
+use crate::ticket::{AuthorKind, Channel};
 use sqlx::{AnyConnection, Row};
-
-/// Comment ids a PostgreSQL transaction takes from the sequence at a time
-/// (the unused ones of its last round are skipped: gaps only).
-const IDS_AHEAD: i64 = 32;
 
 pub struct NewComment<'a> {
     pub ticket_id: i64,
@@ -70,27 +65,6 @@ impl CommentRow {
     }
 }
 
-/// The comment ids a transaction has taken ahead.
-#[derive(Default)]
-pub(crate) struct CommentIds {
-    /// Taken from the sequence, unused yet (PostgreSQL).
-    taken: Vec<i64>,
-    /// The next free id and every one after it (SQLite, whose write lock
-    /// this transaction holds).
-    from: Option<i64>,
-}
-
-impl CommentIds {
-    fn next(&mut self) -> Option<i64> {
-        if let Some(id) = self.taken.pop() {
-            return Some(id);
-        }
-        let id = self.from?;
-        self.from = Some(id + 1);
-        Some(id)
-    }
-}
-
 pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
     let id = if tx.held().is_some() {
         hold_comment(tx, c).await?
@@ -117,56 +91,17 @@ pub async fn add_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
         .bind(c.ticket_id)
         .execute(&mut **tx)
         .await?;
+    super::state::known(tx, c.ticket_id, |s| s.updated_at = c.now);
     Ok(id)
 }
 
 async fn hold_comment(tx: &mut Tx, c: &NewComment<'_>) -> Result<i64> {
-    let id = match tx.held().and_then(|held| held.comment_ids.next()) {
-        Some(id) => id,
-        None => {
-            take_ids_ahead(tx).await?;
-            tx.held()
-                .and_then(|held| held.comment_ids.next())
-                .ok_or_else(|| super::Error::Permanent("no comment id was taken".into()))?
-        }
-    };
+    let id = super::ids::next(tx, super::ids::Table::Comments).await?;
     let row = CommentRow::of(id, c);
     if let Some(held) = tx.held() {
         held.comments.push(row);
     }
     Ok(id)
-}
-
-async fn take_ids_ahead(tx: &mut Tx) -> Result<()> {
-    let ids = match tx.backend() {
-        Backend::Postgres => CommentIds {
-            taken: sqlx::query(
-                "SELECT nextval(pg_get_serial_sequence('comments', 'id'))
-                 FROM generate_series(1, $1) ORDER BY 1 DESC",
-            )
-            .bind(IDS_AHEAD)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?,
-            from: None,
-        },
-        Backend::Sqlite => {
-            let highest: i64 = sqlx::query("SELECT COALESCE(MAX(id), 0) FROM comments")
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get(0)?;
-            CommentIds {
-                taken: Vec::new(),
-                from: Some(highest + 1),
-            }
-        }
-    };
-    if let Some(held) = tx.held() {
-        held.comment_ids = ids;
-    }
-    Ok(())
 }
 
 pub(crate) async fn write_comments(conn: &mut AnyConnection, rows: Vec<CommentRow>) -> Result<()> {

@@ -2,7 +2,7 @@
 //! in one target transaction, verified table by table by row counts and an
 //! order-independent checksum of the rows as read back.
 
-use super::tx::rows_per_insert;
+use super::rows::rows_per_insert;
 use super::{Backend, Store};
 use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;

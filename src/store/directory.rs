@@ -1,7 +1,7 @@
 //! People and groups: agents, teams and organizations declared in config, and
 //! contacts created as mail arrives.
 
-use super::tx::{parameter_list, rows_per_insert};
+use super::rows::{parameter_list, rows_per_insert};
 use super::{Error, Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::config::Config;
@@ -98,18 +98,31 @@ pub async fn active_agents(tx: &mut Tx) -> Result<Agents> {
 }
 
 /// A contact as the ticket needs it.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Contact {
     pub id: i64,
     pub organization_id: Option<i64>,
+    pub name: String,
+    /// The organization's name.
+    pub organization: Option<String>,
+}
+
+/// The columns [`Contact::from_row`] reads, for a query that names the
+/// contact `c` and LEFT JOINs its organization as `o`.
+macro_rules! contact_columns {
+    () => {
+        "c.id, c.organization_id, c.name, o.name"
+    };
 }
 
 impl Contact {
-    /// From a row of (id, organization_id) at `first`.
+    /// From a row of (id, organization_id, name, organization) at `first`.
     fn from_row(row: &sqlx::any::AnyRow, first: usize) -> Result<Contact> {
         Ok(Contact {
             id: row.try_get(first)?,
             organization_id: row.try_get(first + 1)?,
+            name: row.try_get(first + 2)?,
+            organization: row.try_get(first + 3)?,
         })
     }
 }
@@ -130,7 +143,7 @@ pub async fn contact_for(
 ) -> Result<Contact> {
     let key = (identity.0, identity.1.to_string());
     match tx.held().and_then(|held| held.contacts.get(&key)) {
-        Some(Some(known)) => return Ok(*known),
+        Some(Some(known)) => return Ok(known.clone()),
         // Read ahead: there was none.
         Some(None) => {}
         None => {
@@ -141,7 +154,7 @@ pub async fn contact_for(
     }
     let contact = create_contact(tx, identity, name, language, now).await?;
     if let Some(held) = tx.held() {
-        held.contacts.insert(key, Some(contact));
+        held.contacts.insert(key, Some(contact.clone()));
     }
     Ok(contact)
 }
@@ -160,7 +173,7 @@ async fn create_contact(
         // record, past this one, so a ticket is never durable without its
         // contact (and a contact lost in a crash is created again when the
         // batch is retried).
-        let created = sqlx::query(
+        let created = sqlx::query(concat!(
             "WITH n AS (SELECT nextval(pg_get_serial_sequence('contacts', 'id')) AS id),
              i AS (INSERT INTO contact_identities (kind, address, contact_id)
                    SELECT $1, $2, id FROM n
@@ -169,9 +182,11 @@ async fn create_contact(
                    SELECT contact_id, $3,
                           (SELECT organization_id FROM organization_domains WHERE domain = $4),
                           $5, $6
-                   FROM i RETURNING id, organization_id)
-             SELECT id, organization_id FROM c",
-        )
+                   FROM i RETURNING id, organization_id, name)
+             SELECT ",
+            contact_columns!(),
+            " FROM c LEFT JOIN organizations o ON o.id = c.organization_id"
+        ))
         .bind(identity.0)
         .bind(identity.1)
         .bind(name)
@@ -208,9 +223,11 @@ pub async fn read_ahead_contacts(
     // One binding for the kind, the rest for addresses.
     for chunk in addresses.chunks(rows_per_insert(1) - 1) {
         let sql = format!(
-            "SELECT i.address, c.id, c.organization_id FROM contact_identities i
+            "SELECT i.address, {} FROM contact_identities i
              JOIN contacts c ON c.id = i.contact_id
+             LEFT JOIN organizations o ON o.id = c.organization_id
              WHERE i.kind = $1 AND i.address IN ({})",
+            contact_columns!(),
             parameter_list(2, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind);
@@ -224,7 +241,7 @@ pub async fn read_ahead_contacts(
     if let Some(held) = tx.held() {
         for address in addresses {
             let key = (kind, address.to_string());
-            held.contacts.insert(key, found.get(*address).copied());
+            held.contacts.insert(key, found.get(*address).cloned());
         }
     }
     Ok(())
@@ -242,11 +259,14 @@ async fn find_contact(
     conn: &mut AnyConnection,
     (kind, address): (&'static str, &str),
 ) -> Result<Option<Contact>> {
-    let found = sqlx::query(
-        "SELECT c.id, c.organization_id FROM contact_identities i
+    let found = sqlx::query(concat!(
+        "SELECT ",
+        contact_columns!(),
+        " FROM contact_identities i
          JOIN contacts c ON c.id = i.contact_id
-         WHERE i.kind = $1 AND i.address = $2",
-    )
+         LEFT JOIN organizations o ON o.id = c.organization_id
+         WHERE i.kind = $1 AND i.address = $2"
+    ))
     .bind(kind)
     .bind(address)
     .fetch_optional(&mut *conn)
@@ -266,7 +286,8 @@ async fn insert_contact(
     let row = sqlx::query(
         "INSERT INTO contacts (name, organization_id, language, created_at)
          VALUES ($1, (SELECT organization_id FROM organization_domains WHERE domain = $2), $3, $4)
-         RETURNING id, organization_id",
+         RETURNING id, organization_id,
+                   (SELECT name FROM organizations o WHERE o.id = contacts.organization_id)",
     )
     .bind(name)
     .bind(email_domain((kind, address)))
@@ -275,6 +296,7 @@ async fn insert_contact(
     .fetch_one(&mut *conn)
     .await?;
     let (id, organization_id): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+    let organization: Option<String> = row.try_get(2)?;
     let inserted = sqlx::query(
         "INSERT INTO contact_identities (kind, address, contact_id) VALUES ($1, $2, $3)
          ON CONFLICT (kind, address) DO NOTHING",
@@ -288,5 +310,7 @@ async fn insert_contact(
     Ok((inserted == 1).then_some(Contact {
         id,
         organization_id,
+        name: name.to_string(),
+        organization,
     }))
 }

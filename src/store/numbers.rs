@@ -6,7 +6,7 @@
 //! transaction.
 
 use super::Result;
-use super::tx::{placeholders, rows_per_insert};
+use super::rows::{placeholders, rows_per_insert};
 use crate::ticket::format_number;
 use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;

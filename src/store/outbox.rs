@@ -1,7 +1,7 @@
 //! The outbox table: notifications waiting for delivery, and their fate.
 
 use super::numbers::Numbers;
-use super::tx::{insert_rows, parameter_list, rows_per_insert};
+use super::rows::{insert_rows, parameter_list, rows_per_insert};
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use sqlx::any::AnyRow;

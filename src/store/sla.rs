@@ -2,7 +2,8 @@
 //! the timer rows the scheduler fires exactly once (a conditional UPDATE, so
 //! two instances cannot both fire one).
 
-use super::tx::{insert_rows, insert_rows_then, placeholders, rows_per_insert};
+use super::rows::{insert_rows, insert_rows_then, placeholders, rows_per_insert};
+use super::state::TicketState;
 use super::{Result, Store, Tx};
 use crate::clock::Timestamp;
 use crate::sla::{Clocked, Due, Kind, Policies, Stored, Timer};
@@ -24,6 +25,9 @@ pub async fn reschedule_all(tx: &mut Tx, ids: &[i64], policies: &Policies) -> Re
     // ones planned here.
     if let Some(held) = tx.held() {
         held.sla_timers.retain(|(id, _)| !ids.contains(id));
+    }
+    for id in ids {
+        super::drafts::flush(tx, *id).await?;
     }
     for ids in ids.chunks(MAX_IDS) {
         let clocks = clock_rows(tx, ids).await?;
@@ -224,6 +228,40 @@ pub async fn arm_created(tx: &mut Tx, id: i64, timers: &[Timer]) -> Result<()> {
     Ok(())
 }
 
+/// Plans the clocks of a ticket created in this transaction from `state`,
+/// the ticket as the rules left it: in memory while it is a draft with status
+/// new (its row is written with them), else as [`reschedule`] does.
+pub async fn arm_new(tx: &mut Tx, state: Option<&TicketState>, policies: &Policies) -> Result<()> {
+    let Some(s) = state else {
+        return Ok(());
+    };
+    let priority = s.priority.parse::<Priority>();
+    let new = s.status == Status::New.as_str();
+    let (Ok(priority), true, true) = (priority, new, super::drafts::draft(tx, s.id).is_some())
+    else {
+        return reschedule(tx, s.id, policies).await;
+    };
+    let timers = policies.timers(&Clocked {
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        priority,
+        status: Status::New,
+        team: s.team.as_deref(),
+        organization: s.organization.as_deref(),
+        first_response_at: None,
+        pauses: &[],
+        paused_since: None,
+    });
+    let due = Due::of(&timers);
+    if let Some(draft) = super::drafts::draft(tx, s.id) {
+        draft.due = due;
+    }
+    super::state::known(tx, s.id, |s| {
+        (s.first_response_due, s.resolution_due) = (due.first_response, due.resolution);
+    });
+    arm_created(tx, s.id, &timers).await
+}
+
 /// Writes held timers of new tickets (none is stored yet).
 pub(crate) async fn write_created_timers(
     conn: &mut sqlx::AnyConnection,
@@ -248,6 +286,9 @@ async fn write_timers_of(tx: &mut Tx, tickets: &[(i64, &[Timer])]) -> Result<()>
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (id, timers) in chunk {
             let due = Due::of(timers);
+            super::state::known(tx, *id, |s| {
+                (s.first_response_due, s.resolution_due) = (due.first_response, due.resolution);
+            });
             query = query
                 .bind(*id)
                 .bind(due.first_response)
@@ -269,6 +310,7 @@ async fn write_timers_of(tx: &mut Tx, tickets: &[(i64, &[Timer])]) -> Result<()>
 
 /// The first public agent comment stops the first-response clock.
 pub async fn record_first_response(tx: &mut Tx, id: i64, now: Timestamp) -> Result<bool> {
+    super::drafts::flush(tx, id).await?;
     Ok(sqlx::query(
         "UPDATE tickets SET first_response_at = $1 WHERE id = $2 AND first_response_at IS NULL",
     )

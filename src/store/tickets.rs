@@ -3,8 +3,7 @@
 //! through [`set_status`] (and its siblings as they come), which also writes
 //! the history row.
 
-use super::numbers::Numbers;
-use super::tx::{insert_rows, insert_rows_then, parameter_list, rows_per_insert};
+use super::rows::{insert_rows, insert_rows_then, parameter_list, rows_per_insert};
 use super::{Error, Result, Tx};
 use crate::clock::Timestamp;
 use crate::sla::Due;
@@ -51,6 +50,60 @@ pub struct NewTicket<'a> {
 }
 
 pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
+    let id = match tx.held().is_some() {
+        true => hold_ticket(tx, t).await?,
+        false => insert_ticket(tx, t).await?,
+    };
+    history(
+        tx,
+        id,
+        t.actor,
+        "created",
+        None,
+        Some(t.number),
+        None,
+        t.now,
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A new ticket as a draft, written when its message is done.
+async fn hold_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
+    let id = super::ids::next(tx, super::ids::Table::Tickets).await?;
+    let team_id = match t.team {
+        Some(team) => super::drafts::directory(tx).await?.teams.get(team).copied(),
+        None => None,
+    };
+    let draft = super::drafts::Draft {
+        id,
+        number: t.number.to_string(),
+        subject: t.subject.to_string(),
+        priority: t.priority.as_str().to_string(),
+        category: "other".to_string(),
+        requester_id: t.requester_id,
+        organization_id: t.organization_id,
+        channel: t.channel,
+        language: t.language.map(String::from),
+        auto_generated: t.auto_generated,
+        created_at: t.now,
+        updated_at: t.now,
+        team_id,
+        assignee_id: None,
+        due: t.due,
+        tags: match t.auto_generated {
+            true => vec!["auto-generated".to_string()],
+            false => Vec::new(),
+        },
+    };
+    super::drafts::hold(tx, draft);
+    if let Some(held) = tx.held() {
+        held.created.insert(id, t.now);
+    }
+    Ok(id)
+}
+
+async fn insert_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     let id: i64 = sqlx::query(
         "INSERT INTO tickets (number, subject, status, priority, category, requester_id,
              organization_id, channel, language, auto_generated, created_at, updated_at, team_id,
@@ -73,20 +126,6 @@ pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     .fetch_one(&mut **tx)
     .await?
     .try_get(0)?;
-    if let Some(held) = tx.held() {
-        held.created.insert(id, t.now);
-    }
-    history(
-        tx,
-        id,
-        t.actor,
-        "created",
-        None,
-        Some(t.number),
-        None,
-        t.now,
-    )
-    .await?;
     if t.auto_generated {
         sqlx::query("INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, 'auto-generated')")
             .bind(id)
@@ -96,29 +135,9 @@ pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
     Ok(id)
 }
 
-/// Who wrote a comment, relative to the ticket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthorKind {
-    Requester,
-    Participant,
-    Agent,
-    Stranger,
-    System,
-}
-
-impl AuthorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthorKind::Requester => "requester",
-            AuthorKind::Participant => "participant",
-            AuthorKind::Agent => "agent",
-            AuthorKind::Stranger => "stranger",
-            AuthorKind::System => "system",
-        }
-    }
-}
-
 pub use super::comments::{NewComment, StoredAttachment, add_attachment, add_comment};
+pub use super::history::history;
+pub use crate::ticket::AuthorKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -396,6 +415,7 @@ pub async fn link(
     actor: &str,
     now: Timestamp,
 ) -> Result<()> {
+    super::drafts::flush(tx, ticket_id).await?;
     sqlx::query("INSERT INTO ticket_links (ticket_id, related_id, kind) VALUES ($1, $2, $3)")
         .bind(ticket_id)
         .bind(related_id)
@@ -443,6 +463,7 @@ pub async fn set_status(
     if old == new {
         return Ok(());
     }
+    super::drafts::flush(tx, ticket_id).await?;
     let closed_at = (new == Status::Closed).then_some(now);
     let resolved = matches!(new, Status::Resolved | Status::Closed);
     // `resolved_at` keeps the first resolution through closing; reopening clears it.
@@ -458,6 +479,10 @@ pub async fn set_status(
     .bind(ticket_id)
     .execute(&mut **tx)
     .await?;
+    super::state::known(tx, ticket_id, |s| {
+        s.status = new.as_str().to_string();
+        s.updated_at = now;
+    });
     super::sla::status_changed(tx, ticket_id, old, new, now).await?;
     history(
         tx,
@@ -469,66 +494,6 @@ pub async fn set_status(
         rule,
         now,
     )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn history(
-    tx: &mut Tx,
-    ticket_id: i64,
-    actor: &str,
-    field: &str,
-    old: Option<&str>,
-    new: Option<&str>,
-    rule: Option<&str>,
-    now: Timestamp,
-) -> Result<()> {
-    let row = HistoryRow {
-        ticket_id,
-        actor: actor.to_string(),
-        field: field.to_string(),
-        old: old.map(String::from),
-        new: new.map(String::from),
-        rule: rule.map(String::from),
-        at: now,
-    };
-    match tx.held() {
-        Some(held) => held.history.push(row),
-        None => write_history(tx, vec![row]).await?,
-    }
-    Ok(())
-}
-
-/// One change in a ticket's history.
-pub(crate) struct HistoryRow {
-    ticket_id: i64,
-    actor: String,
-    field: String,
-    old: Option<String>,
-    new: Option<String>,
-    rule: Option<String>,
-    at: Timestamp,
-}
-
-impl HistoryRow {
-    pub(crate) fn renumber(&mut self, numbers: &Numbers) {
-        numbers.replace_in_option(&mut self.old);
-        numbers.replace_in_option(&mut self.new);
-    }
-}
-
-pub(crate) async fn write_history(conn: &mut AnyConnection, rows: Vec<HistoryRow>) -> Result<()> {
-    let insert = "INSERT INTO ticket_history (ticket_id, actor, field, old_value, new_value, rule, created_at)";
-    insert_rows(conn, insert, 7, rows, |query, r| {
-        query
-            .bind(r.ticket_id)
-            .bind(r.actor)
-            .bind(r.field)
-            .bind(r.old)
-            .bind(r.new)
-            .bind(r.rule)
-            .bind(r.at)
-    })
     .await
 }
 

@@ -10,11 +10,16 @@
 //! Such a transaction also takes its new tickets' numbers at commit
 //! ([`super::numbers`]) and puts them into the held rows before writing them.
 
-use super::comments::{self, AttachmentRow, CommentIds, CommentRow};
+use super::changes::Rotation;
+use super::comments::{self, AttachmentRow, CommentRow};
 use super::directory::Contact;
+use super::drafts::{Directory, Draft};
+use super::history::{self, HistoryRow};
+use super::ids::{IdsAhead, Table};
 use super::numbers::{self, Numbering, Numbers};
 use super::outbox::{self, NewNotification};
-use super::tickets::{self, HistoryRow, JournalRow, KnownMessage, MessageIdRow};
+use super::state::TicketState;
+use super::tickets::{self, JournalRow, KnownMessage, MessageIdRow};
 use super::{Backend, Result, Store};
 use crate::clock::Timestamp;
 use crate::sla::Timer;
@@ -27,6 +32,10 @@ pub struct Tx {
     inner: Transaction<'static, Any>,
     backend: Backend,
     held: Option<Held>,
+    /// Tickets as this transaction has read and changed them: read once,
+    /// then kept up to date by every change (`changes`, status, comments,
+    /// due times), so rules and notifications never read a ticket twice.
+    pub(crate) tickets: HashMap<i64, TicketState>,
     /// The store's side pool (PostgreSQL), for rows other writers must see
     /// before this transaction ends.
     side: Option<AnyPool>,
@@ -62,13 +71,28 @@ pub(crate) struct Held {
     /// their attachments, and the ids taken ahead for the next ones.
     pub comments: Vec<CommentRow>,
     pub attachments: Vec<AttachmentRow>,
-    pub comment_ids: CommentIds,
+    comment_ids: IdsAhead,
+    ticket_ids: IdsAhead,
+    /// New tickets not written yet, by id (see `drafts`).
+    pub drafts: std::collections::BTreeMap<i64, Draft>,
+    /// Teams and agents, read once when a draft needs them.
+    pub directory: Option<std::sync::Arc<Directory>>,
     /// Contacts read ahead for the batch by (kind, address), and those it
     /// created: `None` when none existed then.
     pub contacts: HashMap<(&'static str, String), Option<Contact>>,
+    /// Round-robin rotations read in this transaction: the team's members
+    /// and the last pick, written back at commit.
+    pub rotations: HashMap<String, Rotation>,
 }
 
 impl Held {
+    pub(crate) fn ids(&mut self, table: Table) -> &mut IdsAhead {
+        match table {
+            Table::Tickets => &mut self.ticket_ids,
+            Table::Comments => &mut self.comment_ids,
+        }
+    }
+
     /// Puts the real ticket numbers into the held rows.
     fn renumber(&mut self, numbers: &Numbers) {
         for row in &mut self.history {
@@ -110,6 +134,7 @@ impl Tx {
             inner,
             backend,
             held: None,
+            tickets: HashMap::new(),
             side,
             _turn: turn,
         }
@@ -138,9 +163,11 @@ impl Tx {
     pub async fn commit(mut self) -> Result<Numbers> {
         let mut numbers = Numbers::default();
         if let Some(mut held) = self.held.take() {
-            // Comments first: the attachment, journal and Message-ID rows
+            // New tickets not written yet, then comments: the attachment, journal and Message-ID rows
             // point at them. These rows and the journal and timer rows name
             // no ticket number: written before the sequence rows are locked.
+            let drafts = std::mem::take(&mut held.drafts);
+            super::drafts::write(&mut self.inner, drafts.into_values()).await?;
             let rows = std::mem::take(&mut held.comments);
             comments::write_comments(&mut self.inner, rows).await?;
             let rows = std::mem::take(&mut held.attachments);
@@ -150,11 +177,13 @@ impl Tx {
             super::sla::write_created_timers(&mut self.inner, timers).await?;
             let participants = std::mem::take(&mut held.participants);
             tickets::write_participants(&mut self.inner, participants).await?;
+            let rotations = std::mem::take(&mut held.rotations);
+            super::changes::write_rotations(&mut self.inner, rotations).await?;
             numbers = numbers::take(&mut self.inner, std::mem::take(&mut held.numbering)).await?;
             held.renumber(&numbers);
             outbox::write(&mut self.inner, held.outbox).await?;
             tickets::write_message_ids(&mut self.inner, held.message_ids).await?;
-            tickets::write_history(&mut self.inner, held.history).await?;
+            history::write_history(&mut self.inner, held.history).await?;
         }
         self.inner.commit().await?;
         Ok(numbers)
@@ -176,83 +205,5 @@ impl Store {
             super::Backend::Postgres => self.pool.begin().await?,
         };
         Ok(Tx::new(inner, self.backend, self.side.clone(), turn))
-    }
-}
-
-/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` placeholders.
-pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `$first, $first+1, …` for `count` parameters: an `IN (…)` list after
-/// `first - 1` other parameters.
-pub(crate) fn parameter_list(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A query of the `Any` driver, as the row binders of [`insert_rows`] get it.
-pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
-
-/// Writes `rows` with multi-row inserts: `insert` is the statement up to
-/// `VALUES` (table and its `columns` columns), `bind` binds one row's values
-/// in that order.
-pub(crate) async fn insert_rows<R>(
-    conn: &mut AnyConnection,
-    insert: &str,
-    columns: usize,
-    rows: Vec<R>,
-    bind: impl for<'q> Fn(AnyQuery<'q>, R) -> AnyQuery<'q>,
-) -> Result<()> {
-    insert_rows_then(conn, insert, columns, rows, "", bind).await
-}
-
-/// [`insert_rows`] with `then` after the values: an `ON CONFLICT` clause.
-pub(crate) async fn insert_rows_then<R>(
-    conn: &mut AnyConnection,
-    insert: &str,
-    columns: usize,
-    rows: Vec<R>,
-    then: &str,
-    bind: impl for<'q> Fn(AnyQuery<'q>, R) -> AnyQuery<'q>,
-) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<R> = rows.by_ref().take(rows_per_insert(columns)).collect();
-        let values = placeholders(chunk.len(), columns);
-        let sql = format!("{insert} VALUES {values} {then}");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for row in chunk {
-            query = bind(query, row);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// Rows per multi-row insert of `columns` columns: at most 999 placeholders
-/// (SQLite's old limit; sqlx's SQLite binding also slows down
-/// quadratically with the number of placeholders).
-pub(crate) fn rows_per_insert(columns: usize) -> usize {
-    (999 / columns.max(1)).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholders_number_rows_after_each_other() {
-        assert_eq!(super::placeholders(1, 2), "($1, $2)");
-        assert_eq!(super::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(super::parameter_list(3, 2), "$3, $4");
     }
 }
