@@ -10,7 +10,8 @@
 //! files, then SQL statements per message from a second run of the same
 //! corpus into a fresh work dir with sqlx's statement log on
 //! (`RUST_LOG=sqlx::query=debug`; that run is not timed). `TICKETD_BIN=PATH`
-//! measures another build.
+//! measures another build. `--write-corpus DIR` only writes the corpus
+//! into `DIR/mail/` (to profile `ticketd ingest` on it by hand).
 
 #[path = "support/args.rs"]
 mod args;
@@ -80,6 +81,14 @@ fn ingest(dir: &Path, files: &[String], log: &str) -> anyhow::Result<(f64, f64, 
 fn main() -> anyhow::Result<()> {
     let n = arg("--messages", 10_000);
     let seed = arg("--seed", 21) as u64;
+    if let Some(dir) = std::env::args()
+        .skip_while(|a| a != "--write-corpus")
+        .nth(1)
+    {
+        let files = corpus(Path::new(&dir), n, seed)?;
+        println!("{} messages in {dir}/mail", files.len());
+        return Ok(());
+    }
     let dir = work_dir()?;
     let files = corpus(dir.path(), n, seed)?;
     let bytes: u64 = files

@@ -178,6 +178,9 @@ impl Rules<'_> {
         message: &Message,
         applied: &mut Applied,
     ) -> store::Result<()> {
+        // The message's facts once (its lower-cased text with them); each
+        // pass puts the ticket's fields over them.
+        let mut facts = message.facts.clone();
         while let Some(Raised { event, chain }) = queue.pop() {
             if chain.len() > self.set.max_depth {
                 let rules = chain.join(" → ");
@@ -198,7 +201,7 @@ impl Rules<'_> {
             let Some(state) = changes::ticket_state(tx, id).await? else {
                 return Ok(());
             };
-            let mut facts = facts_of(&state, &message.facts, self.now);
+            refresh(&mut facts, &state, self.now);
             facts.business_hours = self
                 .settings
                 .calendar
@@ -571,6 +574,12 @@ fn webhook_payload(
 /// The ticket's state under the message's own facts.
 pub fn facts_of(state: &TicketState, message: &Facts, now: Timestamp) -> Facts {
     let mut f = message.clone();
+    refresh(&mut f, state, now);
+    f
+}
+
+/// Puts the ticket's fields over a message's facts.
+fn refresh(f: &mut Facts, state: &TicketState, now: Timestamp) {
     if f.subject.is_empty() {
         f.subject = state.subject.clone();
     }
@@ -578,7 +587,9 @@ pub fn facts_of(state: &TicketState, message: &Facts, now: Timestamp) -> Facts {
         f.from = state.requester.clone();
     }
     f.channel = state.channel.clone();
-    f.language = f.language.or_else(|| state.language.clone());
+    if f.language.is_none() {
+        f.language = state.language.clone();
+    }
     f.category = state.category.clone();
     f.priority = state.priority.clone();
     f.status = state.status.clone();
@@ -588,7 +599,6 @@ pub fn facts_of(state: &TicketState, message: &Facts, now: Timestamp) -> Facts {
     f.organization = state.organization.clone();
     f.age_seconds = (now - state.created_at).max(0);
     f.idle_seconds = (now - state.updated_at).max(0);
-    f
 }
 
 /// What a notification about the ticket says.

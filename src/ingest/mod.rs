@@ -4,6 +4,9 @@
 
 mod agent;
 mod chat;
+mod prepare;
+
+pub use prepare::{Files, Prepared};
 
 pub use chat::ChatUpdate;
 
@@ -118,8 +121,8 @@ pub struct Pipeline {
     support_addresses: Vec<String>,
     token_key: Option<Vec<u8>>,
     policy: Policy,
-    attachments_dir: PathBuf,
-    max_attachment_bytes: u64,
+    /// Where a batch's files go before its transaction.
+    files: Files,
     quarantine_dir: PathBuf,
     pub max_message_bytes: u64,
     notifier: Notifier,
@@ -138,18 +141,6 @@ pub struct Pipeline {
 
 const ACTOR: &str = "ingest";
 const MAX_ATTEMPTS: usize = 5;
-
-/// A message after parsing, ready for the transaction.
-enum Prepared {
-    Mail {
-        mail: Box<ParsedMail>,
-        attachments: Vec<StoredAttachment>,
-    },
-    NotMail {
-        reason: String,
-        content_hash: String,
-    },
-}
 
 /// One parsed mail on its way into the store, with its files already on disk.
 #[derive(Clone, Copy)]
@@ -170,8 +161,11 @@ impl Pipeline {
             support_addresses: config.support_addresses(),
             token_key: config.reply_token_key()?,
             policy: config.threading.policy(),
-            attachments_dir: config.attachments.dir.clone(),
-            max_attachment_bytes: config.attachments.max_bytes,
+            files: Files {
+                attachments_dir: config.attachments.dir.clone(),
+                max_attachment_bytes: config.attachments.max_bytes,
+                quarantine_dir: config.mail.quarantine_dir.clone(),
+            },
             quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
@@ -198,11 +192,24 @@ impl Pipeline {
     /// If the batch fails on something other than an unavailable store, each
     /// message is retried on its own so one bad message cannot block the rest.
     pub async fn ingest(&self, batch: &[Inbound]) -> store::Result<Vec<Outcome>> {
-        let prepared = batch
-            .iter()
-            .map(|m| self.prepare(m))
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| store::Error::Unavailable(format!("cannot write files: {e}")))?;
+        self.ingest_prepared(batch, self.files.prepare_batch(batch))
+            .await
+    }
+
+    /// How a batch is made ready (parsed, its files on disk) apart from the
+    /// pipeline, e.g. on another thread while the batch before commits.
+    pub fn files(&self) -> Files {
+        self.files.clone()
+    }
+
+    /// [`Pipeline::ingest`] of a batch [`Files::prepare_batch`] made ready.
+    pub async fn ingest_prepared(
+        &self,
+        batch: &[Inbound],
+        prepared: std::io::Result<Vec<Prepared>>,
+    ) -> store::Result<Vec<Outcome>> {
+        let prepared =
+            prepared.map_err(|e| store::Error::Unavailable(format!("cannot write files: {e}")))?;
         match self.commit_with_retry(batch, &prepared).await {
             Err(store::Error::Permanent(e)) if batch.len() > 1 => {
                 tracing::warn!(error = %e, "batch failed; ingesting its messages one by one");
@@ -360,38 +367,9 @@ impl Pipeline {
         Ok(outcomes)
     }
 
-    /// Parses a message and puts its files on disk (before the transaction, so
-    /// the commit only ever points at complete files).
-    fn prepare(&self, inbound: &Inbound) -> std::io::Result<Prepared> {
-        match parse::parse(&inbound.raw) {
-            Ok(mut mail) => {
-                if !mail.warnings.is_empty() {
-                    // Parsed with losses: keep the original bytes next to the quarantine.
-                    let sha256 = files::put(&self.quarantine_dir, &inbound.raw)?;
-                    mail.warnings.push(format!("raw copy kept as {sha256}"));
-                }
-                let attachments = std::mem::take(&mut mail.attachments)
-                    .into_iter()
-                    .map(|a| self.keep_attachment(a))
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                Ok(Prepared::Mail {
-                    mail: Box::new(mail),
-                    attachments,
-                })
-            }
-            Err(not_mail) => {
-                let content_hash = files::put(&self.quarantine_dir, &inbound.raw)?;
-                Ok(Prepared::NotMail {
-                    reason: not_mail.0,
-                    content_hash,
-                })
-            }
-        }
-    }
-
     /// The size over which attachments are recorded but not stored.
     pub fn max_attachment_bytes(&self) -> u64 {
-        self.max_attachment_bytes
+        self.files.max_attachment_bytes
     }
 
     /// A chat message's file as an attachment: its content stored, or
@@ -420,20 +398,7 @@ impl Pipeline {
     /// Stores an attachment's content (over the limit: only its hash), before
     /// the transaction that records it.
     pub fn keep_attachment(&self, a: parse::Attachment) -> std::io::Result<StoredAttachment> {
-        let size = a.data.len() as u64;
-        let (sha256, stored) = if size > self.max_attachment_bytes {
-            use sha2::Digest;
-            (hex::encode(sha2::Sha256::digest(&a.data)), false)
-        } else {
-            (files::put(&self.attachments_dir, &a.data)?, true)
-        };
-        Ok(StoredAttachment {
-            name: a.name,
-            content_type: a.content_type,
-            size: size as i64,
-            sha256,
-            stored,
-        })
+        self.files.keep_attachment(a)
     }
 
     async fn store_mail(

@@ -298,12 +298,29 @@ fn is_known_charset(name: &str) -> bool {
 
 /// Removes control characters (keeps newlines and tabs) and normalizes line ends.
 pub fn clean_text(text: &str) -> String {
-    text.replace("\r\n", "\n")
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect::<String>()
-        .trim_matches('\n')
-        .to_string()
+    // Control characters are below 0x20, 0x7F, or U+0080..U+009F (0xC2
+    // 0x80..0x9F): each starts at a character boundary. CR LF becomes LF
+    // because every CR goes.
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut kept_from, mut i) = (0, 0);
+    while i < bytes.len() {
+        let control = match bytes[i] {
+            b'\n' | b'\t' => 0,
+            b if b < 0x20 || b == 0x7f => 1,
+            0xc2 if matches!(bytes.get(i + 1), Some(0x80..=0x9f)) => 2,
+            _ => 0,
+        };
+        if control == 0 {
+            i += 1;
+            continue;
+        }
+        out.push_str(&text[kept_from..i]);
+        i += control;
+        kept_from = i;
+    }
+    out.push_str(&text[kept_from..]);
+    out.trim_matches('\n').to_string()
 }
 
 /// One line of header text: no control characters, folded whitespace, bounded length.
@@ -422,6 +439,31 @@ fn language(msg: &Message<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn clean_text_drops_control_characters_and_carriage_returns_and_trims_newlines() {
+        // The plain definition the fast path must agree with.
+        let reference = |text: &str| {
+            text.replace("\r\n", "\n")
+                .chars()
+                .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+                .collect::<String>()
+                .trim_matches('\n')
+                .to_string()
+        };
+        for text in [
+            "\n\nplain text\n",
+            "a\r\nb\rc\n\r\n",
+            "tab\there \u{7}bell \u{7f}del",
+            "za\u{17c}\u{f3}\u{142}\u{107} g\u{119}\u{15b}l\u{105} ja\u{17a}\u{144}",
+            "next line\u{85}and \u{80}\u{9f} \u{a0}nbsp \u{c2}",
+            "",
+            "\n\r\n",
+        ] {
+            assert_eq!(clean_text(text), reference(text), "{text:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

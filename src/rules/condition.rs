@@ -2,7 +2,7 @@
 //! operator. Pure: evaluated against [`Facts`], with an explanation of which
 //! test decided.
 
-use super::facts::{Facts, Value};
+use super::facts::{Facts, Lowered, Value};
 use super::prefilter::{Prefilter, Scan};
 use regex::Regex;
 use std::borrow::Cow;
@@ -368,14 +368,17 @@ fn lower(text: &str) -> Cow<'_, str> {
 
 /// One text test; case-insensitive except `matches`. `lowered` is `item` in
 /// lower case when the facts keep one (subject, body).
-fn text_op(op: &Op, item: &str, lowered: Option<&str>, field: &Field) -> bool {
+fn text_op(op: &Op, item: &str, lowered: Option<&Lowered>, field: &Field) -> bool {
     if lowered.is_none()
         && item.is_ascii()
         && let Some(holds) = ascii_op(op, item.as_bytes())
     {
         return holds;
     }
-    let haystack = || lowered.map_or_else(|| lower(item), Cow::Borrowed);
+    let haystack = || match lowered {
+        Some(cell) => Cow::Borrowed(cell.get_or_init(|| item.to_lowercase()).as_str()),
+        None => lower(item),
+    };
     match op {
         Op::Equals(Operand::Text(s)) => haystack() == lower(s),
         Op::Contains(s) => haystack().contains(lower(s).as_ref()),
@@ -519,7 +522,12 @@ mod tests {
             "",
         ] {
             for op in ops() {
-                let copied = text_op(&op, item, Some(&item.to_lowercase()), &Field::From);
+                let copied = text_op(
+                    &op,
+                    item,
+                    Some(&Lowered::from(item.to_lowercase())),
+                    &Field::From,
+                );
                 assert_eq!(
                     text_op(&op, item, None, &Field::From),
                     copied,

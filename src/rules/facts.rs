@@ -33,16 +33,19 @@ pub struct Facts {
     pub idle_seconds: i64,
     /// Whether the event happens inside the rules' calendar's business hours.
     pub business_hours: bool,
-    /// Subject and body in lower case, made once per evaluation by the
-    /// first case-insensitive test that needs them (actions never change them).
-    pub lowered: std::sync::OnceLock<(String, String)>,
+    /// Subject and body in lower case, each made once by the first
+    /// case-insensitive test that needs it (actions never change them).
+    pub lowered: (Lowered, Lowered),
 }
+
+/// A text's lower-case form, made when first needed.
+pub type Lowered = std::sync::OnceLock<String>;
 
 /// A field's value as conditions see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
-    /// One text, with its lower-case form when the facts keep one.
-    Text(&'a str, Option<&'a str>),
+    /// One text, with the place of its lower-case form when the facts keep one.
+    Text(&'a str, Option<&'a Lowered>),
     Texts(Vec<&'a str>),
     Number(i64),
     Bool(bool),
@@ -68,15 +71,10 @@ fn many(v: &[String]) -> Value<'_> {
 }
 
 impl Facts {
-    fn lowered(&self) -> &(String, String) {
-        self.lowered
-            .get_or_init(|| (self.subject.to_lowercase(), self.body.to_lowercase()))
-    }
-
     pub fn get(&self, field: &Field) -> Value<'_> {
         match field {
-            Field::Subject => Value::Text(&self.subject, Some(&self.lowered().0)),
-            Field::Body => Value::Text(&self.body, Some(&self.lowered().1)),
+            Field::Subject => Value::Text(&self.subject, Some(&self.lowered.0)),
+            Field::Body => Value::Text(&self.body, Some(&self.lowered.1)),
             Field::From => Value::Text(&self.from, None),
             Field::FromDomain => {
                 Value::Text(self.from.rsplit_once('@').map_or("", |(_, d)| d), None)

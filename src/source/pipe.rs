@@ -2,7 +2,7 @@
 //! from standard input, and exits with sysexits codes the MTA understands.
 
 use super::{BATCH_BYTES, read_bounded};
-use crate::ingest::{Inbound, Outcome, OutcomeKind, Pipeline};
+use crate::ingest::{Inbound, Outcome, OutcomeKind, Pipeline, Prepared};
 use crate::store;
 use std::path::PathBuf;
 
@@ -44,6 +44,8 @@ pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io
     let mut code = EXIT_OK;
     let mut batch: Vec<Inbound> = Vec::new();
     let mut bytes = 0u64;
+    // The batch being made ready on another thread while the one before commits.
+    let mut ready: Option<Preparing> = None;
     for input in &inputs {
         let key = input.key();
         let read = input
@@ -61,15 +63,45 @@ pub async fn run(pipeline: &Pipeline, inputs: Vec<Input>, out: &mut impl std::io
             }
         }
         if batch.len() >= BATCH || bytes >= BATCH_BYTES {
-            code = code.max(report(pipeline.ingest(&batch).await, out));
-            batch.clear();
+            let next = prepare(pipeline, std::mem::take(&mut batch));
+            if let Some(done) = ready.replace(next) {
+                code = code.max(commit(pipeline, done, out).await);
+            }
             bytes = 0;
         }
     }
     if !batch.is_empty() {
-        code = code.max(report(pipeline.ingest(&batch).await, out));
+        let next = prepare(pipeline, batch);
+        if let Some(done) = ready.replace(next) {
+            code = code.max(commit(pipeline, done, out).await);
+        }
+    }
+    if let Some(done) = ready {
+        code = code.max(commit(pipeline, done, out).await);
     }
     code
+}
+
+/// A batch being parsed and its files written on a blocking thread.
+type Preparing = tokio::task::JoinHandle<(Vec<Inbound>, std::io::Result<Vec<Prepared>>)>;
+
+fn prepare(pipeline: &Pipeline, batch: Vec<Inbound>) -> Preparing {
+    let files = pipeline.files();
+    tokio::task::spawn_blocking(move || {
+        let prepared = files.prepare_batch(&batch);
+        (batch, prepared)
+    })
+}
+
+/// Commits a prepared batch and prints its outcomes: the exit code.
+async fn commit(pipeline: &Pipeline, preparing: Preparing, out: &mut impl std::io::Write) -> i32 {
+    match preparing.await {
+        Ok((batch, prepared)) => report(pipeline.ingest_prepared(&batch, prepared).await, out),
+        Err(e) => {
+            eprintln!("error: preparing a batch failed: {e}");
+            EXIT_TEMPFAIL
+        }
+    }
 }
 
 fn report(result: store::Result<Vec<Outcome>>, out: &mut impl std::io::Write) -> i32 {

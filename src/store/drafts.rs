@@ -83,10 +83,15 @@ pub(crate) fn hold(tx: &mut Tx, draft: Draft) {
 }
 
 /// Writes ticket `id` now if it is a draft: before anything that needs its
-/// row, and when the message that opened it is done.
+/// row, and when the message that opened it is done. Its tags are written
+/// at commit with the others'.
 pub async fn flush(tx: &mut Tx, id: i64) -> Result<()> {
-    if let Some(draft) = tx.held().and_then(|held| held.drafts.remove(&id)) {
-        write(tx, [draft]).await?;
+    let Some(draft) = tx.held().and_then(|held| held.drafts.remove(&id)) else {
+        return Ok(());
+    };
+    let tags = write_tickets(tx, vec![draft]).await?;
+    if let Some(held) = tx.held() {
+        held.tags.extend(tags);
     }
     Ok(())
 }
@@ -96,20 +101,21 @@ const INSERT: &str = "INSERT INTO tickets (id, number, subject, status, priority
      requester_id, organization_id, channel, language, auto_generated, created_at, updated_at,
      team_id, assignee_id, first_response_due, resolution_due)";
 
-/// Inserts drafts and their tags.
-pub(crate) async fn write(
+/// Inserts drafts; returns their tags, to be written after them.
+pub(crate) async fn write_tickets(
     conn: &mut AnyConnection,
-    drafts: impl IntoIterator<Item = Draft>,
-) -> Result<()> {
-    let drafts: Vec<Draft> = drafts.into_iter().collect();
-    if drafts.is_empty() {
-        return Ok(());
-    }
+    drafts: Vec<Draft>,
+) -> Result<Vec<(i64, String)>> {
     let tags: Vec<(i64, String)> = drafts
         .iter()
         .flat_map(|d| d.tags.iter().map(|t| (d.id, t.clone())))
         .collect();
     insert_rows(conn, INSERT, 17, drafts, bind).await?;
+    Ok(tags)
+}
+
+/// Inserts tags of new tickets.
+pub(crate) async fn write_tags(conn: &mut AnyConnection, tags: Vec<(i64, String)>) -> Result<()> {
     let insert = "INSERT INTO ticket_tags (ticket_id, tag)";
     let then = "ON CONFLICT (ticket_id, tag) DO NOTHING";
     insert_rows_then(conn, insert, 2, tags, then, |query, (id, tag)| {

@@ -65,12 +65,17 @@ pub(crate) async fn insert_rows_then<R>(
     Ok(())
 }
 
-/// Rows per multi-row insert of `columns` columns: at most 999 placeholders
-/// (SQLite's old limit; sqlx's SQLite binding also slows down
-/// quadratically with the number of placeholders).
+/// Rows per multi-row insert of `columns` columns: at most
+/// [`MAX_PARAMETERS`] placeholders.
 pub(crate) fn rows_per_insert(columns: usize) -> usize {
-    (999 / columns.max(1)).max(1)
+    (MAX_PARAMETERS / columns.max(1)).max(1)
 }
+
+/// Placeholders per statement. sqlx's SQLite driver looks each binding up by
+/// name among all the statement's parameters, so binding costs time
+/// quadratic in their number: past a few hundred, more statements of fewer
+/// rows are cheaper than one big one (and SQLite's old limit was 999).
+const MAX_PARAMETERS: usize = 200;
 
 #[cfg(test)]
 mod tests {

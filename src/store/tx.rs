@@ -75,6 +75,8 @@ pub(crate) struct Held {
     ticket_ids: IdsAhead,
     /// New tickets not written yet, by id (see `drafts`).
     pub drafts: std::collections::BTreeMap<i64, Draft>,
+    /// Tags of new tickets written already, written at commit.
+    pub tags: Vec<(i64, String)>,
     /// Teams and agents, read once when a draft needs them.
     pub directory: Option<std::sync::Arc<Directory>>,
     /// Contacts read ahead for the batch by (kind, address), and those it
@@ -166,8 +168,10 @@ impl Tx {
             // New tickets not written yet, then comments: the attachment, journal and Message-ID rows
             // point at them. These rows and the journal and timer rows name
             // no ticket number: written before the sequence rows are locked.
-            let drafts = std::mem::take(&mut held.drafts);
-            super::drafts::write(&mut self.inner, drafts.into_values()).await?;
+            let drafts = std::mem::take(&mut held.drafts).into_values().collect();
+            let tags = super::drafts::write_tickets(&mut self.inner, drafts).await?;
+            held.tags.extend(tags);
+            super::drafts::write_tags(&mut self.inner, std::mem::take(&mut held.tags)).await?;
             let rows = std::mem::take(&mut held.comments);
             comments::write_comments(&mut self.inner, rows).await?;
             let rows = std::mem::take(&mut held.attachments);
