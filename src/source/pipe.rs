@@ -14,7 +14,9 @@ pub const EXIT_DATAERR: i32 = 65;
 /// The store is unavailable: the MTA should try again later.
 pub const EXIT_TEMPFAIL: i32 = 75;
 
-const BATCH: usize = 200;
+/// Messages per transaction. Two batches are in memory at once (one
+/// parsing while the other commits), so each is half the usual 200.
+const BATCH: usize = 100;
 
 /// Where a message comes from.
 pub enum Input {
