@@ -58,7 +58,7 @@ pub struct Rules<'a> {
     pub set: Arc<RuleSet>,
     /// The rules' calendar (and the rest of the reloadable settings), as
     /// they were when the transaction began.
-    pub settings: Arc<crate::live::Settings>,
+    pub settings: Arc<crate::settings::Settings>,
     pub notifier: &'a Notifier,
     pub now: Timestamp,
     /// The addresses of a team's members and managers, read once per
@@ -72,7 +72,7 @@ type People = HashMap<(bool, Option<String>), Vec<String>>;
 impl<'a> Rules<'a> {
     pub fn new(
         set: Arc<RuleSet>,
-        settings: Arc<crate::live::Settings>,
+        settings: Arc<crate::settings::Settings>,
         notifier: &'a Notifier,
         now: Timestamp,
     ) -> Rules<'a> {

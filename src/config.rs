@@ -7,6 +7,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Levels of follow-up rule events before the loop guard cuts (`[rules] max_depth`).
+pub const DEFAULT_MAX_DEPTH: usize = 10;
+
 pub const DEFAULT_PATH: &str = "config/ticketd.toml";
 pub const ENV_CONFIG: &str = "TICKETD_CONFIG";
 pub const ENV_DATABASE_URL: &str = "TICKETD_DATABASE_URL";
@@ -138,7 +141,7 @@ impl Default for Rules {
             dir: None,
             calendar: None,
             alert_admins: false,
-            max_depth: crate::rules::DEFAULT_MAX_DEPTH,
+            max_depth: DEFAULT_MAX_DEPTH,
             time_zone: None,
         }
     }
@@ -627,7 +630,7 @@ impl Targets {
             Medium => &self.medium,
             Low => &self.low,
         };
-        match crate::rules::condition::parse_duration(text) {
+        match crate::clock::parse_duration(text) {
             Some(n) if n > 0 => Ok(n),
             _ => bail!("{priority}: {text:?} is not a positive duration (like \"4h\", \"3d\")"),
         }
@@ -976,7 +979,7 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("sla.resolution.{e}"))?;
         }
         if let Some(idle) = &sla.idle_after
-            && crate::rules::condition::parse_duration(idle).is_none_or(|n| n <= 0)
+            && crate::clock::parse_duration(idle).is_none_or(|n| n <= 0)
         {
             bail!("sla.idle_after: {idle:?} is not a positive duration (like \"3d\")");
         }
@@ -1002,7 +1005,7 @@ impl Config {
                 priority
                     .parse::<crate::ticket::Priority>()
                     .map_err(|e| anyhow::anyhow!("sla.override for {whom}: {e}"))?;
-                if crate::rules::condition::parse_duration(text).is_none_or(|n| n <= 0) {
+                if crate::clock::parse_duration(text).is_none_or(|n| n <= 0) {
                     bail!(
                         "sla.override for {whom}: {priority}: {text:?} is not a positive duration"
                     );

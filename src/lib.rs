@@ -25,6 +25,7 @@ pub mod retention;
 pub mod rules;
 pub mod scheduler;
 pub mod service;
+pub mod settings;
 pub mod sla;
 pub mod source;
 pub mod store;

@@ -361,7 +361,7 @@ async fn rules_command(config: &Config, command: RulesCommand) -> Result<i32> {
             Ok(if failures.is_empty() { 0 } else { 1 })
         }
         RulesCommand::Replay { since } => {
-            let seconds = ticketd::rules::condition::parse_duration(&since)
+            let seconds = ticketd::clock::parse_duration(&since)
                 .with_context(|| format!("--since {since:?} is not a duration (like 7d, 24h)"))?;
             let store = app::open_store(config).await?;
             let now = Clock::System.now();

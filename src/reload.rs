@@ -6,9 +6,9 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::live::Settings;
 use crate::notify::Notifier;
 use crate::rules::{Live, RuleError, load};
+use crate::settings::Settings;
 use crate::store::Store;
 use crate::store::outbox::{self, NewNotification};
 use std::sync::Arc;

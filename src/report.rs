@@ -255,7 +255,7 @@ pub fn parse_bound(text: &str, tz: chrono_tz::Tz, now: Timestamp) -> Result<Time
     if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(at.timestamp());
     }
-    match crate::rules::condition::parse_duration(text) {
+    match crate::clock::parse_duration(text) {
         Some(ago) => Ok(now - ago),
         None => Err(format!(
             "{text:?} is not a date (2026-11-01), a time (2026-11-01T08:00:00Z) or a span ago (7d)"

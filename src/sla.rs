@@ -7,8 +7,8 @@
 
 use crate::calendar::BusinessHours;
 use crate::clock::Timestamp;
+use crate::clock::parse_duration;
 use crate::config::Config;
-use crate::rules::condition::parse_duration;
 use crate::ticket::{Priority, Status};
 use std::collections::BTreeMap;
 

@@ -396,7 +396,7 @@ fn addresses_with_line_breaks_never_reach_a_header() {
     };
     assert!(matches!(
         mailer.build(&n),
-        Err(ticketd::notify::email::SendError::Permanent(_))
+        Err(ticketd::notify::send::SendError::Permanent(_))
     ));
     n.recipient = "ok@example.com".into();
     let message = String::from_utf8(mailer.build(&n).unwrap().formatted()).unwrap();

@@ -130,7 +130,7 @@ pub struct Pipeline {
     pub rules: Arc<crate::rules::Live>,
     /// Agents, teams, SLA policies and the rules' calendar: new and changed
     /// tickets get their due times in the ingest transaction; SIGHUP swaps them.
-    pub settings: Arc<crate::live::Live<crate::live::Settings>>,
+    pub settings: Arc<crate::live::Live<crate::settings::Settings>>,
     /// Rung after a commit that may have moved an SLA timer.
     pub sla_wake: Arc<tokio::sync::Notify>,
     /// Rung after a commit that queued notifications.
@@ -169,7 +169,9 @@ impl Pipeline {
             quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
-            settings: Arc::new(crate::live::Live::new(crate::live::Settings::of(config))),
+            settings: Arc::new(crate::live::Live::new(crate::settings::Settings::of(
+                config,
+            ))),
             sla_wake: Arc::new(tokio::sync::Notify::new()),
             rules: Arc::new(crate::rules::Live::new(
                 crate::rules::load::load_configured(config).map_err(rule_errors)?,

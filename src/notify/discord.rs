@@ -10,8 +10,8 @@
 //! which its rate limiter bypasses) a 429 comes back without `retry_after`,
 //! and the outbox must know when to try again.
 
-use super::email::SendError;
 use super::pace::{Pace, Slot};
+use super::send::SendError;
 use crate::config::Config;
 use crate::store::Store;
 use crate::store::outbox::Pending;

@@ -4,7 +4,8 @@
 //! server accepted it; a crash in between resends it with the same Message-ID.
 
 use super::discord::Discord;
-use super::email::{Mailer, SendError};
+use super::email::Mailer;
+use super::send::SendError;
 use super::telegram::Telegram;
 use super::webhook::Webhooks;
 use crate::clock::Clock;

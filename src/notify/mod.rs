@@ -11,6 +11,7 @@ pub mod discord;
 pub mod dispatch;
 pub mod email;
 pub mod pace;
+pub mod send;
 pub mod smtp;
 pub mod telegram;
 pub mod templates;

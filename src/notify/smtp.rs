@@ -3,7 +3,7 @@
 //! every message, which capped delivery at about 430 msg/s) and a NOOP probe
 //! only for connections that sat idle, not before every message.
 
-use super::email::SendError;
+use super::send::SendError;
 use crate::config::{Smtp, TlsMode};
 use crate::net::{NetStream, Tls, connect_tcp, timed};
 use anyhow::{Context, Result, bail};

@@ -9,8 +9,8 @@
 //! chat cannot be reached (the bot blocked or kicked, the chat not found, the
 //! user deactivated) is permanent.
 
-use super::email::SendError;
 use super::pace::{Pace, Slot};
+use super::send::SendError;
 use crate::config::Config;
 use crate::store::outbox::Pending;
 use anyhow::{Context, Result};

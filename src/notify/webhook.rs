@@ -3,7 +3,7 @@
 //! (`X-Ticketd-Signature: sha256=HEX`). `X-Ticketd-Delivery` carries the
 //! outbox id, the same on every retry, so a receiver can drop duplicates.
 
-use super::email::SendError;
+use super::send::SendError;
 use crate::config::Config;
 use crate::store::outbox::Pending;
 use anyhow::{Context, Result};

@@ -411,25 +411,6 @@ fn rank(priority: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// Seconds in `90`, `"45s"`, `"30m"`, `"4h"`, `"7d"` or `"2w"`.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().ok()?;
-    let factor = match unit.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,17 +516,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn durations_are_read_with_units() {
-        assert_eq!(parse_duration("90"), Some(90));
-        assert_eq!(parse_duration("30m"), Some(1800));
-        assert_eq!(parse_duration("7d"), Some(604_800));
-        assert_eq!(parse_duration("3 h"), Some(10_800));
-        assert_eq!(parse_duration("h"), None);
-        assert_eq!(parse_duration("5y"), None);
-        assert_eq!(parse_duration("99999999999999999999d"), None);
     }
 
     #[test]

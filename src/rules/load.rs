@@ -598,7 +598,7 @@ impl Reader<'_> {
                     }
                 }
             }
-            (Kind::Duration, DeValue::String(s)) => match super::condition::parse_duration(s) {
+            (Kind::Duration, DeValue::String(s)) => match crate::clock::parse_duration(s) {
                 Some(n) => Some(Operand::Number(n)),
                 None => {
                     self.error(
@@ -850,7 +850,7 @@ impl Reader<'_> {
                 "to" => to = Some(self.recipient((text.to_string(), at))?),
                 "template" => template = (text.to_string(), at),
                 "period" => {
-                    match super::condition::parse_duration(text) {
+                    match crate::clock::parse_duration(text) {
                         Some(p) if p > 0 => period = p,
                         _ => {
                             self.error(at, format!("report: period {text:?} is not a duration (like \"1d\", \"7d\")"));

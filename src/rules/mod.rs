@@ -132,7 +132,7 @@ impl Default for RuleSet {
     }
 }
 
-pub const DEFAULT_MAX_DEPTH: usize = 10;
+pub use crate::config::DEFAULT_MAX_DEPTH;
 
 /// The active rule set, swapped as a whole on reload.
 pub type Live = crate::live::Live<RuleSet>;

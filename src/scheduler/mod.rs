@@ -27,7 +27,7 @@ pub struct Scheduler {
     pub clock: Clock,
     pub rules: Arc<Live>,
     /// SLA policies and the rules' calendar; SIGHUP swaps them.
-    pub settings: Arc<crate::live::Live<crate::live::Settings>>,
+    pub settings: Arc<crate::live::Live<crate::settings::Settings>>,
     pub notifier: Notifier,
     /// Rung by ingest after commits that may have moved a timer.
     pub wake: Arc<Notify>,
