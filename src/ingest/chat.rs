@@ -68,7 +68,7 @@ impl Pipeline {
         error: &store::Error,
     ) -> store::Result<Outcome> {
         let kept = format!("{:#?}", update.intake);
-        let sha256 = files::put(&self.quarantine_dir, kept.as_bytes())
+        let sha256 = files::put(self.quarantine_dir(), kept.as_bytes())
             .map_err(|e| store::Error::Unavailable(format!("cannot write quarantine: {e}")))?;
         let reason = format!("the store rejected it: {error}");
         let now = self.clock.now();

@@ -22,7 +22,6 @@ use crate::store::{self, Store, Tx, changes, directory, files};
 use crate::thread::{self, Candidate, Decision, Policy, Via};
 use crate::ticket::{Channel, Priority, Status};
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// One raw message from a source.
@@ -123,7 +122,6 @@ pub struct Pipeline {
     policy: Policy,
     /// Where a batch's files go before its transaction.
     files: Files,
-    quarantine_dir: PathBuf,
     pub max_message_bytes: u64,
     notifier: Notifier,
     /// The active rules; `replace` swaps them on reload.
@@ -275,7 +273,6 @@ impl Pipeline {
                 max_attachment_bytes: config.attachments.max_bytes,
                 quarantine_dir: config.mail.quarantine_dir.clone(),
             },
-            quarantine_dir: config.mail.quarantine_dir.clone(),
             max_message_bytes: config.mail.max_message_bytes,
             notifier: Notifier::new(config)?,
             settings: Arc::new(crate::live::Live::new(crate::settings::Settings::of(
@@ -348,7 +345,7 @@ impl Pipeline {
     /// Quarantines a message the store rejected, keeping its raw bytes, and
     /// advances its source's checkpoint past it.
     async fn poison(&self, inbound: &Inbound, error: &str) -> store::Result<Outcome> {
-        let sha256 = files::put(&self.quarantine_dir, &inbound.raw)
+        let sha256 = files::put(&self.files.quarantine_dir, &inbound.raw)
             .map_err(|e| store::Error::Unavailable(format!("cannot write quarantine: {e}")))?;
         let reason = format!("the store rejected it: {error}");
         let now = self.clock.now();
@@ -391,7 +388,7 @@ impl Pipeline {
 
     /// Where raw copies of quarantined messages are kept (content-addressed).
     pub fn quarantine_dir(&self) -> &std::path::Path {
-        &self.quarantine_dir
+        &self.files.quarantine_dir
     }
 
     async fn commit_with_retry(
