@@ -2,7 +2,7 @@
 //! message. Built by the caller from the store and the parsed mail; the rule
 //! engine only reads it (and updates it as earlier rules' actions apply).
 
-use super::condition::Field;
+use super::field::Field;
 
 #[derive(Debug, Clone, Default)]
 pub struct Facts {

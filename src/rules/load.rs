@@ -3,7 +3,8 @@
 //! only reads the files.
 
 use super::action::{Action, Assignee, Recipient, Strategy};
-use super::condition::{Condition, FIELDS, Field, Kind, OPERATORS, Op, Operand, Test};
+use super::condition::{Condition, OPERATORS, Op, Operand, Test};
+use super::field::{FIELDS, Field, Kind};
 use super::{Event, Rule, RuleSet, RuleTest};
 use std::fmt;
 use std::path::Path;
@@ -536,7 +537,7 @@ impl Reader<'_> {
             "matches" => {
                 let pattern = text(self)?;
                 match regex::Regex::new(&pattern) {
-                    Ok(r) => Op::Matches(super::condition::Pattern::new(r)),
+                    Ok(r) => Op::Matches(super::prefilter::Pattern::new(r)),
                     Err(e) => {
                         let why = e.to_string();
                         let why = why.lines().last().unwrap_or("invalid").trim();

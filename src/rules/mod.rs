@@ -9,6 +9,7 @@
 pub mod action;
 pub mod condition;
 pub mod facts;
+pub mod field;
 pub mod load;
 pub mod prefilter;
 pub mod schedule;
@@ -163,7 +164,8 @@ impl RuleSet {
 
     /// Gives the regexes their prefilter slots; call once the rules are final.
     pub fn index(&mut self) {
-        self.prefilter = prefilter::Prefilter::build(self.rules.iter_mut().map(|r| &mut r.when));
+        self.prefilter =
+            prefilter::Prefilter::build(self.rules.iter_mut().flat_map(|r| r.when.patterns_mut()));
     }
 
     fn run(&self, event: Event, facts: &Facts, explain: bool) -> Vec<Trace> {

@@ -10,11 +10,26 @@
 //! be listed (`.*x`, big classes, a possible empty match) always runs. The
 //! filter only skips searches that cannot match, so verdicts are unchanged.
 
-use super::condition::{Condition, Field, Op};
+use super::field::Field;
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use regex::Regex;
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use std::cell::OnceCell;
 use std::collections::HashMap;
+
+/// A `matches` regex and its slot in the rule set's prefilter (none:
+/// it always runs).
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub regex: Regex,
+    pub slot: Option<usize>,
+}
+
+impl Pattern {
+    pub fn new(regex: Regex) -> Pattern {
+        Pattern { regex, slot: None }
+    }
+}
 
 /// The fields worth a shared scan: the long texts.
 const FIELDS: [Field; 2] = [Field::Subject, Field::Body];
@@ -45,59 +60,54 @@ fn field_index(field: &Field) -> Option<usize> {
 }
 
 impl Prefilter {
-    /// Gives each filterable regex test on the subject or the body its slot
-    /// and builds the automata.
-    pub fn build<'a>(conditions: impl Iterator<Item = &'a mut Condition>) -> Prefilter {
+    /// Gives each filterable `matches` regex on the subject or the body its
+    /// slot and builds the automata.
+    pub fn build<'a>(patterns: impl Iterator<Item = (&'a Field, &'a mut Pattern)>) -> Prefilter {
         let mut literals: [Vec<Vec<u8>>; 2] = Default::default();
         let mut index: [HashMap<Vec<u8>, usize>; 2] = Default::default();
         let mut filter = Prefilter::default();
-        for condition in conditions {
-            condition.visit_tests(&mut |test| {
-                let Some(f) = field_index(&test.field) else {
-                    return;
-                };
-                let Op::Matches(pattern) = &mut test.op else {
-                    return;
-                };
-                let Ok(hir) = regex_syntax::parse(pattern.regex.as_str()) else {
-                    return;
-                };
-                let ends = [ExtractKind::Prefix, ExtractKind::Suffix].map(|kind| {
-                    let seq = Extractor::new()
-                        .kind(kind)
-                        .limit_total(LIMIT_TOTAL)
-                        .extract(&hir);
-                    let mut list: Vec<Vec<u8>> = seq
-                        .literals()?
-                        .iter()
-                        .map(|l| l.as_bytes().to_ascii_lowercase())
-                        .collect();
-                    list.sort();
-                    list.dedup();
-                    (!list.iter().any(Vec::is_empty)).then_some(list)
-                });
-                if ends.iter().all(Option::is_none) {
-                    return;
-                }
-                let own = &mut filter.fields[f];
-                let slot = own.needs.len();
-                let mut need = 0;
-                for (list, bit) in ends.into_iter().zip([PREFIX, SUFFIX]) {
-                    for literal in list.into_iter().flatten() {
-                        need |= bit;
-                        match index[f].get(&literal) {
-                            Some(&i) => own.owners[i].push((slot, bit)),
-                            None => {
-                                index[f].insert(literal.clone(), literals[f].len());
-                                literals[f].push(literal);
-                                own.owners.push(vec![(slot, bit)]);
-                            }
+        for (field, pattern) in patterns {
+            let Some(f) = field_index(field) else {
+                continue;
+            };
+            let Ok(hir) = regex_syntax::parse(pattern.regex.as_str()) else {
+                continue;
+            };
+            let ends = [ExtractKind::Prefix, ExtractKind::Suffix].map(|kind| {
+                let seq = Extractor::new()
+                    .kind(kind)
+                    .limit_total(LIMIT_TOTAL)
+                    .extract(&hir);
+                let mut list: Vec<Vec<u8>> = seq
+                    .literals()?
+                    .iter()
+                    .map(|l| l.as_bytes().to_ascii_lowercase())
+                    .collect();
+                list.sort();
+                list.dedup();
+                (!list.iter().any(Vec::is_empty)).then_some(list)
+            });
+            if ends.iter().all(Option::is_none) {
+                continue;
+            }
+            let own = &mut filter.fields[f];
+            let slot = own.needs.len();
+            let mut need = 0;
+            for (list, bit) in ends.into_iter().zip([PREFIX, SUFFIX]) {
+                for literal in list.into_iter().flatten() {
+                    need |= bit;
+                    match index[f].get(&literal) {
+                        Some(&i) => own.owners[i].push((slot, bit)),
+                        None => {
+                            index[f].insert(literal.clone(), literals[f].len());
+                            literals[f].push(literal);
+                            own.owners.push(vec![(slot, bit)]);
                         }
                     }
                 }
-                own.needs.push(need);
-                pattern.slot = Some(slot);
-            });
+            }
+            own.needs.push(need);
+            pattern.slot = Some(slot);
         }
         for (own, literals) in filter.fields.iter_mut().zip(literals) {
             if literals.is_empty() {
@@ -163,7 +173,7 @@ impl<'a> Scan<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::condition::{Pattern, Test};
+    use crate::rules::condition::{Condition, Op, Test};
     use crate::rules::facts::Facts;
 
     fn rule(field: Field, pattern: &str) -> Condition {
@@ -177,7 +187,7 @@ mod tests {
     fn agree(patterns: &[&str], texts: &[&str]) {
         let mut conditions: Vec<Condition> =
             patterns.iter().map(|p| rule(Field::Body, p)).collect();
-        let filter = Prefilter::build(conditions.iter_mut());
+        let filter = Prefilter::build(conditions.iter_mut().flat_map(Condition::patterns_mut));
         for text in texts {
             let facts = Facts {
                 body: text.to_string(),
@@ -228,7 +238,7 @@ mod tests {
             rule(Field::From, "(?i)faktura"),
             rule(Field::Subject, ".*"),
         ];
-        let filter = Prefilter::build(conditions.iter_mut());
+        let filter = Prefilter::build(conditions.iter_mut().flat_map(Condition::patterns_mut));
         let slots: Vec<Option<usize>> = conditions
             .iter()
             .map(|c| match c {
