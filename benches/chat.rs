@@ -41,7 +41,10 @@ fn main() -> anyhow::Result<()> {
         );
         let config = Config::parse(&config_text)?;
         let store = ticketd::app::open_store(&config).await?;
-        let pipeline = Pipeline::new(&config, store.clone(), Clock::System)?;
+        let pipeline = Pipeline::new(
+            &config,
+            &ticketd::app::context(&config, store.clone(), Clock::System)?,
+        );
         let updates = (0..n)
             .map(|i| {
                 let user = (i % customers) as i64 + 1000;

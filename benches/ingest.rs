@@ -62,7 +62,10 @@ fn main() -> anyhow::Result<()> {
         config.attachments.dir = dir.path().join("attachments");
         config.mail.quarantine_dir = dir.path().join("quarantine");
         let store = ticketd::app::open_store(&config).await?;
-        let pipeline = Pipeline::new(&config, store.clone(), Clock::System)?;
+        let pipeline = Pipeline::new(
+            &config,
+            &ticketd::app::context(&config, store.clone(), Clock::System)?,
+        );
 
         if std::env::var_os("PARSE_ONLY").is_some() {
             let t = Instant::now();

@@ -57,7 +57,10 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(dir.path().join("ticketd.toml"), &config_text)?;
         let config = Config::parse(&config_text)?;
         let store = ticketd::app::open_store(&config).await?;
-        let pipeline = Pipeline::new(&config, store.clone(), Clock::System)?;
+        let pipeline = Pipeline::new(
+            &config,
+            &ticketd::app::context(&config, store.clone(), Clock::System)?,
+        );
 
         let t = Instant::now();
         for chunk in (0..n).collect::<Vec<_>>().chunks(200) {

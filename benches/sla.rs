@@ -118,7 +118,8 @@ fn main() -> anyhow::Result<()> {
         config.rules.dir = Some(dir.path().to_path_buf());
         let store = ticketd::app::open_store(&config).await?;
         let clock = Clock::manual(START);
-        let pipeline = Pipeline::new(&config, store.clone(), clock.clone())?;
+        let context = ticketd::app::context(&config, store.clone(), clock.clone())?;
+        let pipeline = Pipeline::new(&config, &context);
 
         let t = Instant::now();
         for chunk in (0..breaching).collect::<Vec<_>>().chunks(200) {
@@ -135,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64()
         );
 
-        let scheduler = Scheduler::of(&pipeline, &config);
+        let scheduler = Scheduler::of(&context, &config);
         // The warnings at 80 % come first (not measured).
         clock.advance(23_040);
         while scheduler.fire_due().await? > 0 {}

@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod context;
 pub mod ingest;
 pub mod live;
 pub mod metrics;

@@ -175,52 +175,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             app::run(config, Clock::System, app::shutdown_signal()).await?;
             Ok(0)
         }
-        Command::Ingest { files } => {
-            let store = app::open_store(&config).await?;
-            let pipeline = ingest::Pipeline::new(&config, store.clone(), Clock::System)?;
-            let inputs = if files.is_empty() {
-                vec![pipe::Input::Stdin]
-            } else {
-                files.into_iter().map(pipe::Input::File).collect()
-            };
-            let code = pipe::run(&pipeline, inputs, &mut std::io::stdout().lock()).await;
-            store.close().await;
-            Ok(code)
-        }
-        Command::Tickets { command } => {
-            let store = app::open_store(&config).await?;
-            let out = match command {
-                TicketsCommand::List {
-                    status,
-                    limit,
-                    json,
-                } => {
-                    let status = status.map(|s| s.as_str());
-                    let tickets = store
-                        .list_tickets(status, limit, Clock::System.now())
-                        .await?;
-                    if json {
-                        serde_json::to_string_pretty(&tickets)? + "\n"
-                    } else {
-                        view::ticket_table(&tickets)
-                    }
-                }
-                TicketsCommand::Show { number, json } => {
-                    let detail = store
-                        .ticket_detail(&number)
-                        .await?
-                        .with_context(|| format!("no ticket {number}"))?;
-                    if json {
-                        serde_json::to_string_pretty(&detail)? + "\n"
-                    } else {
-                        view::ticket_detail(&detail)
-                    }
-                }
-            };
-            print!("{out}");
-            store.close().await;
-            Ok(0)
-        }
+        Command::Ingest { files } => ingest_command(&config, files).await,
+        Command::Tickets { command } => tickets_command(&config, command).await,
         Command::Backup { path } => {
             let store = ticketd::store::Store::connect(&config.database.url, 1).await?;
             let done = store.backup(&path).await;
@@ -228,48 +184,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", done?);
             Ok(0)
         }
-        Command::Check => {
-            config.reply_token_key()?;
-            if let Some(discord) = &config.discord {
-                discord.token()?;
-            }
-            if let Some(telegram) = &config.telegram {
-                telegram.token()?;
-            }
-            let dir = config.notify.templates_dir.as_deref();
-            if let Err(errors) =
-                ticketd::notify::templates::Templates::load(dir, &config.notify.default_language)
-            {
-                for e in &errors {
-                    eprintln!("{e}");
-                }
-                anyhow::bail!("{} template error(s)", errors.len());
-            }
-            let rules = load_rules(&config)?;
-            // Every secret file readable.
-            if let Some(smtp) = &config.smtp {
-                smtp.password()?;
-            }
-            for mailbox in &config.mailbox {
-                mailbox.password()?;
-            }
-            for hook in &config.webhook {
-                hook.secret()?;
-            }
-            // The database answers.
-            let store = ticketd::store::Store::connect(&config.database.url, 1)
-                .await
-                .context("cannot reach the database")?;
-            let reached = sqlx::query("SELECT 1").execute(store.pool()).await;
-            store.close().await;
-            reached.context("the database does not answer")?;
-            println!(
-                "{}: ok ({} rules, database reachable)",
-                config_path.display(),
-                rules.rules.len()
-            );
-            Ok(0)
-        }
+        Command::Check => check_command(&config, &config_path).await,
         Command::Rules { command } => rules_command(&config, command).await,
         Command::Report {
             from,
@@ -277,27 +192,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             by,
             format,
         } => report_command(&config, (from, to), by, format).await,
-        Command::CopyTo { url } => {
-            let source = ticketd::store::Store::connect(&config.database.url, 1).await?;
-            let target = ticketd::store::Store::connect(&url, 2).await?;
-            target.migrate().await?;
-            let copied = ticketd::store::copy::copy(&source, &target).await;
-            source.close().await;
-            target.close().await;
-            let copied = copied?;
-            for c in &copied {
-                println!(
-                    "{:<24} {:>10} rows  checksum {}",
-                    c.table, c.rows, c.checksum
-                );
-            }
-            let rows: i64 = copied.iter().map(|c| c.rows).sum();
-            println!(
-                "copied {} tables, {rows} rows; every table's rows and checksum match",
-                copied.len()
-            );
-            Ok(0)
-        }
+        Command::CopyTo { url } => copy_command(&config, &url).await,
         Command::Instances => {
             let store = ticketd::store::Store::connect(&config.database.url, 1).await?;
             let view = store.cluster_view().await;
@@ -313,6 +208,125 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `ticketd ingest [FILE…]`: the files (or standard input), one line each.
+async fn ingest_command(config: &Config, files: Vec<std::path::PathBuf>) -> Result<i32> {
+    let store = app::open_store(config).await?;
+    let pipeline =
+        ingest::Pipeline::new(config, &app::context(config, store.clone(), Clock::System)?);
+    let inputs = if files.is_empty() {
+        vec![pipe::Input::Stdin]
+    } else {
+        files.into_iter().map(pipe::Input::File).collect()
+    };
+    let code = pipe::run(&pipeline, inputs, &mut std::io::stdout().lock()).await;
+    store.close().await;
+    Ok(code)
+}
+
+/// `ticketd tickets list|show`.
+async fn tickets_command(config: &Config, command: TicketsCommand) -> Result<i32> {
+    let store = app::open_store(config).await?;
+    let out = match command {
+        TicketsCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let status = status.map(|s| s.as_str());
+            let tickets = store
+                .list_tickets(status, limit, Clock::System.now())
+                .await?;
+            if json {
+                serde_json::to_string_pretty(&tickets)? + "\n"
+            } else {
+                view::ticket_table(&tickets)
+            }
+        }
+        TicketsCommand::Show { number, json } => {
+            let detail = store
+                .ticket_detail(&number)
+                .await?
+                .with_context(|| format!("no ticket {number}"))?;
+            if json {
+                serde_json::to_string_pretty(&detail)? + "\n"
+            } else {
+                view::ticket_detail(&detail)
+            }
+        }
+    };
+    print!("{out}");
+    store.close().await;
+    Ok(0)
+}
+
+/// `ticketd check`: the config, its secrets, templates and rules, and the
+/// database, without starting anything.
+async fn check_command(config: &Config, config_path: &std::path::Path) -> Result<i32> {
+    config.reply_token_key()?;
+    if let Some(discord) = &config.discord {
+        discord.token()?;
+    }
+    if let Some(telegram) = &config.telegram {
+        telegram.token()?;
+    }
+    let dir = config.notify.templates_dir.as_deref();
+    if let Err(errors) =
+        ticketd::notify::templates::Templates::load(dir, &config.notify.default_language)
+    {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        anyhow::bail!("{} template error(s)", errors.len());
+    }
+    let rules = load_rules(config)?;
+    // Every secret file readable.
+    if let Some(smtp) = &config.smtp {
+        smtp.password()?;
+    }
+    for mailbox in &config.mailbox {
+        mailbox.password()?;
+    }
+    for hook in &config.webhook {
+        hook.secret()?;
+    }
+    // The database answers.
+    let store = ticketd::store::Store::connect(&config.database.url, 1)
+        .await
+        .context("cannot reach the database")?;
+    let reached = sqlx::query("SELECT 1").execute(store.pool()).await;
+    store.close().await;
+    reached.context("the database does not answer")?;
+    println!(
+        "{}: ok ({} rules, database reachable)",
+        config_path.display(),
+        rules.rules.len()
+    );
+    Ok(0)
+}
+
+/// `ticketd copy-to URL`: every table, verified by rows and checksum.
+async fn copy_command(config: &Config, url: &str) -> Result<i32> {
+    let source = ticketd::store::Store::connect(&config.database.url, 1).await?;
+    let target = ticketd::store::Store::connect(url, 2).await?;
+    target.migrate().await?;
+    let copied = ticketd::store::copy::copy(&source, &target).await;
+    source.close().await;
+    target.close().await;
+    let copied = copied?;
+    for c in &copied {
+        println!(
+            "{:<24} {:>10} rows  checksum {}",
+            c.table, c.rows, c.checksum
+        );
+    }
+    let rows: i64 = copied.iter().map(|c| c.rows).sum();
+    println!(
+        "copied {} tables, {rows} rows; every table's rows and checksum match",
+        copied.len()
+    );
+    Ok(0)
 }
 
 /// The configured rule set, every problem printed on its own line.

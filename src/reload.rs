@@ -37,12 +37,12 @@ pub struct Handles {
 }
 
 impl Handles {
-    pub fn of(pipeline: &crate::ingest::Pipeline) -> Handles {
+    pub fn of(context: &crate::context::Context) -> Handles {
         Handles {
-            rules: pipeline.rules.clone(),
-            settings: pipeline.settings.clone(),
-            notifier: pipeline.notifier().clone(),
-            store: pipeline.store.clone(),
+            rules: context.rules.clone(),
+            settings: context.settings.clone(),
+            notifier: context.notifier.clone(),
+            store: context.store.clone(),
         }
     }
 }

@@ -496,7 +496,10 @@ async fn three_instances_fire_each_sla_event_and_cron_slot_once() {
         .as_secs() as i64;
     let settings = ticketd::config::Config::load(&config).unwrap();
     let clock = ticketd::clock::Clock::manual(now - 6 * 3600 - 30 * 60);
-    let pipeline = ticketd::ingest::Pipeline::new(&settings, store.clone(), clock).unwrap();
+    let pipeline = ticketd::ingest::Pipeline::new(
+        &settings,
+        &ticketd::app::context(&settings, store.clone(), clock).unwrap(),
+    );
     let batch: Vec<ticketd::ingest::Inbound> = (0..TICKETS)
         .map(|i| ticketd::ingest::Inbound::new("test", format!("sla-{i}"), mail(i)))
         .collect();
@@ -892,8 +895,10 @@ async fn a_sqlite_database_is_copied_into_postgresql_and_verified() {
     // Work goes on there: the next ticket gets the next number and id.
     let mut config = env.config.clone();
     config.database.url = target_url.clone();
-    let pipeline =
-        ticketd::ingest::Pipeline::new(&config, target.clone(), env.clock.clone()).unwrap();
+    let pipeline = ticketd::ingest::Pipeline::new(
+        &config,
+        &ticketd::app::context(&config, target.clone(), env.clock.clone()).unwrap(),
+    );
     let batch = [ticketd::ingest::Inbound::new("test", "after-copy", mail(1))];
     let next = pipeline.ingest(&batch).await.unwrap().pop().unwrap();
     let expected = format!("TKT-2026-{:04}", numbers.len() + 1);

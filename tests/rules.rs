@@ -372,7 +372,7 @@ async fn a_broken_rule_set_stops_the_pipeline_from_starting() {
         c
     };
     let store = ticketd::app::open_store(&config).await.unwrap();
-    let error = ticketd::ingest::Pipeline::new(&config, store, ticketd::clock::Clock::System)
+    let error = ticketd::app::context(&config, store, ticketd::clock::Clock::System)
         .err()
         .unwrap()
         .to_string();
@@ -427,7 +427,7 @@ async fn rule_files_reload_on_change_and_a_broken_set_keeps_the_last_good_one() 
     let cancel = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(ticketd::reload::run(
         env.config.clone(),
-        ticketd::reload::Handles::of(&env.pipeline),
+        ticketd::reload::Handles::of(&env.context),
         (None, None),
         cancel.clone(),
     ));
@@ -664,7 +664,7 @@ async fn refused_rules_are_mailed_to_the_admins_once() {
     };
     let task = tokio::spawn(ticketd::reload::run(
         env.config.clone(),
-        ticketd::reload::Handles::of(&env.pipeline),
+        ticketd::reload::Handles::of(&env.context),
         (Some(alert), None),
         cancel.clone(),
     ));

@@ -54,7 +54,7 @@ async fn env_with(backend: Backend, extra: &str) -> (Env, tempfile::TempDir) {
 }
 
 fn scheduler(env: &Env) -> Scheduler {
-    Scheduler::of(&env.pipeline, &env.config)
+    Scheduler::of(&env.context, &env.config)
 }
 
 fn mail(id: &str) -> Vec<u8> {

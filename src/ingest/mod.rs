@@ -13,6 +13,7 @@ pub use chat::ChatUpdate;
 use crate::apply;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::context::Context;
 use crate::notify::Notifier;
 use crate::parse::{self, ParsedMail, subject};
 use crate::rules::Event;
@@ -258,15 +259,17 @@ fn author_kind(candidate: Option<&Candidate>, sender: &str, agent: bool) -> Auth
 }
 
 impl Pipeline {
-    pub fn new(config: &Config, store: Store, clock: Clock) -> anyhow::Result<Pipeline> {
-        Ok(Pipeline {
-            store,
-            clock,
+    /// The pipeline of `context`, with the config's intake settings. No IO.
+    pub fn new(config: &Config, context: &Context) -> Pipeline {
+        let context = context.clone();
+        Pipeline {
+            store: context.store,
+            clock: context.clock,
             number_prefix: config.tickets.number_prefix.clone(),
             number_pattern: subject::NumberPattern::new(&config.tickets.number_prefix),
             default_priority: config.tickets.default_priority,
             support_addresses: config.support_addresses(),
-            token_key: config.reply_token_key()?,
+            token_key: context.token_key,
             policy: config.threading.policy(),
             files: Files {
                 attachments_dir: config.attachments.dir.clone(),
@@ -274,21 +277,17 @@ impl Pipeline {
                 quarantine_dir: config.mail.quarantine_dir.clone(),
             },
             max_message_bytes: config.mail.max_message_bytes,
-            notifier: Notifier::new(config)?,
-            settings: Arc::new(crate::live::Live::new(crate::settings::Settings::of(
-                config,
-            ))),
-            sla_wake: Arc::new(tokio::sync::Notify::new()),
-            rules: Arc::new(crate::rules::Live::new(
-                crate::rules::load::load_configured(config).map_err(rule_errors)?,
-            )),
-            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            notifier: context.notifier,
+            settings: context.settings,
+            sla_wake: context.sla_wake,
+            rules: context.rules,
+            outbox_wake: context.outbox_wake,
             discord_agent_channel: config
                 .discord
                 .as_ref()
                 .and_then(|d| d.agent_channel)
                 .and_then(|c| i64::try_from(c).ok()),
-        })
+        }
     }
 
     /// The notifier (the scheduler shares it, and with it the templates).
@@ -993,12 +992,6 @@ pub(super) async fn journal_quarantined(
         },
     )
     .await
-}
-
-/// Every rule problem, one per line.
-pub fn rule_errors(errors: Vec<crate::rules::RuleError>) -> anyhow::Error {
-    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    anyhow::anyhow!("{} rule error(s):\n{}", errors.len(), lines.join("\n"))
 }
 
 /// What the rules see of an inbound mail.

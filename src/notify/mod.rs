@@ -76,27 +76,19 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(config: &Config) -> anyhow::Result<Notifier> {
-        let templates = Templates::load(
-            config.notify.templates_dir.as_deref(),
-            &config.notify.default_language,
-        )
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                errors
-                    .iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?;
+    /// A notifier with loaded `templates` and the reply-token key.
+    pub fn new(
+        config: &Config,
+        templates: Templates,
+        token_key: Option<Vec<u8>>,
+    ) -> anyhow::Result<Notifier> {
         let from: lettre::message::Mailbox = config.notify.from.parse()?;
         Ok(Notifier {
             templates: std::sync::Arc::new(templates::Live::new(templates)),
             from_domain: from.email.domain().to_string(),
             support_addresses: config.support_addresses(),
             agents: std::sync::Arc::new(crate::live::Live::new(agent_addresses(config))),
-            token_key: config.reply_token_key()?,
+            token_key,
             ticket_url: config.notify.ticket_url.clone(),
             per_hour: config.notify.auto_reply_per_hour,
             per_day: config.notify.auto_reply_per_day,

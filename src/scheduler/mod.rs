@@ -39,17 +39,17 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// The scheduler of a pipeline: its store, clock, rules, settings,
+    /// The scheduler of the application: its store, clock, rules, settings,
     /// notifier (and so templates) and wake-ups.
-    pub fn of(pipeline: &crate::ingest::Pipeline, config: &crate::config::Config) -> Scheduler {
+    pub fn of(context: &crate::context::Context, config: &crate::config::Config) -> Scheduler {
         Scheduler {
-            store: pipeline.store.clone(),
-            clock: pipeline.clock.clone(),
-            rules: pipeline.rules.clone(),
-            settings: pipeline.settings.clone(),
-            notifier: pipeline.notifier().clone(),
-            wake: pipeline.sla_wake.clone(),
-            outbox_wake: pipeline.outbox_wake.clone(),
+            store: context.store.clone(),
+            clock: context.clock.clone(),
+            rules: context.rules.clone(),
+            settings: context.settings.clone(),
+            notifier: context.notifier.clone(),
+            wake: context.sla_wake.clone(),
+            outbox_wake: context.outbox_wake.clone(),
             time_zone: config.rules_time_zone(),
             seen: Default::default(),
         }

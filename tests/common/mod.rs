@@ -78,6 +78,8 @@ pub struct Env {
     pub backend: Backend,
     pub store: Store,
     pub pipeline: Pipeline,
+    /// What the pipeline shares with the scheduler and reload.
+    pub context: ticketd::context::Context,
     pub clock: Clock,
     pub config: Config,
     /// Shared, so `on_both_backends!` can keep the folder alive for the
@@ -182,11 +184,13 @@ impl Env {
         adjust(&mut config);
         let store = ticketd::app::open_store(&config).await.unwrap();
         let clock = Clock::manual(START);
-        let pipeline = Pipeline::new(&config, store.clone(), clock.clone()).unwrap();
+        let context = ticketd::app::context(&config, store.clone(), clock.clone()).unwrap();
+        let pipeline = Pipeline::new(&config, &context);
         Env {
             backend,
             store,
             pipeline,
+            context,
             clock,
             config,
             dir: std::sync::Arc::new(dir),
@@ -211,7 +215,9 @@ impl Env {
 
     /// A second pipeline on the same store and config (for concurrent ingest).
     pub fn pipeline_clone(&self) -> Pipeline {
-        Pipeline::new(&self.config, self.store.clone(), self.clock.clone()).unwrap()
+        let context =
+            ticketd::app::context(&self.config, self.store.clone(), self.clock.clone()).unwrap();
+        Pipeline::new(&self.config, &context)
     }
 
     /// Ingests one message and returns its outcome line.
