@@ -323,23 +323,7 @@ impl Rules<'_> {
             }
             Action::Assign(who) => self.assign(tx, state, who, by, message).await?,
             Action::Note(text) => {
-                t::add_comment(
-                    tx,
-                    &t::NewComment {
-                        ticket_id: id,
-                        author: ACTOR,
-                        author_kind: AuthorKind::System,
-                        body: text,
-                        stripped: "",
-                        internal: true,
-                        channel: Channel::Email,
-                        auto_generated: false,
-                        message_id: None,
-                        now: self.now,
-                    },
-                )
-                .await?;
-                t::history(tx, id, ACTOR, "note", None, Some(text), rule, self.now).await?;
+                self.note(tx, id, text, rule).await?;
                 Vec::new()
             }
             Action::Notify { template, to } => {
@@ -349,52 +333,90 @@ impl Rules<'_> {
                 Vec::new()
             }
             Action::AutoReply { template } => {
-                let subject = subject_of(state, message);
-                let to = if message.facts.from.is_empty() {
-                    state.requester.clone()
-                } else {
-                    message.facts.from.clone()
-                };
-                let auto = message.facts.auto_generated.then_some("auto-generated");
-                self.notifier
-                    .automatic(tx, &subject, template, &to, auto, self.now)
-                    .await?;
+                self.auto_reply(tx, state, template, message).await?;
                 Vec::new()
             }
             Action::Escalate { to, template } => {
-                let next = Priority::escalated(&state.priority);
-                changes::set_text(tx, id, "priority", &state.priority, next, by).await?;
-                let Some(state) = changes::ticket_state(tx, id).await? else {
-                    return Ok(Vec::new());
-                };
-                let subject = subject_of(&state, message);
-                self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
-                    .await?;
-                vec![Event::TicketUpdated]
+                self.escalate(tx, state, (to, template), by, message)
+                    .await?
             }
             // Summaries of a scheduled run: the scheduler sends them once per run.
             Action::Digest { .. } | Action::Report { .. } => Vec::new(),
             Action::Webhook(name) => {
                 let payload = webhook_payload(state, event, who, message, self.now);
-                let n = NewNotification {
-                    ticket_id: Some(id),
-                    event: event.as_str().into(),
-                    channel: "webhook".into(),
-                    recipient: name.clone(),
-                    automatic: false,
-                    message_id: None,
-                    in_reply_to: None,
-                    references: Vec::new(),
-                    reply_to: None,
-                    subject: who.to_string(),
-                    body: payload.to_string(),
-                    html: None,
-                    suppressed: None,
-                };
-                outbox::enqueue(tx, &n, self.now).await?;
+                webhook(tx, id, (event, name, who), &payload, self.now).await?;
                 Vec::new()
             }
         })
+    }
+
+    /// An internal note by the system, in the history under its rule.
+    async fn note(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        text: &str,
+        rule: Option<&str>,
+    ) -> store::Result<()> {
+        t::add_comment(
+            tx,
+            &t::NewComment {
+                ticket_id: id,
+                author: ACTOR,
+                author_kind: AuthorKind::System,
+                body: text,
+                stripped: "",
+                internal: true,
+                channel: Channel::Email,
+                auto_generated: false,
+                message_id: None,
+                now: self.now,
+            },
+        )
+        .await?;
+        t::history(tx, id, ACTOR, "note", None, Some(text), rule, self.now).await
+    }
+
+    /// `template` to the message's sender (else the requester), under the
+    /// loop rules of automatic mail.
+    async fn auto_reply(
+        &self,
+        tx: &mut Tx,
+        state: &TicketState,
+        template: &str,
+        message: &Message,
+    ) -> store::Result<()> {
+        let subject = subject_of(state, message);
+        let to = if message.facts.from.is_empty() {
+            state.requester.clone()
+        } else {
+            message.facts.from.clone()
+        };
+        let auto = message.facts.auto_generated.then_some("auto-generated");
+        self.notifier
+            .automatic(tx, &subject, template, &to, auto, self.now)
+            .await
+    }
+
+    /// One priority step up, then `template` to `to`.
+    async fn escalate(
+        &self,
+        tx: &mut Tx,
+        state: &TicketState,
+        (to, template): (&Recipient, &str),
+        by: By<'_>,
+        message: &Message,
+    ) -> store::Result<Vec<Event>> {
+        let id = state.id;
+        let next = Priority::escalated(&state.priority);
+        changes::set_text(tx, id, "priority", &state.priority, next, by).await?;
+        let Some(state) = changes::ticket_state(tx, id).await? else {
+            return Ok(Vec::new());
+        };
+        let subject = subject_of(&state, message);
+        self.notify_each(tx, &state, &subject, template, std::slice::from_ref(to))
+            .await?;
+        Ok(vec![Event::TicketUpdated])
     }
 
     async fn set_status(
@@ -627,4 +649,31 @@ pub fn subject_of<'a>(state: &'a TicketState, message: &'a Message) -> Subject<'
         comment_body: &message.facts.body,
         sla: None,
     }
+}
+
+/// Queues a webhook call named `name` with `payload`.
+async fn webhook(
+    tx: &mut Tx,
+    id: i64,
+    (event, name, who): (Event, &str, &str),
+    payload: &serde_json::Value,
+    now: i64,
+) -> store::Result<()> {
+    let n = NewNotification {
+        ticket_id: Some(id),
+        event: event.as_str().into(),
+        channel: "webhook".into(),
+        recipient: name.to_string(),
+        automatic: false,
+        message_id: None,
+        in_reply_to: None,
+        references: Vec::new(),
+        reply_to: None,
+        subject: who.to_string(),
+        body: payload.to_string(),
+        html: None,
+        suppressed: None,
+    };
+    outbox::enqueue(tx, &n, now).await?;
+    Ok(())
 }

@@ -89,9 +89,8 @@ impl Cluster {
         let mut waiting_said = false;
         loop {
             if !self.take(name).await {
-                if !waiting_said {
+                if !std::mem::replace(&mut waiting_said, true) {
                     tracing::info!(lease = name, "held by another instance; standing by");
-                    waiting_said = true;
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -122,49 +121,15 @@ impl Cluster {
                     }
                     continue;
                 }
-                // A database that does not answer counts as one that refuses:
-                // the renewal may not outlast the lease. `work` goes on
-                // meanwhile: on SQLite the renewal waits for the write lock,
-                // which `work` may hold in a transaction it must finish.
-                let renewal = tokio::time::timeout(
-                    every,
-                    self.store.acquire_lease(name, &self.id, self.lease_seconds),
-                );
+                // `work` goes on meanwhile: on SQLite the renewal waits for
+                // the write lock, which `work` may hold in a transaction it
+                // must finish.
                 let renewal = tokio::select! {
                     _ = &mut work => break Held::Done,
-                    renewal = renewal => renewal.unwrap_or_else(|_| {
-                        Err(crate::store::Error::Unavailable(
-                            "no answer within a third of the lease".into(),
-                        ))
-                    }),
+                    renewal = self.renew(name) => renewal,
                 };
-                match renewal {
-                    Ok(true) => {
-                        renewed = Instant::now();
-                        if let Some(turn) = self.hand_back_due(name).await {
-                            break Held::HandedBack(turn);
-                        }
-                    }
-                    Ok(false) => {
-                        tracing::warn!(
-                            lease = name,
-                            "lease lost to another instance; stopping this source"
-                        );
-                        break Held::Lost;
-                    }
-                    Err(e) => {
-                        // Stop before the lease can expire: another instance may take it then.
-                        let left = Duration::from_secs(self.lease_seconds as u64)
-                            .saturating_sub(renewed.elapsed());
-                        if left <= every {
-                            tracing::warn!(
-                                lease = name,
-                                "cannot renew the lease ({e}); stopping this source until the database answers"
-                            );
-                            break Held::Lost;
-                        }
-                        tracing::warn!(lease = name, "cannot renew the lease: {e}");
-                    }
+                if let Some(held) = self.after_renewal(name, renewal, &mut renewed).await {
+                    break held;
                 }
             };
             match held {
@@ -180,21 +145,83 @@ impl Cluster {
                     // The source finishes what it has begun; then the lease goes.
                     inner.cancel();
                     work.await;
-                    self.release(name).await;
-                    drop(turn);
-                    tracing::info!(
-                        lease = name,
-                        "lease handed back for a less busy instance to take"
-                    );
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = tokio::time::sleep(every) => {}
-                    }
+                    self.hand_back(name, turn, &cancel).await;
                 }
             }
             if cancel.is_cancelled() {
                 return;
             }
+        }
+    }
+
+    /// Renews `name` once. A database that does not answer counts as one
+    /// that refuses: the renewal may not outlast the lease.
+    async fn renew(&self, name: &str) -> crate::store::Result<bool> {
+        let renewal = self.store.acquire_lease(name, &self.id, self.lease_seconds);
+        tokio::time::timeout(self.renew_every(), renewal)
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::store::Error::Unavailable(
+                    "no answer within a third of the lease".into(),
+                ))
+            })
+    }
+
+    /// What a renewal's answer means: the lease is kept (`None`), or lost
+    /// (refused, or unanswered until too close to its expiry), or due to be
+    /// handed back.
+    async fn after_renewal(
+        &self,
+        name: &str,
+        renewal: crate::store::Result<bool>,
+        renewed: &mut Instant,
+    ) -> Option<Held> {
+        match renewal {
+            Ok(true) => {
+                *renewed = Instant::now();
+                self.hand_back_due(name).await.map(Held::HandedBack)
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    lease = name,
+                    "lease lost to another instance; stopping this source"
+                );
+                Some(Held::Lost)
+            }
+            Err(e) => {
+                // Stop before the lease can expire: another instance may take it then.
+                let left = Duration::from_secs(self.lease_seconds as u64)
+                    .saturating_sub(renewed.elapsed());
+                if left <= self.renew_every() {
+                    tracing::warn!(
+                        lease = name,
+                        "cannot renew the lease ({e}); stopping this source until the database answers"
+                    );
+                    return Some(Held::Lost);
+                }
+                tracing::warn!(lease = name, "cannot renew the lease: {e}");
+                None
+            }
+        }
+    }
+
+    /// Releases a lease handed back, then waits a renewal period before
+    /// trying to take it again (or until `cancel`).
+    async fn hand_back(
+        &self,
+        name: &str,
+        turn: tokio::sync::OwnedMutexGuard<()>,
+        cancel: &CancellationToken,
+    ) {
+        self.release(name).await;
+        drop(turn);
+        tracing::info!(
+            lease = name,
+            "lease handed back for a less busy instance to take"
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(self.renew_every()) => {}
         }
     }
 

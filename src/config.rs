@@ -884,6 +884,28 @@ impl Config {
         {
             bail!("notify.from is not a valid address: {:?}", self.notify.from);
         }
+        self.validate_mailboxes()?;
+        for c in &self.calendar {
+            c.compile().map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if let Some(name) = &self.rules.calendar
+            && !self.calendar.iter().any(|c| &c.name == name)
+        {
+            bail!("rules.calendar names unknown calendar {name:?}");
+        }
+        if !(1..=100).contains(&self.rules.max_depth) {
+            bail!("rules.max_depth must be between 1 and 100");
+        }
+        if let Some(zone) = &self.rules.time_zone {
+            zone.parse::<chrono_tz::Tz>()
+                .map_err(|_| anyhow::anyhow!("rules.time_zone: unknown time zone {zone:?} (an IANA name like \"Europe/Warsaw\")"))?;
+        }
+        self.validate_sla()?;
+        self.validate_integrations()?;
+        Ok(())
+    }
+
+    fn validate_mailboxes(&self) -> Result<()> {
         let mut names = std::collections::HashSet::new();
         for mb in &self.mailbox {
             if !names.insert(&mb.name) {
@@ -903,22 +925,11 @@ impl Config {
                 bail!("mailbox {}: batch_size must be at least 1", mb.name);
             }
         }
-        for c in &self.calendar {
-            c.compile().map_err(|e| anyhow::anyhow!(e))?;
-        }
-        if let Some(name) = &self.rules.calendar
-            && !self.calendar.iter().any(|c| &c.name == name)
-        {
-            bail!("rules.calendar names unknown calendar {name:?}");
-        }
-        if !(1..=100).contains(&self.rules.max_depth) {
-            bail!("rules.max_depth must be between 1 and 100");
-        }
-        if let Some(zone) = &self.rules.time_zone {
-            zone.parse::<chrono_tz::Tz>()
-                .map_err(|_| anyhow::anyhow!("rules.time_zone: unknown time zone {zone:?} (an IANA name like \"Europe/Warsaw\")"))?;
-        }
-        self.validate_sla()?;
+        Ok(())
+    }
+
+    /// Webhooks, the chats and the agents' chat ids.
+    fn validate_integrations(&self) -> Result<()> {
         let mut hooks = std::collections::HashSet::new();
         for hook in &self.webhook {
             if !hooks.insert(&hook.name) {

@@ -99,30 +99,6 @@ pub fn render(s: &Snapshot) -> String {
             .collect(),
     );
     family(
-        "ticketd_outbox_oldest_pending_seconds",
-        "gauge",
-        "Age of the oldest notification waiting to go out.",
-        vec![(String::new(), s.totals.oldest_pending_seconds.to_string())],
-    );
-    family(
-        "ticketd_sla_breaches_total",
-        "counter",
-        "SLA breach timers that fired.",
-        vec![(String::new(), s.totals.sla_breaches.to_string())],
-    );
-    family(
-        "ticketd_rule_evaluations_total",
-        "counter",
-        "Rule set evaluations (one per event and pass) since start.",
-        vec![(String::new(), s.rule_evaluations.to_string())],
-    );
-    family(
-        "ticketd_rule_evaluation_seconds_total",
-        "counter",
-        "Time spent evaluating rules since start.",
-        vec![(String::new(), format!("{:.6}", s.rule_seconds))],
-    );
-    family(
         "ticketd_imap_connected",
         "gauge",
         "1 while the mailbox has an IMAP session.",
@@ -131,13 +107,46 @@ pub fn render(s: &Snapshot) -> String {
             .map(|(name, up)| (labels(&[("mailbox", name)]), u8::from(*up).to_string()))
             .collect(),
     );
-    family(
-        "ticketd_process_resident_memory_bytes",
-        "gauge",
-        "Resident memory of the process.",
-        vec![(String::new(), s.resident_bytes.to_string())],
-    );
+    for (name, kind, help, value) in unlabelled(s) {
+        family(name, kind, help, vec![(String::new(), value)]);
+    }
     out
+}
+
+/// The families of one unlabelled sample: name, type, help, value.
+fn unlabelled(s: &Snapshot) -> [(&'static str, &'static str, &'static str, String); 5] {
+    [
+        (
+            "ticketd_outbox_oldest_pending_seconds",
+            "gauge",
+            "Age of the oldest notification waiting to go out.",
+            s.totals.oldest_pending_seconds.to_string(),
+        ),
+        (
+            "ticketd_sla_breaches_total",
+            "counter",
+            "SLA breach timers that fired.",
+            s.totals.sla_breaches.to_string(),
+        ),
+        (
+            "ticketd_rule_evaluations_total",
+            "counter",
+            "Rule set evaluations (one per event and pass) since start.",
+            s.rule_evaluations.to_string(),
+        ),
+        (
+            "ticketd_rule_evaluation_seconds_total",
+            "counter",
+            "Time spent evaluating rules since start.",
+            format!("{:.6}", s.rule_seconds),
+        ),
+        (
+            "ticketd_process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of the process.",
+            s.resident_bytes.to_string(),
+        ),
+    ]
 }
 
 /// `{a="x",b="y"}` with values escaped as the format wants.

@@ -30,27 +30,7 @@ pub fn report(
     let mut out = String::new();
     let mut differ = 0;
     for t in tickets {
-        let facts = Facts {
-            subject: t.subject.clone(),
-            body: t.body.clone(),
-            from: t.requester.clone(),
-            channel: t.channel.clone(),
-            category: "other".into(),
-            priority: "medium".into(),
-            status: "new".into(),
-            author: Some("requester".into()),
-            business_hours: calendar.is_some_and(|c| c.is_open(t.created_at)),
-            ..Facts::default()
-        };
-        let now: Vec<String> = rules
-            .evaluate(Event::TicketCreated, &facts)
-            .into_iter()
-            .filter(|tr| tr.matched)
-            .map(|tr| {
-                let actions: Vec<String> = tr.actions.iter().map(ToString::to_string).collect();
-                format!("{}: {}", tr.rule, actions.join(", "))
-            })
-            .collect();
+        let now = now_lines(rules, calendar, t);
         let then: Vec<String> = t
             .rule_changes
             .iter()
@@ -105,4 +85,30 @@ pub fn report(
         tickets.len()
     );
     out
+}
+
+/// What the current rules decide on ticket.created, one line per matching
+/// rule: `rule: action, action`.
+fn now_lines(rules: &RuleSet, calendar: Option<&BusinessHours>, t: &ReplayTicket) -> Vec<String> {
+    let facts = Facts {
+        subject: t.subject.clone(),
+        body: t.body.clone(),
+        from: t.requester.clone(),
+        channel: t.channel.clone(),
+        category: "other".into(),
+        priority: "medium".into(),
+        status: "new".into(),
+        author: Some("requester".into()),
+        business_hours: calendar.is_some_and(|c| c.is_open(t.created_at)),
+        ..Facts::default()
+    };
+    rules
+        .evaluate(Event::TicketCreated, &facts)
+        .into_iter()
+        .filter(|tr| tr.matched)
+        .map(|tr| {
+            let actions: Vec<String> = tr.actions.iter().map(ToString::to_string).collect();
+            format!("{}: {}", tr.rule, actions.join(", "))
+        })
+        .collect()
 }

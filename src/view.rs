@@ -86,6 +86,13 @@ pub fn ticket_detail(t: &TicketDetail) -> String {
         );
         let _ = writeln!(out, "{}", c.body);
     }
+    write_records(&mut out, t);
+    out
+}
+
+/// A ticket's attachments, notifications and history, as `ticket_detail`
+/// ends.
+fn write_records(out: &mut String, t: &TicketDetail) {
     if !t.attachments.is_empty() {
         let _ = writeln!(out, "\nattachments:");
         for a in &t.attachments {
@@ -131,7 +138,6 @@ pub fn ticket_detail(t: &TicketDetail) -> String {
                 .unwrap_or_default()
         );
     }
-    out
 }
 
 /// `ticketd rules test MESSAGE`: each rule that listens to the event.

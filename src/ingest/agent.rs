@@ -31,30 +31,9 @@ impl Pipeline {
         now: i64,
     ) -> store::Result<Outcome> {
         let journal = (source, m.key.as_str());
-        // On Discord the agents write in their channel or a ticket's thread.
-        let thread = match m.platform {
-            Channel::Discord => desk::ticket_of_thread(tx, m.platform.as_str(), m.chat).await?,
-            _ => None,
-        };
-        if m.platform == Channel::Discord
-            && thread.is_none()
-            && Some(m.chat) != self.discord_agent_channel
-        {
-            let reason = format!("message in Discord channel {}, not the agents'", m.chat);
-            return self.chat_rejected(tx, journal, &m.text, reason, now).await;
-        }
-        let id_of = |a: &&Agent| match m.platform {
-            Channel::Discord => a.discord,
-            _ => a.telegram,
-        };
-        let settings = self.settings.current();
-        let Some(agent) = settings.agents.iter().find(|a| id_of(a) == Some(m.user)) else {
-            let reason = format!(
-                "{} user {} wrote in the agents' chat but is not a configured agent",
-                m.platform, m.user
-            );
-            tracing::warn!("{reason}");
-            return self.chat_rejected(tx, journal, &m.text, reason, now).await;
+        let (agent, thread) = match self.writer(tx, m).await? {
+            Ok(found) => found,
+            Err(reason) => return self.chat_rejected(tx, journal, &m.text, reason, now).await,
         };
         // In a ticket's thread the thread names the ticket.
         let replied = m.replied.as_deref().or(thread.as_deref());
@@ -82,29 +61,22 @@ impl Pipeline {
             return self.refuse(tx, (m, journal), why, now).await;
         }
         let state = match &order.ticket {
-            Some(number) => {
-                let id = t::ticket_id_by_number(tx, number).await?;
-                let state = match id {
-                    Some(id) => changes::ticket_state(tx, id).await?,
-                    None => None,
-                };
-                match state {
-                    Some(state) => Some(state),
-                    None => {
-                        let why = format!("there is no ticket {number}");
-                        return self.refuse(tx, (m, journal), why, now).await;
-                    }
+            Some(number) => match ticket_named(tx, number).await? {
+                Some(state) => Some(state),
+                None => {
+                    let why = format!("there is no ticket {number}");
+                    return self.refuse(tx, (m, journal), why, now).await;
                 }
-            }
+            },
             None => None,
         };
         let ticket_id = state.as_ref().map(|s| s.id);
         let (answer, comment_id) = match &state {
             Some(state) => {
-                self.carry_out(tx, agent, (&order.command, target), (state, m), now)
+                self.carry_out(tx, &agent, (&order.command, target), (state, m), now)
                     .await?
             }
-            None => (self.look(tx, agent, &order.command, now).await?, None),
+            None => (self.look(tx, &agent, &order.command, now).await?, None),
         };
         if let Some(answer) = answer {
             self.notifier
@@ -124,6 +96,43 @@ impl Pipeline {
         entry.comment_id = comment_id;
         t::journal(tx, &entry).await?;
         Ok(outcome(kind, order.ticket.clone(), None))
+    }
+
+    /// The configured agent who wrote `m`, and the ticket whose Discord
+    /// thread it is in; or why the message is not an agent's.
+    async fn writer(
+        &self,
+        tx: &mut Tx,
+        m: &AgentMessage,
+    ) -> store::Result<Result<(Agent, Option<String>), String>> {
+        // On Discord the agents write in their channel or a ticket's thread.
+        let thread = match m.platform {
+            Channel::Discord => desk::ticket_of_thread(tx, m.platform.as_str(), m.chat).await?,
+            _ => None,
+        };
+        if m.platform == Channel::Discord
+            && thread.is_none()
+            && Some(m.chat) != self.discord_agent_channel
+        {
+            return Ok(Err(format!(
+                "message in Discord channel {}, not the agents'",
+                m.chat
+            )));
+        }
+        let id_of = |a: &&Agent| match m.platform {
+            Channel::Discord => a.discord,
+            _ => a.telegram,
+        };
+        let settings = self.settings.current();
+        let Some(agent) = settings.agents.iter().find(|a| id_of(a) == Some(m.user)) else {
+            let reason = format!(
+                "{} user {} wrote in the agents' chat but is not a configured agent",
+                m.platform, m.user
+            );
+            tracing::warn!("{reason}");
+            return Ok(Err(reason));
+        };
+        Ok(Ok((agent.clone(), thread)))
     }
 
     /// Tells the agent what is wrong; journals the message as rejected.
@@ -374,6 +383,14 @@ fn shortened(text: &str, chars: usize) -> String {
     }
     let cut: String = text.chars().take(chars).collect();
     format!("{cut}…")
+}
+
+/// The ticket numbered `number`, as the transaction sees it.
+async fn ticket_named(tx: &mut Tx, number: &str) -> store::Result<Option<TicketState>> {
+    match t::ticket_id_by_number(tx, number).await? {
+        Some(id) => changes::ticket_state(tx, id).await,
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]

@@ -207,32 +207,9 @@ impl Pipeline {
                 (OutcomeKind::Comment, ticket_id, number, Event::CommentAdded)
             }
             None => {
-                let year = crate::clock::year_of(now);
-                let number = t::next_number(tx, &self.number_prefix, year).await?;
-                let ticket_id = t::create_ticket(
-                    tx,
-                    &t::NewTicket {
-                        number: &number,
-                        subject: &subject_of(&m.text),
-                        priority: self.default_priority,
-                        requester_id: contact.id,
-                        organization_id: contact.organization_id,
-                        channel: m.platform,
-                        language: m.language.as_deref(),
-                        auto_generated: false,
-                        team: None,
-                        due: crate::sla::Due::default(),
-                        actor: &author,
-                        now,
-                    },
-                )
-                .await?;
-                (
-                    OutcomeKind::Created,
-                    ticket_id,
-                    number,
-                    Event::TicketCreated,
-                )
+                let (ticket_id, number) = self.open_chat_ticket(tx, m, &contact, now).await?;
+                let created = (OutcomeKind::Created, Event::TicketCreated);
+                (created.0, ticket_id, number, created.1)
             }
         };
         let comment_id = t::add_comment(
@@ -258,25 +235,14 @@ impl Pipeline {
         let message = chat_facts(source, m);
         let applied = self.rules(now).run(tx, event, ticket_id, &message).await?;
         store::sla::reschedule(tx, ticket_id, &self.settings.current().policies).await?;
-        if applied.spam_by.is_none()
-            && let Some(state) = changes::ticket_state(tx, ticket_id).await?
-        {
-            let about = apply::subject_of(&state, &message);
-            let to_agents = if kind == OutcomeKind::Created {
-                "new_ticket"
-            } else {
-                "requester_comment"
-            };
-            self.notifier.to_agents(tx, &about, to_agents, now).await?;
-            if kind == OutcomeKind::Created {
-                self.notifier
-                    .chat(tx, &about, "ticket_created", (m.platform, m.chat), now)
-                    .await?;
-            } else if let Some(assignee) = &state.assignee {
-                self.notifier
-                    .automatic(tx, &about, "requester_comment", assignee, None, now)
-                    .await?;
-            }
+        if applied.spam_by.is_none() {
+            self.notify_chat(
+                tx,
+                (ticket_id, kind == OutcomeKind::Created),
+                (m, &message),
+                now,
+            )
+            .await?;
         }
         let hash = hash(&m.text);
         let mut entry = journal_entry((source, &m.key), &hash, now);
@@ -285,6 +251,67 @@ impl Pipeline {
         entry.comment_id = Some(comment_id);
         t::journal(tx, &entry).await?;
         Ok(outcome(kind, Some(number), None))
+    }
+
+    /// A new ticket from a customer's first chat message: (id, number).
+    async fn open_chat_ticket(
+        &self,
+        tx: &mut Tx,
+        m: &ChatMessage,
+        contact: &directory::Contact,
+        now: i64,
+    ) -> store::Result<(i64, String)> {
+        let number = t::next_number(tx, &self.number_prefix, crate::clock::year_of(now)).await?;
+        let ticket_id = t::create_ticket(
+            tx,
+            &t::NewTicket {
+                number: &number,
+                subject: &subject_of(&m.text),
+                priority: self.default_priority,
+                requester_id: contact.id,
+                organization_id: contact.organization_id,
+                channel: m.platform,
+                language: m.language.as_deref(),
+                auto_generated: false,
+                team: None,
+                due: crate::sla::Due::default(),
+                actor: &format!("{}:{}", m.platform, m.user),
+                now,
+            },
+        )
+        .await?;
+        Ok((ticket_id, number))
+    }
+
+    /// The agents' notices of a customer's chat message, and the customer's
+    /// acknowledgement of a new ticket.
+    async fn notify_chat(
+        &self,
+        tx: &mut Tx,
+        (ticket_id, created): (i64, bool),
+        (m, message): (&ChatMessage, &apply::Message),
+        now: i64,
+    ) -> store::Result<()> {
+        let Some(state) = changes::ticket_state(tx, ticket_id).await? else {
+            return Ok(());
+        };
+        let about = apply::subject_of(&state, message);
+        let to_agents = if created {
+            "new_ticket"
+        } else {
+            "requester_comment"
+        };
+        self.notifier.to_agents(tx, &about, to_agents, now).await?;
+        if created {
+            self.notifier
+                .chat(tx, &about, "ticket_created", (m.platform, m.chat), now)
+                .await?;
+        } else if let Some(assignee) = &state.assignee {
+            self.notifier
+                .automatic(tx, &about, "requester_comment", assignee, None, now)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Journals a chat message that was not taken, and why.

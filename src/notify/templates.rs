@@ -122,6 +122,47 @@ fn key(lang: &str, event: &str, channel: &str) -> String {
     format!("{lang}/{event}.{channel}")
 }
 
+/// Registers the `*.hbs` files under `dir` over the built-in templates;
+/// `origin` names each template's file.
+fn register_overrides(
+    dir: &Path,
+    (text, html): (&mut Handlebars<'static>, &mut Handlebars<'static>),
+    origin: &mut Vec<(String, String)>,
+    errors: &mut Vec<TemplateError>,
+) {
+    for (path, name, is_html) in override_files(dir) {
+        let file = path.display().to_string();
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(TemplateError {
+                    file,
+                    line: None,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let registry = if is_html { &mut *html } else { &mut *text };
+        match registry.register_template_string(&name, &source) {
+            Ok(()) => {
+                if !is_html {
+                    origin.retain(|(n, _)| n != &name);
+                }
+                origin.push((
+                    if is_html {
+                        format!("{name}.html")
+                    } else {
+                        name
+                    },
+                    file,
+                ));
+            }
+            Err(e) => errors.push(compile_error(&file, &e)),
+        }
+    }
+}
+
 impl Templates {
     /// Built-in templates, overridden by `*.hbs` files under `dir` (when given).
     /// Every template is compiled and rendered with sample data, so an unknown
@@ -147,37 +188,8 @@ impl Templates {
             origin.push((name, file));
         }
         if let Some(dir) = dir {
-            for (path, name, is_html) in override_files(dir) {
-                let file = path.display().to_string();
-                let source = match std::fs::read_to_string(&path) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        errors.push(TemplateError {
-                            file,
-                            line: None,
-                            message: e.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                let registry = if is_html { &mut html } else { &mut text };
-                match registry.register_template_string(&name, &source) {
-                    Ok(()) => {
-                        if !is_html {
-                            origin.retain(|(n, _)| n != &name);
-                        }
-                        origin.push((
-                            if is_html {
-                                format!("{name}.html")
-                            } else {
-                                name
-                            },
-                            file,
-                        ));
-                    }
-                    Err(e) => errors.push(compile_error(&file, &e)),
-                }
-            }
+            let registries = (&mut text, &mut html);
+            register_overrides(dir, registries, &mut origin, &mut errors);
         }
         let templates = Templates {
             text,

@@ -231,14 +231,7 @@ impl Reader<'_> {
     }
 
     fn rule_table(&mut self, at: usize, table: &DeTable<'_>) -> Option<Rule> {
-        let name = table
-            .iter()
-            .find(|(k, _)| k.get_ref() == "name")
-            .and_then(|(_, v)| match v.get_ref() {
-                DeValue::String(s) if !s.trim().is_empty() => Some(s.to_string()),
-                _ => None,
-            });
-        let Some(name) = name else {
+        let Some(name) = rule_name(table) else {
             self.error(at, "a rule needs a `name` (a non-empty string)");
             return None;
         };
@@ -267,16 +260,7 @@ impl Reader<'_> {
                 }
                 "schedule" => {
                     schedule_key = Some(k_at);
-                    match value.get_ref() {
-                        DeValue::String(text) => match super::schedule::Schedule::parse(text) {
-                            Ok(s) => schedule = Some(s),
-                            Err(message) => self.error(value.span().start, message),
-                        },
-                        _ => self.error(
-                            value.span().start,
-                            "`schedule` must be a cron string, e.g. \"0 0 8 * * Mon-Fri\"",
-                        ),
-                    }
+                    schedule = self.schedule(value);
                 }
                 "stop" => match value.get_ref() {
                     DeValue::Boolean(b) => stop = *b,
@@ -324,6 +308,20 @@ impl Reader<'_> {
             stop,
             tests,
         })
+    }
+
+    /// A rule's `schedule`, a cron string.
+    fn schedule(&mut self, value: &Value<'_>) -> Option<super::schedule::Schedule> {
+        let DeValue::String(text) = value.get_ref() else {
+            self.error(
+                value.span().start,
+                "`schedule` must be a cron string, e.g. \"0 0 8 * * Mon-Fri\"",
+            );
+            return None;
+        };
+        super::schedule::Schedule::parse(text)
+            .map_err(|message| self.error(value.span().start, message))
+            .ok()
     }
 
     /// A `schedule` rule fires on nothing else and has a cron schedule;
@@ -729,60 +727,9 @@ impl Reader<'_> {
                 Action::Webhook(v)
             }
             "assign" => Action::Assign(self.assignee(value)?),
-            "auto_reply" => {
-                let template = match value.get_ref() {
-                    DeValue::Table(t) => self.fields(t, name, &["template"], v_at)?.remove(0),
-                    _ => string(self).map(|s| (s, v_at))?,
-                };
-                Action::AutoReply {
-                    template: self.template(template)?,
-                }
-            }
-            "notify" => {
-                let t = self.table(value, "notify: expected { template = \"…\", to = \"…\" }")?;
-                let mut f = self.fields(t, name, &["template", "to"], v_at)?;
-                let to = self.recipient(f.remove(1));
-                let template = self.template(f.remove(0));
-                Action::Notify {
-                    template: template?,
-                    to: to?,
-                }
-            }
-            "escalate" => {
-                let (template, to) = match value.get_ref() {
-                    DeValue::Boolean(true) => ("ticket_escalated".to_string(), Recipient::Managers),
-                    DeValue::Table(t) => {
-                        let mut template = ("ticket_escalated".to_string(), v_at);
-                        let mut to = Recipient::Managers;
-                        for (k, v) in t.iter() {
-                            match (k.get_ref().as_ref(), v.get_ref()) {
-                                ("template", DeValue::String(s)) => {
-                                    template = (s.to_string(), v.span().start)
-                                }
-                                ("to", DeValue::String(s)) => {
-                                    to = self.recipient((s.to_string(), v.span().start))?
-                                }
-                                (other, _) => {
-                                    self.error(
-                                        k.span().start,
-                                        format!("escalate: unknown or mistyped key `{other}` (template, to)"),
-                                    );
-                                    return None;
-                                }
-                            }
-                        }
-                        (self.template(template)?, to)
-                    }
-                    _ => {
-                        self.error(
-                            v_at,
-                            "escalate: write `escalate = true` or { to = …, template = … }",
-                        );
-                        return None;
-                    }
-                };
-                Action::Escalate { to, template }
-            }
+            "auto_reply" => self.auto_reply(value)?,
+            "notify" => self.notify(value)?,
+            "escalate" => self.escalate(value)?,
             "digest" | "report" => self.summary(name, value)?,
             other => {
                 self.error(
@@ -796,6 +743,75 @@ impl Reader<'_> {
                 return None;
             }
         })
+    }
+
+    /// `auto_reply = "template"` or `auto_reply = { template = "…" }`.
+    fn auto_reply(&mut self, value: &Value<'_>) -> Option<Action> {
+        let v_at = value.span().start;
+        let template = match value.get_ref() {
+            DeValue::Table(t) => self.fields(t, "auto_reply", &["template"], v_at)?.remove(0),
+            DeValue::String(s) if !s.trim().is_empty() => (s.to_string(), v_at),
+            _ => {
+                self.error(v_at, "auto_reply: expected a non-empty string");
+                return None;
+            }
+        };
+        Some(Action::AutoReply {
+            template: self.template(template)?,
+        })
+    }
+
+    /// `notify = { template = "…", to = "…" }`.
+    fn notify(&mut self, value: &Value<'_>) -> Option<Action> {
+        let v_at = value.span().start;
+        let t = self.table(value, "notify: expected { template = \"…\", to = \"…\" }")?;
+        let mut f = self.fields(t, "notify", &["template", "to"], v_at)?;
+        let to = self.recipient(f.remove(1));
+        let template = self.template(f.remove(0));
+        Some(Action::Notify {
+            template: template?,
+            to: to?,
+        })
+    }
+
+    /// `escalate = true` or `escalate = { to = …, template = … }`.
+    fn escalate(&mut self, value: &Value<'_>) -> Option<Action> {
+        let v_at = value.span().start;
+        let (template, to) = match value.get_ref() {
+            DeValue::Boolean(true) => ("ticket_escalated".to_string(), Recipient::Managers),
+            DeValue::Table(t) => {
+                let mut template = ("ticket_escalated".to_string(), v_at);
+                let mut to = Recipient::Managers;
+                for (k, v) in t.iter() {
+                    match (k.get_ref().as_ref(), v.get_ref()) {
+                        ("template", DeValue::String(s)) => {
+                            template = (s.to_string(), v.span().start)
+                        }
+                        ("to", DeValue::String(s)) => {
+                            to = self.recipient((s.to_string(), v.span().start))?
+                        }
+                        (other, _) => {
+                            self.error(
+                                k.span().start,
+                                format!(
+                                    "escalate: unknown or mistyped key `{other}` (template, to)"
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                (self.template(template)?, to)
+            }
+            _ => {
+                self.error(
+                    v_at,
+                    "escalate: write `escalate = true` or { to = …, template = … }",
+                );
+                return None;
+            }
+        };
+        Some(Action::Escalate { to, template })
     }
 
     /// `digest = { to = …, template = … }` or `report = { to = …, template
@@ -833,22 +849,7 @@ impl Reader<'_> {
                     );
                     return None;
                 }
-                "to" if text.as_ref() == "requester" => {
-                    self.error(at, format!("{name}: goes to agents, not to the requester"));
-                    return None;
-                }
-                "to" if text.starts_with("telegram:") || text.starts_with("discord:") => {
-                    self.error(
-                        at,
-                        format!("{name}: goes by email (team, assignee, managers or an address)"),
-                    );
-                    return None;
-                }
-                "to" if !digest && matches!(text.as_ref(), "team" | "assignee") => {
-                    self.error(at, "report: goes to `managers` or an email address");
-                    return None;
-                }
-                "to" => to = Some(self.recipient((text.to_string(), at))?),
+                "to" => to = Some(self.summary_to(name, (text, at))?),
                 "template" => template = (text.to_string(), at),
                 "period" => {
                     match crate::clock::parse_duration(text) {
@@ -883,6 +884,25 @@ impl Reader<'_> {
                 by,
             }
         })
+    }
+
+    /// Whom a digest or a report goes to: agents, by email.
+    fn summary_to(&mut self, name: &str, (text, at): (&str, usize)) -> Option<Recipient> {
+        let wrong = match text {
+            "requester" => Some(format!("{name}: goes to agents, not to the requester")),
+            _ if text.starts_with("telegram:") || text.starts_with("discord:") => Some(format!(
+                "{name}: goes by email (team, assignee, managers or an address)"
+            )),
+            "team" | "assignee" if name == "report" => {
+                Some("report: goes to `managers` or an email address".to_string())
+            }
+            _ => None,
+        };
+        if let Some(message) = wrong {
+            self.error(at, message);
+            return None;
+        }
+        self.recipient((text.to_string(), at))
     }
 
     /// The string values of exactly `keys` in `table`, in that order.
@@ -1103,4 +1123,15 @@ impl Reader<'_> {
         }
         tests
     }
+}
+
+/// A rule's `name`, when it is a non-empty string.
+fn rule_name(table: &DeTable<'_>) -> Option<String> {
+    table
+        .iter()
+        .find(|(k, _)| k.get_ref() == "name")
+        .and_then(|(_, v)| match v.get_ref() {
+            DeValue::String(s) if !s.trim().is_empty() => Some(s.to_string()),
+            _ => None,
+        })
 }

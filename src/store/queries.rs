@@ -103,6 +103,78 @@ fn flag(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(row.try_get::<i64, _>(col)? != 0)
 }
 
+// What `ticket_detail` reads about one ticket (`$1`: its id).
+const TAGS_SQL: &str = "SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag";
+const COMMENTS_SQL: &str =
+    "SELECT author, author_kind, body, stripped, internal, auto_generated, channel, created_at
+     FROM comments WHERE ticket_id = $1 ORDER BY id";
+const ATTACHMENTS_SQL: &str = "SELECT name, content_type, size, sha256, stored FROM attachments
+     WHERE ticket_id = $1 ORDER BY id";
+const RELATED_SQL: &str = "SELECT t.number FROM ticket_links l JOIN tickets t ON t.id = l.related_id WHERE l.ticket_id = $1
+     UNION
+     SELECT t.number FROM ticket_links l JOIN tickets t ON t.id = l.ticket_id WHERE l.related_id = $1
+     ORDER BY 1";
+const NOTIFICATIONS_SQL: &str =
+    "SELECT event, channel, recipient, status, attempts, last_error, created_at
+     FROM outbox WHERE ticket_id = $1 ORDER BY id";
+const HISTORY_SQL: &str =
+    "SELECT actor, field, old_value, new_value, rule, created_at FROM ticket_history
+     WHERE ticket_id = $1 ORDER BY id";
+
+impl CommentView {
+    fn from_row(r: &AnyRow) -> Result<CommentView> {
+        Ok(CommentView {
+            author: r.try_get("author")?,
+            author_kind: r.try_get("author_kind")?,
+            body: r.try_get("body")?,
+            stripped: r.try_get("stripped")?,
+            internal: flag(r, "internal")?,
+            auto_generated: flag(r, "auto_generated")?,
+            channel: r.try_get("channel")?,
+            created_at: rfc3339(r.try_get("created_at")?),
+        })
+    }
+}
+
+impl AttachmentView {
+    fn from_row(r: &AnyRow) -> Result<AttachmentView> {
+        Ok(AttachmentView {
+            name: r.try_get("name")?,
+            content_type: r.try_get("content_type")?,
+            size: r.try_get("size")?,
+            sha256: r.try_get("sha256")?,
+            stored: flag(r, "stored")?,
+        })
+    }
+}
+
+impl NotificationView {
+    fn from_row(r: &AnyRow) -> Result<NotificationView> {
+        Ok(NotificationView {
+            event: r.try_get("event")?,
+            channel: r.try_get("channel")?,
+            recipient: r.try_get("recipient")?,
+            status: r.try_get("status")?,
+            attempts: r.try_get("attempts")?,
+            last_error: r.try_get("last_error")?,
+            created_at: rfc3339(r.try_get("created_at")?),
+        })
+    }
+}
+
+impl HistoryView {
+    fn from_row(r: &AnyRow) -> Result<HistoryView> {
+        Ok(HistoryView {
+            actor: r.try_get("actor")?,
+            field: r.try_get("field")?,
+            old: r.try_get("old_value")?,
+            new: r.try_get("new_value")?,
+            rule: r.try_get("rule")?,
+            at: rfc3339(r.try_get("created_at")?),
+        })
+    }
+}
+
 impl Store {
     /// Tickets, newest activity first, optionally with one status.
     pub async fn list_tickets(
@@ -175,107 +247,18 @@ impl Store {
         };
         let id: i64 = t.try_get("id")?;
 
-        let tags = sqlx::query("SELECT tag FROM ticket_tags WHERE ticket_id = $1 ORDER BY tag")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<std::result::Result<_, _>>()?;
-
-        let comments = sqlx::query(
-            "SELECT author, author_kind, body, stripped, internal, auto_generated, channel, created_at
-             FROM comments WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(CommentView {
-                author: r.try_get("author")?,
-                author_kind: r.try_get("author_kind")?,
-                body: r.try_get("body")?,
-                stripped: r.try_get("stripped")?,
-                internal: flag(r, "internal")?,
-                auto_generated: flag(r, "auto_generated")?,
-                channel: r.try_get("channel")?,
-                created_at: rfc3339(r.try_get("created_at")?),
-            })
-        })
-        .collect::<Result<_>>()?;
-
-        let attachments = sqlx::query(
-            "SELECT name, content_type, size, sha256, stored FROM attachments
-             WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AttachmentView {
-                name: r.try_get("name")?,
-                content_type: r.try_get("content_type")?,
-                size: r.try_get("size")?,
-                sha256: r.try_get("sha256")?,
-                stored: flag(r, "stored")?,
-            })
-        })
-        .collect::<Result<_>>()?;
-
-        let related = sqlx::query(
-            "SELECT t.number FROM ticket_links l JOIN tickets t ON t.id = l.related_id WHERE l.ticket_id = $1
-             UNION
-             SELECT t.number FROM ticket_links l JOIN tickets t ON t.id = l.ticket_id WHERE l.related_id = $1
-             ORDER BY 1",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<std::result::Result<_, _>>()?;
-
-        let notifications = sqlx::query(
-            "SELECT event, channel, recipient, status, attempts, last_error, created_at
-             FROM outbox WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(NotificationView {
-                event: r.try_get("event")?,
-                channel: r.try_get("channel")?,
-                recipient: r.try_get("recipient")?,
-                status: r.try_get("status")?,
-                attempts: r.try_get("attempts")?,
-                last_error: r.try_get("last_error")?,
-                created_at: rfc3339(r.try_get("created_at")?),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let history = sqlx::query(
-            "SELECT actor, field, old_value, new_value, rule, created_at FROM ticket_history
-             WHERE ticket_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(HistoryView {
-                actor: r.try_get("actor")?,
-                field: r.try_get("field")?,
-                old: r.try_get("old_value")?,
-                new: r.try_get("new_value")?,
-                rule: r.try_get("rule")?,
-                at: rfc3339(r.try_get("created_at")?),
-            })
-        })
-        .collect::<Result<_>>()?;
+        let tags = self.rows_of(TAGS_SQL, id, |r| Ok(r.try_get(0)?)).await?;
+        let comments = self
+            .rows_of(COMMENTS_SQL, id, CommentView::from_row)
+            .await?;
+        let attachments = self
+            .rows_of(ATTACHMENTS_SQL, id, AttachmentView::from_row)
+            .await?;
+        let related = self.rows_of(RELATED_SQL, id, |r| Ok(r.try_get(0)?)).await?;
+        let notifications = self
+            .rows_of(NOTIFICATIONS_SQL, id, NotificationView::from_row)
+            .await?;
+        let history = self.rows_of(HISTORY_SQL, id, HistoryView::from_row).await?;
 
         Ok(Some(TicketDetail {
             number: t.try_get("number")?,
@@ -308,6 +291,17 @@ impl Store {
             history,
             notifications,
         }))
+    }
+
+    /// The rows of `sql` about ticket `id` (its only parameter), mapped.
+    async fn rows_of<T>(
+        &self,
+        sql: &'static str,
+        id: i64,
+        map: impl Fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(sql).bind(id).fetch_all(&self.pool).await?;
+        rows.iter().map(map).collect()
     }
 
     /// The journal rows for one source key, oldest first: (outcome, reason).

@@ -296,45 +296,8 @@ impl Worker<'_> {
         validity: i64,
         batch: &[(u32, u64)],
     ) -> Result<i64> {
-        let limit = self.limit();
-        let max = self.pipeline.max_message_bytes;
-        let whole: Vec<u32> = batch
-            .iter()
-            .filter(|(_, size)| *size <= max)
-            .map(|(u, _)| *u)
-            .collect();
-        let big: Vec<u32> = batch
-            .iter()
-            .filter(|(_, size)| *size > max)
-            .map(|(u, _)| *u)
-            .collect();
-        let key = |uid: u32| format!("{validity}:{uid}");
-        let mut messages: BTreeMap<u32, Inbound> =
-            fetch_sections(session, limit, &whole, Section::Whole)
-                .await?
-                .into_iter()
-                .map(|(uid, raw)| (uid, Inbound::new(self.source, key(uid), raw)))
-                .collect();
-        for (uid, header) in fetch_sections(session, limit, &big, Section::Header).await? {
-            let size = batch.iter().find(|(u, _)| *u == uid).map_or(0, |(_, s)| *s);
-            let note = format!(
-                "message of {size} bytes is over mail.max_message_bytes ({max}); not downloaded, held in {}",
-                self.mb.folder
-            );
-            messages.insert(uid, too_large(self.source, key(uid), &header, size, note));
-        }
         let highest = i64::from(batch.iter().map(|(u, _)| *u).max().unwrap_or(0));
-        let inbound: Vec<Inbound> = messages
-            .into_iter()
-            .map(|(uid, mut m)| {
-                m.team = self.mb.team.clone();
-                m.checkpoint = Some(Checkpoint {
-                    validity,
-                    position: i64::from(uid),
-                });
-                m
-            })
-            .collect();
+        let inbound = self.download(session, validity, batch).await?;
         let outcomes = if inbound.is_empty() {
             Vec::new()
         } else {
@@ -371,6 +334,54 @@ impl Worker<'_> {
         self.acknowledge(session, moves, &held, true).await?;
         tracing::debug!(mailbox = %self.mb.name, committed = inbound.len(), last = highest, "batch committed");
         Ok(highest)
+    }
+
+    /// Downloads `batch` (uid, size) in UID order, each with its checkpoint:
+    /// whole, or only its header when over `max_message_bytes`.
+    async fn download(
+        &self,
+        session: &mut ImapSession,
+        validity: i64,
+        batch: &[(u32, u64)],
+    ) -> Result<Vec<Inbound>> {
+        let limit = self.limit();
+        let max = self.pipeline.max_message_bytes;
+        let whole: Vec<u32> = batch
+            .iter()
+            .filter(|(_, size)| *size <= max)
+            .map(|(u, _)| *u)
+            .collect();
+        let big: Vec<u32> = batch
+            .iter()
+            .filter(|(_, size)| *size > max)
+            .map(|(u, _)| *u)
+            .collect();
+        let key = |uid: u32| format!("{validity}:{uid}");
+        let mut messages: BTreeMap<u32, Inbound> =
+            fetch_sections(session, limit, &whole, Section::Whole)
+                .await?
+                .into_iter()
+                .map(|(uid, raw)| (uid, Inbound::new(self.source, key(uid), raw)))
+                .collect();
+        for (uid, header) in fetch_sections(session, limit, &big, Section::Header).await? {
+            let size = batch.iter().find(|(u, _)| *u == uid).map_or(0, |(_, s)| *s);
+            let note = format!(
+                "message of {size} bytes is over mail.max_message_bytes ({max}); not downloaded, held in {}",
+                self.mb.folder
+            );
+            messages.insert(uid, too_large(self.source, key(uid), &header, size, note));
+        }
+        Ok(messages
+            .into_iter()
+            .map(|(uid, mut m)| {
+                m.team = self.mb.team.clone();
+                m.checkpoint = Some(Checkpoint {
+                    validity,
+                    position: i64::from(uid),
+                });
+                m
+            })
+            .collect())
     }
 
     /// Flags, moves or deletes committed messages; held ones are moved to the
