@@ -9,11 +9,11 @@ use crate::clock::Timestamp;
 use crate::notify::{Notifier, Subject};
 use crate::rules::action::{Assignee, Recipient, Strategy};
 use crate::rules::{Action, Event, Facts, RuleSet};
-use crate::store::changes::{self, By, Owner, TicketState};
+use crate::store::changes::{self, By, Field, Owner, TicketState};
 use crate::store::outbox::{self, NewNotification};
 use crate::store::tickets::{self as t, AuthorKind};
 use crate::store::{self, Tx};
-use crate::ticket::{Channel, Priority, Status};
+use crate::ticket::{Channel, Status};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -296,20 +296,17 @@ impl Rules<'_> {
         };
         Ok(match action {
             Action::SetCategory(v) => {
-                updated(changes::set_text(tx, id, "category", &state.category, v, by).await?)
+                updated(changes::set_field(tx, state, Field::Category(v), by).await?)
             }
             Action::SetPriority(v) => {
-                updated(changes::set_text(tx, id, "priority", &state.priority, v, by).await?)
+                updated(changes::set_field(tx, state, Field::Priority(*v), by).await?)
             }
             Action::SetTeam(v) => updated(
                 changes::set_owner(tx, id, Owner::Team, state.team.as_deref(), v, by).await?,
             ),
             Action::AddTag(tag) => updated(changes::set_tag(tx, id, tag, true, by).await?),
             Action::RemoveTag(tag) => updated(changes::set_tag(tx, id, tag, false, by).await?),
-            Action::SetStatus(v) => match v.parse::<Status>() {
-                Ok(status) => self.set_status(tx, state, status, by, message).await?,
-                Err(_) => Vec::new(),
-            },
+            Action::SetStatus(status) => self.set_status(tx, state, *status, by, message).await?,
             Action::Close => {
                 self.set_status(tx, state, Status::Closed, by, message)
                     .await?
@@ -317,8 +314,7 @@ impl Rules<'_> {
             Action::Spam => {
                 applied.spam_by = Some(who.to_string());
                 changes::set_tag(tx, id, "spam", true, by).await?;
-                let old = state.status.parse().unwrap_or(Status::New);
-                t::set_status(tx, id, old, Status::Closed, actor, rule, self.now).await?;
+                t::set_status(tx, id, state.status, Status::Closed, actor, rule, self.now).await?;
                 Vec::new()
             }
             Action::Assign(who) => self.assign(tx, state, who, by, message).await?,
@@ -408,8 +404,8 @@ impl Rules<'_> {
         message: &Message,
     ) -> store::Result<Vec<Event>> {
         let id = state.id;
-        let next = Priority::escalated(&state.priority);
-        changes::set_text(tx, id, "priority", &state.priority, next, by).await?;
+        let next = Field::Priority(state.priority.escalated());
+        changes::set_field(tx, state, next, by).await?;
         let Some(state) = changes::ticket_state(tx, id).await? else {
             return Ok(Vec::new());
         };
@@ -427,7 +423,7 @@ impl Rules<'_> {
         by: By<'_>,
         message: &Message,
     ) -> store::Result<Vec<Event>> {
-        let old: Status = state.status.parse().unwrap_or(Status::New);
+        let old = state.status;
         if old == new {
             return Ok(Vec::new());
         }
@@ -608,13 +604,13 @@ fn refresh(f: &mut Facts, state: &TicketState, now: Timestamp) {
     if f.from.is_empty() {
         f.from = state.requester.clone();
     }
-    f.channel = state.channel.clone();
+    f.channel = state.channel.as_str().to_string();
     if f.language.is_none() {
         f.language = state.language.clone();
     }
     f.category = state.category.clone();
-    f.priority = state.priority.clone();
-    f.status = state.status.clone();
+    f.priority = state.priority.as_str().to_string();
+    f.status = state.status.as_str().to_string();
     f.tags = state.tags.clone();
     f.assignee = state.assignee.clone();
     f.team = state.team.clone();
@@ -629,8 +625,8 @@ pub fn subject_of<'a>(state: &'a TicketState, message: &'a Message) -> Subject<'
         ticket_id: state.id,
         number: &state.number,
         subject: &state.subject,
-        status: &state.status,
-        priority: &state.priority,
+        status: state.status.as_str(),
+        priority: state.priority.as_str(),
         category: &state.category,
         requester_email: &state.requester,
         requester_name: &state.requester_name,

@@ -68,14 +68,11 @@ pub fn chat_address(text: &str) -> Option<(Channel, i64)> {
 }
 
 impl Priority {
-    /// The priority one step up from `name` (critical stays critical; an
-    /// unknown name becomes critical).
-    pub fn escalated(name: &str) -> &'static str {
-        let names = Priority::NAMES;
-        names
-            .iter()
-            .position(|p| *p == name)
-            .map_or("critical", |i| names[(i + 1).min(names.len() - 1)])
+    /// The priority one step up (critical stays critical).
+    pub fn escalated(self) -> Priority {
+        let all = Priority::ALL;
+        let i = all.iter().position(|p| *p == self).unwrap_or(0);
+        all[(i + 1).min(all.len() - 1)]
     }
 }
 
@@ -112,10 +109,9 @@ mod tests {
 
     #[test]
     fn escalation_climbs_one_step_and_stops_at_critical() {
-        assert_eq!(Priority::escalated("low"), "medium");
-        assert_eq!(Priority::escalated("high"), "critical");
-        assert_eq!(Priority::escalated("critical"), "critical");
-        assert_eq!(Priority::escalated("?"), "critical");
+        assert_eq!(Priority::Low.escalated(), Priority::Medium);
+        assert_eq!(Priority::High.escalated(), Priority::Critical);
+        assert_eq!(Priority::Critical.escalated(), Priority::Critical);
     }
 
     #[test]

@@ -705,3 +705,43 @@ async fn refused_rules_are_mailed_to_the_admins_once() {
     task.await.unwrap();
     env.finish().await;
 }
+
+const TAG_REPLIES: &str = r#"
+[[rule]]
+name = "tag replies"
+on = ["comment.added"]
+then = [{ add_tag = "replied" }]
+"#;
+
+/// A ticket row holding a word this version does not know (a newer
+/// version's channel; status and priority have CHECK constraints, channel
+/// none) is an error naming the column, never read as a default: the reply
+/// whose rules need that ticket is quarantined and the row stays as it was.
+async fn a_stored_word_the_code_does_not_know_is_an_error_not_a_default(backend: Backend) {
+    let (env, _rules) = env_with_rules(backend, TAG_REPLIES).await;
+    let first = env
+        .ingest(&mail("jan@example.com", "w1@x", "Drukarka", "Nie działa."))
+        .await;
+    assert_eq!(first.to_string(), "TKT-2026-0001 created");
+    sqlx::query("UPDATE tickets SET channel = 'whatsapp' WHERE number = 'TKT-2026-0001'")
+        .execute(env.store.pool())
+        .await
+        .unwrap();
+    let answer = env
+        .ingest(&reply("jan@example.com", "w2@x", "w1@x", "Nadal nie."))
+        .await;
+    assert_eq!(
+        answer.kind,
+        ticketd::ingest::OutcomeKind::Quarantined,
+        "{answer}"
+    );
+    let reason = answer.reason.unwrap_or_default();
+    assert!(
+        reason.contains("tickets.channel") && reason.contains("\"whatsapp\""),
+        "{reason}"
+    );
+    let t = env.show("TKT-2026-0001").await;
+    assert_eq!((t.comments.len(), t.tags.len()), (1, 0));
+    env.finish().await;
+}
+for_each_backend!(a_stored_word_the_code_does_not_know_is_an_error_not_a_default);

@@ -199,7 +199,12 @@ async fn thresholds_fire_in_due_order(backend: Backend) {
         rule: None,
         now: env.clock.now(),
     };
-    ticketd::store::changes::set_text(&mut tx, id, "priority", "medium", "critical", by)
+    let state = ticketd::store::changes::ticket_state(&mut tx, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let critical = ticketd::store::changes::Field::Priority(ticketd::ticket::Priority::Critical);
+    ticketd::store::changes::set_field(&mut tx, &state, critical, by)
         .await
         .unwrap();
     ticketd::store::sla::reschedule(&mut tx, id, &env.pipeline.settings.current().policies)

@@ -175,10 +175,10 @@ impl Pipeline {
                 Action::Assign(Assignee::Agent(email))
             }
             (Command::Assign(_), Some(Target::Team(team))) => Action::SetTeam(team),
-            (Command::Priority(p), _) => Action::SetPriority(p.as_str().into()),
-            (Command::Status(s), _) => Action::SetStatus(s.as_str().into()),
+            (Command::Priority(p), _) => Action::SetPriority(*p),
+            (Command::Status(s), _) => Action::SetStatus(*s),
             (Command::Close, _) => Action::Close,
-            (Command::Reopen, _) => Action::SetStatus(Status::Open.as_str().into()),
+            (Command::Reopen, _) => Action::SetStatus(Status::Open),
             (Command::Tickets(_) | Command::Help | Command::Assign(_), _) => {
                 return Ok((None, None));
             }
@@ -318,21 +318,26 @@ impl Pipeline {
 
 /// What a command changed, for the agents' chat.
 fn changed(before: &TicketState, after: &TicketState) -> String {
+    let word = |w: &'static str| Some(w.to_string());
     let fields = [
-        ("status", Some(&before.status), Some(&after.status)),
-        ("priority", Some(&before.priority), Some(&after.priority)),
         (
-            "assignee",
-            before.assignee.as_ref(),
-            after.assignee.as_ref(),
+            "status",
+            word(before.status.as_str()),
+            word(after.status.as_str()),
         ),
-        ("team", before.team.as_ref(), after.team.as_ref()),
+        (
+            "priority",
+            word(before.priority.as_str()),
+            word(after.priority.as_str()),
+        ),
+        ("assignee", before.assignee.clone(), after.assignee.clone()),
+        ("team", before.team.clone(), after.team.clone()),
     ];
     let changes: Vec<String> = fields
         .iter()
         .filter(|(_, old, new)| old != new)
         .map(|(name, old, new)| {
-            let show = |v: &Option<&String>| v.map_or("none".to_string(), |s| s.to_string());
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_string());
             format!("{name} {} → {}", show(old), show(new))
         })
         .collect();
@@ -402,10 +407,10 @@ mod tests {
             id: 1,
             number: "TKT-2026-0001".into(),
             subject: "Drukarka".into(),
-            status: "open".into(),
-            priority: "medium".into(),
+            status: Status::Open,
+            priority: crate::ticket::Priority::Medium,
             category: "other".into(),
-            channel: "email".into(),
+            channel: Channel::Email,
             language: None,
             requester: "jan@firma.pl".into(),
             requester_name: "Jan".into(),
@@ -426,7 +431,7 @@ mod tests {
         let before = state();
         let mut after = state();
         assert_eq!(changed(&before, &after), "TKT-2026-0001: nothing to change");
-        after.priority = "high".into();
+        after.priority = crate::ticket::Priority::High;
         after.assignee = Some("anna@example.com".into());
         assert_eq!(
             changed(&before, &after),

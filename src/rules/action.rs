@@ -1,14 +1,14 @@
 //! Actions a matching rule decides on. Pure data: the pipeline applies them
 //! inside the transaction of the change that raised the event.
 
-use crate::ticket::Channel;
+use crate::ticket::{Channel, Priority, Status};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     SetCategory(String),
-    SetPriority(String),
-    SetStatus(String),
+    SetPriority(Priority),
+    SetStatus(Status),
     SetTeam(String),
     AddTag(String),
     RemoveTag(String),

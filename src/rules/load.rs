@@ -6,6 +6,7 @@ use super::action::{Action, Assignee, Recipient, Strategy};
 use super::condition::{Condition, OPERATORS, Op, Operand, Test};
 use super::field::{FIELDS, Field, Kind};
 use super::{Event, Rule, RuleSet, RuleTest};
+use crate::ticket::{Priority, Status};
 use std::fmt;
 use std::path::Path;
 use toml::Spanned;
@@ -699,11 +700,9 @@ impl Reader<'_> {
                 Action::SetCategory(v)
             }
             "set_priority" => {
-                Action::SetPriority(self.word(name, value, crate::ticket::Priority::NAMES)?)
+                Action::SetPriority(self.word(name, value, Priority::NAMES)?.parse().ok()?)
             }
-            "set_status" => {
-                Action::SetStatus(self.word(name, value, crate::ticket::Status::NAMES)?)
-            }
+            "set_status" => Action::SetStatus(self.word(name, value, Status::NAMES)?.parse().ok()?),
             "set_team" => {
                 let v = string(self)?;
                 self.known(&catalog.teams, &v, "team", v_at)?;

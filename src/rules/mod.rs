@@ -18,6 +18,7 @@ pub use action::Action;
 pub use facts::Facts;
 pub use load::{Catalog, RuleError};
 
+use crate::ticket::Priority;
 use condition::Condition;
 use std::fmt;
 use std::str::FromStr;
@@ -280,15 +281,17 @@ impl Facts {
         use action::Assignee;
         match action {
             Action::SetCategory(v) => self.category = v.clone(),
-            Action::SetPriority(v) => self.priority = v.clone(),
-            Action::SetStatus(v) => self.status = v.clone(),
+            Action::SetPriority(v) => self.priority = v.to_string(),
+            Action::SetStatus(v) => self.status = v.to_string(),
             Action::SetTeam(v) => self.team = Some(v.clone()),
             Action::AddTag(t) if !self.tags.contains(t) => self.tags.push(t.clone()),
             Action::RemoveTag(t) => self.tags.retain(|x| x != t),
             Action::Assign(Assignee::Agent(a)) => self.assignee = Some(a.clone()),
             Action::Assign(Assignee::Team { team, .. }) => self.team = Some(team.clone()),
             Action::Escalate { .. } => {
-                self.priority = crate::ticket::Priority::escalated(&self.priority).to_string();
+                self.priority = (self.priority.parse())
+                    .map_or(Priority::Critical, Priority::escalated)
+                    .to_string();
             }
             Action::Close | Action::Spam => self.status = "closed".into(),
             _ => {}

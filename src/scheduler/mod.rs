@@ -197,7 +197,7 @@ impl Scheduler {
             return Ok(());
         };
         if let Some(new) = new_status {
-            let old = state.status.parse().unwrap_or(Status::Open);
+            let old = state.status;
             crate::store::tickets::set_status(tx, id, old, new, ACTOR, None, rules.now).await?;
         }
         if let Some(state) = changes::ticket_state(tx, id).await? {

@@ -6,6 +6,7 @@ use super::state::known;
 pub use super::state::{TicketState, open_ticket_states, remember, ticket_state};
 use super::{Result, Tx};
 use crate::clock::Timestamp;
+use crate::ticket::Priority;
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -17,55 +18,80 @@ pub struct By<'a> {
     pub now: Timestamp,
 }
 
-/// Sets `category` or `priority` (the only free-text columns rules change).
-pub async fn set_text(
+/// A field rules and agents set to a value: the category (a word of the
+/// configured list) or the priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    Category(&'a str),
+    Priority(Priority),
+}
+
+impl Field<'_> {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Category(_) => "category",
+            Field::Priority(_) => "priority",
+        }
+    }
+
+    fn value(self) -> String {
+        match self {
+            Field::Category(c) => c.to_string(),
+            Field::Priority(p) => p.as_str().to_string(),
+        }
+    }
+
+    /// The field's value in `state`.
+    fn of(self, state: &TicketState) -> Field<'_> {
+        match self {
+            Field::Category(_) => Field::Category(&state.category),
+            Field::Priority(_) => Field::Priority(state.priority),
+        }
+    }
+}
+
+/// Sets a field of ticket `state` (as the transaction sees it) to `new`;
+/// false when it holds that value already.
+pub async fn set_field(
     tx: &mut Tx,
-    id: i64,
-    field: &'static str,
-    old: &str,
-    new: &str,
+    state: &TicketState,
+    new: Field<'_>,
     by: By<'_>,
 ) -> Result<bool> {
+    let id = state.id;
+    let old = new.of(state);
     if old == new {
         return Ok(false);
     }
-    let sql: &'static str = match field {
-        "category" => "UPDATE tickets SET category = $1, updated_at = $2 WHERE id = $3",
-        "priority" => "UPDATE tickets SET priority = $1, updated_at = $2 WHERE id = $3",
-        other => unreachable!("set_text on {other}"),
-    };
+    let (old, new_text) = (old.value(), new.value());
     if let Some(draft) = super::drafts::draft(tx, id) {
-        match field {
-            "category" => draft.category = new.to_string(),
-            _ => draft.priority = new.to_string(),
+        match new {
+            Field::Category(c) => draft.category = c.to_string(),
+            Field::Priority(p) => draft.priority = p,
         }
         draft.updated_at = by.now;
     } else {
+        let sql: &'static str = match new {
+            Field::Category(_) => "UPDATE tickets SET category = $1, updated_at = $2 WHERE id = $3",
+            Field::Priority(_) => "UPDATE tickets SET priority = $1, updated_at = $2 WHERE id = $3",
+        };
         sqlx::query(sql)
-            .bind(new)
+            .bind(&new_text)
             .bind(by.now)
             .bind(id)
             .execute(&mut **tx)
             .await?;
     }
     known(tx, id, |s| {
-        match field {
-            "category" => s.category = new.to_string(),
-            _ => s.priority = new.to_string(),
+        match new {
+            Field::Category(c) => s.category = c.to_string(),
+            Field::Priority(p) => s.priority = p,
         }
         s.updated_at = by.now;
     });
-    history(
-        tx,
-        id,
-        by.actor,
-        field,
-        Some(old),
-        Some(new),
-        by.rule,
-        by.now,
-    )
-    .await?;
+    let field = new.name();
+    let (old, new) = (Some(old.as_str()), Some(new_text.as_str()));
+    history(tx, id, by.actor, field, old, new, by.rule, by.now).await?;
     Ok(true)
 }
 

@@ -9,7 +9,7 @@ use super::rows::{AnyQuery, insert_rows, insert_rows_then};
 use super::{Result, Tx};
 use crate::clock::Timestamp;
 use crate::sla::Due;
-use crate::ticket::Channel;
+use crate::ticket::{Channel, Priority};
 use sqlx::{AnyConnection, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub(crate) struct Draft {
     pub id: i64,
     pub number: String,
     pub subject: String,
-    pub priority: String,
+    pub priority: Priority,
     pub category: String,
     pub requester_id: i64,
     pub organization_id: Option<i64>,
@@ -130,7 +130,7 @@ fn bind(query: AnyQuery<'_>, d: Draft) -> AnyQuery<'_> {
         .bind(d.number)
         .bind(d.subject)
         .bind("new")
-        .bind(d.priority)
+        .bind(d.priority.as_str())
         .bind(d.category)
         .bind(d.requester_id)
         .bind(d.organization_id)

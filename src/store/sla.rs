@@ -44,8 +44,8 @@ pub async fn reschedule_all(tx: &mut Tx, ids: &[i64], policies: &Policies) -> Re
             let clocked = Clocked {
                 created_at: c.created_at,
                 updated_at: c.updated_at,
-                priority: c.priority.parse().unwrap_or(Priority::Medium),
-                status: c.status.parse().unwrap_or(Status::Open),
+                priority: c.priority,
+                status: c.status,
                 team: c.team.as_deref(),
                 organization: c.organization.as_deref(),
                 first_response_at: c.first_response_at,
@@ -83,8 +83,8 @@ struct ClockRow {
     id: i64,
     created_at: Timestamp,
     updated_at: Timestamp,
-    priority: String,
-    status: String,
+    priority: Priority,
+    status: Status,
     team: Option<String>,
     organization: Option<String>,
     first_response_at: Option<Timestamp>,
@@ -131,8 +131,8 @@ async fn clock_rows(tx: &mut Tx, ids: &[i64]) -> Result<Vec<ClockRow>> {
                 id: r.try_get("id")?,
                 created_at: r.try_get("created_at")?,
                 updated_at: r.try_get("updated_at")?,
-                priority: r.try_get("priority")?,
-                status: r.try_get("status")?,
+                priority: super::state::word(r, "priority")?,
+                status: super::state::word(r, "status")?,
                 team: r.try_get("team")?,
                 organization: r.try_get("organization")?,
                 first_response_at: r.try_get("first_response_at")?,
@@ -235,12 +235,10 @@ pub async fn arm_new(tx: &mut Tx, state: Option<&TicketState>, policies: &Polici
     let Some(s) = state else {
         return Ok(());
     };
-    let priority = s.priority.parse::<Priority>();
-    let new = s.status == Status::New.as_str();
-    let (Ok(priority), true, true) = (priority, new, super::drafts::draft(tx, s.id).is_some())
-    else {
+    let priority = s.priority;
+    if s.status != Status::New || super::drafts::draft(tx, s.id).is_none() {
         return reschedule(tx, s.id, policies).await;
-    };
+    }
     let timers = policies.timers(&Clocked {
         created_at: s.created_at,
         updated_at: s.updated_at,

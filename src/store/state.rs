@@ -4,6 +4,7 @@
 
 use super::{Result, Tx};
 use crate::clock::Timestamp;
+use crate::ticket::{Channel, Priority, Status};
 use sqlx::Row;
 
 /// A ticket as rule conditions and notifications see it.
@@ -12,10 +13,10 @@ pub struct TicketState {
     pub id: i64,
     pub number: String,
     pub subject: String,
-    pub status: String,
-    pub priority: String,
+    pub status: Status,
+    pub priority: Priority,
     pub category: String,
-    pub channel: String,
+    pub channel: Channel,
     pub language: Option<String>,
     pub requester: String,
     pub requester_name: String,
@@ -124,15 +125,23 @@ pub async fn open_ticket_states(tx: &mut Tx) -> Result<Vec<TicketState>> {
         .collect()
 }
 
+/// A column of a fixed vocabulary as its enum. A value the code does not
+/// know is an error naming the column and the value, never a default.
+pub fn word<T: std::str::FromStr<Err = String>>(r: &sqlx::any::AnyRow, column: &str) -> Result<T> {
+    let text: String = r.try_get(column)?;
+    text.parse()
+        .map_err(|e| super::Error::Permanent(format!("tickets.{column}: {e}")))
+}
+
 fn state_of(r: &sqlx::any::AnyRow) -> Result<TicketState> {
     Ok(TicketState {
         id: r.try_get("id")?,
         number: r.try_get("number")?,
         subject: r.try_get("subject")?,
-        status: r.try_get("status")?,
-        priority: r.try_get("priority")?,
+        status: word(r, "status")?,
+        priority: word(r, "priority")?,
         category: r.try_get("category")?,
-        channel: r.try_get("channel")?,
+        channel: word(r, "channel")?,
         language: r.try_get("language")?,
         requester: r
             .try_get::<Option<String>, _>("requester")?

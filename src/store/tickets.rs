@@ -79,7 +79,7 @@ async fn hold_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
         id,
         number: t.number.to_string(),
         subject: t.subject.to_string(),
-        priority: t.priority.as_str().to_string(),
+        priority: t.priority,
         category: "other".to_string(),
         requester_id: t.requester_id,
         organization_id: t.organization_id,
@@ -298,11 +298,10 @@ pub async fn open_ticket_of(
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| {
-        let status: String = r.try_get(2)?;
         Ok((
             r.try_get(0)?,
             r.try_get(1)?,
-            status.parse().unwrap_or(Status::Open),
+            super::state::word(&r, "status")?,
         ))
     })
     .transpose()
@@ -319,8 +318,7 @@ pub async fn ticket_number(tx: &mut Tx, id: i64) -> Result<Option<String>> {
 /// What threading needs to know about a ticket.
 pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
     let Some(row) = sqlx::query(
-        "SELECT t.number, t.status, t.closed_at, i.address, t.subject, t.priority, t.language,
-                a.email
+        "SELECT t.number, t.status, t.closed_at, i.address, t.subject, t.language, a.email
          FROM tickets t
          LEFT JOIN contact_identities i ON i.contact_id = t.requester_id AND i.kind = 'email'
          LEFT JOIN agents a ON a.id = t.assignee_id
@@ -332,18 +330,16 @@ pub async fn ticket_facts(tx: &mut Tx, id: i64) -> Result<Option<TicketFacts>> {
     else {
         return Ok(None);
     };
-    let status: String = row.try_get(1)?;
     let participants = participants(tx, id).await?;
     Ok(Some(TicketFacts {
         id,
         number: row.try_get(0)?,
         subject: row.try_get(4)?,
-        priority: row.try_get(5)?,
-        language: row.try_get(6)?,
-        status: status.parse().map_err(Error::Permanent)?,
+        language: row.try_get(5)?,
+        status: super::state::word(&row, "status")?,
         closed_at: row.try_get(2)?,
         requester: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-        assignee: row.try_get(7)?,
+        assignee: row.try_get(6)?,
         participants,
     }))
 }
@@ -480,7 +476,7 @@ pub async fn set_status(
     .execute(&mut **tx)
     .await?;
     super::state::known(tx, ticket_id, |s| {
-        s.status = new.as_str().to_string();
+        s.status = new;
         s.updated_at = now;
     });
     super::sla::status_changed(tx, ticket_id, old, new, now).await?;

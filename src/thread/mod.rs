@@ -46,7 +46,6 @@ pub struct TicketFacts {
     pub number: String,
     pub subject: String,
     pub status: Status,
-    pub priority: String,
     pub language: Option<String>,
     pub requester: String,
     /// The assignee's email.
@@ -230,7 +229,6 @@ mod tests {
                 number: "TKT-2026-0007".into(),
                 subject: "Drukarka".into(),
                 status,
-                priority: "medium".into(),
                 language: None,
                 requester: "jan@firma.pl".into(),
                 assignee: None,
