@@ -3,6 +3,10 @@
 mod common;
 #[path = "common/dovecot.rs"]
 mod dovecot;
+#[path = "common/postgres.rs"]
+mod postgres;
+#[path = "common/smtp.rs"]
+mod smtp;
 #[path = "common/tls.rs"]
 mod tls;
 
@@ -525,4 +529,83 @@ async fn two_mailboxes_run_side_by_side_with_their_teams() {
     );
     assert!(env.store.checkpoint("imap:sales").await.unwrap().is_some());
     env.finish().await;
+}
+
+/// The UIDs flagged \Seen in a folder.
+async fn seen(client: &mut async_imap::Session<tokio::net::TcpStream>) -> Vec<u32> {
+    let all = flags(client, "INBOX").await;
+    all.into_iter()
+        .filter(|(_, f)| f.iter().any(|x| x == "Seen"))
+        .map(|(uid, _)| uid)
+        .collect()
+}
+
+/// A drain of many batches across a PostgreSQL outage: nothing is
+/// acknowledged while the database is down (a batch fetched but not
+/// committed stays unseen), and afterwards every message is stored and
+/// acknowledged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_mid_drain_acknowledges_nothing_uncommitted() {
+    const MESSAGES: usize = 600;
+    let mut pg = postgres::PrivatePostgres::start();
+    let dovecot = Dovecot::start();
+    let mut client = dovecot.client().await;
+    let mail: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| {
+            format!(
+                "From: c{i}@example.org\r\nTo: support@example.com\r\nSubject: m{i}\r\n\
+                 Message-ID: <outage-{i}@example.org>\r\n\r\n{}\r\n",
+                "Drukarka nie działa. ".repeat(200)
+            )
+            .into_bytes()
+        })
+        .collect();
+    append(&mut client, "INBOX", &mail).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dovecot.mailbox_toml("support", "none", "backfill = \"all\"\nbatch_size = 25");
+    let mut config =
+        ticketd::config::Config::parse(&common::base_config(dir.path(), &extra)).unwrap();
+    config.database.url = pg.url();
+    let daemon = common::App::start(config);
+    let store = ticketd::store::Store::connect(&pg.url(), 2).await.unwrap();
+    let stored = async |store: &ticketd::store::Store| -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM tickets")
+            .fetch_one(store.pool())
+            .await
+            .unwrap_or(0)
+    };
+    wait_for("a few batches", async || stored(&store).await >= 100).await;
+    store.close().await;
+    pg.stop();
+    let at_outage = seen(&mut client).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        seen(&mut client).await,
+        at_outage,
+        "acknowledged while the database was down"
+    );
+    assert!(at_outage.len() < MESSAGES, "drained before the outage");
+    pg.restart_after(Duration::ZERO);
+    let store = ticketd::store::Store::connect(&pg.url(), 2).await.unwrap();
+    let mut waited = 0;
+    while stored(&store).await < MESSAGES as i64 || seen(&mut client).await.len() < MESSAGES {
+        assert!(
+            waited < 600,
+            "not all stored and acknowledged after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    daemon.stop().await;
+    let distinct: i64 = sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT message_id) FROM message_ids WHERE message_id LIKE 'outage-%'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (stored(&store).await, distinct),
+        (MESSAGES as i64, MESSAGES as i64)
+    );
+    store.close().await;
 }
