@@ -8,7 +8,7 @@
 use crate::clock::Timestamp;
 use crate::notify::{Notifier, Subject};
 use crate::rules::action::{Assignee, Recipient, Strategy};
-use crate::rules::{Action, Event, Facts, RuleSet};
+use crate::rules::{Action, Change, Event, Facts, RuleSet};
 use crate::store::changes::{self, By, Field, Owner, TicketState};
 use crate::store::outbox::{self, NewNotification};
 use crate::store::tickets::{self as t, AuthorKind};
@@ -287,34 +287,33 @@ impl Rules<'_> {
         // Who did it, for the spam mark and the webhook payload.
         let who = rule.unwrap_or(actor);
         let id = state.id;
-        let updated = |changed: bool| {
-            if changed {
-                vec![Event::TicketUpdated]
-            } else {
-                Vec::new()
-            }
-        };
         Ok(match action {
-            Action::SetCategory(v) => {
-                updated(changes::set_field(tx, state, Field::Category(v), by).await?)
+            Action::SetCategory(_)
+            | Action::SetPriority(_)
+            | Action::SetTeam(_)
+            | Action::AddTag(_)
+            | Action::RemoveTag(_)
+            | Action::SetStatus(_)
+            | Action::Close => {
+                let mut events = Vec::new();
+                for change in action.changes(state.priority) {
+                    events.extend(self.change(tx, state, change, by, message).await?);
+                }
+                events
             }
-            Action::SetPriority(v) => {
-                updated(changes::set_field(tx, state, Field::Priority(*v), by).await?)
-            }
-            Action::SetTeam(v) => updated(
-                changes::set_owner(tx, id, Owner::Team, state.team.as_deref(), v, by).await?,
-            ),
-            Action::AddTag(tag) => updated(changes::set_tag(tx, id, tag, true, by).await?),
-            Action::RemoveTag(tag) => updated(changes::set_tag(tx, id, tag, false, by).await?),
-            Action::SetStatus(status) => self.set_status(tx, state, *status, by, message).await?,
-            Action::Close => {
-                self.set_status(tx, state, Status::Closed, by, message)
-                    .await?
-            }
+            // No status notice to a spammer: the status is set, not announced.
             Action::Spam => {
                 applied.spam_by = Some(who.to_string());
-                changes::set_tag(tx, id, "spam", true, by).await?;
-                t::set_status(tx, id, state.status, Status::Closed, actor, rule, self.now).await?;
+                for change in action.changes(state.priority) {
+                    match change {
+                        Change::Status(s) => {
+                            t::set_status(tx, id, state.status, s, actor, rule, self.now).await?
+                        }
+                        other => {
+                            self.change(tx, state, other, by, message).await?;
+                        }
+                    }
+                }
                 Vec::new()
             }
             Action::Assign(who) => self.assign(tx, state, who, by, message).await?,
@@ -333,7 +332,10 @@ impl Rules<'_> {
                 Vec::new()
             }
             Action::Escalate { to, template } => {
-                self.escalate(tx, state, (to, template), by, message)
+                for change in action.changes(state.priority) {
+                    self.change(tx, state, change, by, message).await?;
+                }
+                self.escalated(tx, state.id, (to, template), message)
                     .await?
             }
             // Summaries of a scheduled run: the scheduler sends them once per run.
@@ -394,18 +396,44 @@ impl Rules<'_> {
             .await
     }
 
-    /// One priority step up, then `template` to `to`.
-    async fn escalate(
+    /// Makes one change in the store; returns the events it raised.
+    async fn change(
         &self,
         tx: &mut Tx,
         state: &TicketState,
-        (to, template): (&Recipient, &str),
+        change: Change<'_>,
         by: By<'_>,
         message: &Message,
     ) -> store::Result<Vec<Event>> {
         let id = state.id;
-        let next = Field::Priority(state.priority.escalated());
-        changes::set_field(tx, state, next, by).await?;
+        let changed = match change {
+            Change::Status(s) => return self.set_status(tx, state, s, by, message).await,
+            Change::Assignee(email) => {
+                let agent = Assignee::Agent(email.to_string());
+                return self.assign(tx, state, &agent, by, message).await;
+            }
+            Change::Category(c) => changes::set_field(tx, state, Field::Category(c), by).await?,
+            Change::Priority(p) => changes::set_field(tx, state, Field::Priority(p), by).await?,
+            Change::Team(team) => {
+                let old = state.team.as_deref();
+                changes::set_owner(tx, id, Owner::Team, old, team, by).await?
+            }
+            Change::Tag(tag, on) => changes::set_tag(tx, id, tag, on, by).await?,
+        };
+        Ok(match changed {
+            true => vec![Event::TicketUpdated],
+            false => Vec::new(),
+        })
+    }
+
+    /// After an escalation: `template` to `to`.
+    async fn escalated(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        (to, template): (&Recipient, &str),
+        message: &Message,
+    ) -> store::Result<Vec<Event>> {
         let Some(state) = changes::ticket_state(tx, id).await? else {
             return Ok(Vec::new());
         };

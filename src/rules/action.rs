@@ -56,6 +56,40 @@ impl Action {
     pub fn is_summary(&self) -> bool {
         matches!(self, Action::Digest { .. } | Action::Report { .. })
     }
+
+    /// What the action changes on a ticket of `priority`, in order. The
+    /// facts later rules see and the store both apply these; an action that
+    /// sends or records something instead changes nothing here.
+    pub fn changes(&self, priority: Priority) -> Vec<Change<'_>> {
+        match self {
+            Action::SetCategory(v) => vec![Change::Category(v)],
+            Action::SetPriority(p) => vec![Change::Priority(*p)],
+            Action::SetStatus(s) => vec![Change::Status(*s)],
+            Action::SetTeam(team) => vec![Change::Team(team)],
+            Action::AddTag(tag) => vec![Change::Tag(tag, true)],
+            Action::RemoveTag(tag) => vec![Change::Tag(tag, false)],
+            Action::Assign(Assignee::Agent(email)) => vec![Change::Assignee(email)],
+            // Which member gets it is the store's choice (the strategy).
+            Action::Assign(Assignee::Team { team, .. }) => vec![Change::Team(team)],
+            Action::Escalate { .. } => vec![Change::Priority(priority.escalated())],
+            Action::Close => vec![Change::Status(Status::Closed)],
+            Action::Spam => vec![Change::Tag("spam", true), Change::Status(Status::Closed)],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One change an action makes to a ticket's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    Category(&'a str),
+    Priority(Priority),
+    Status(Status),
+    Team(&'a str),
+    /// An agent, by email.
+    Assignee(&'a str),
+    /// A tag added (true) or removed.
+    Tag(&'a str, bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,5 +191,40 @@ impl fmt::Display for Action {
                 by.as_str()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_action_states_its_changes_once() {
+        let escalate = Action::Escalate {
+            to: Recipient::Managers,
+            template: "ticket_escalated".into(),
+        };
+        assert_eq!(
+            escalate.changes(Priority::High),
+            [Change::Priority(Priority::Critical)]
+        );
+        assert_eq!(
+            escalate.changes(Priority::Critical),
+            [Change::Priority(Priority::Critical)]
+        );
+        assert_eq!(
+            Action::Spam.changes(Priority::Low),
+            [Change::Tag("spam", true), Change::Status(Status::Closed)]
+        );
+        assert_eq!(
+            Action::Close.changes(Priority::Low),
+            [Change::Status(Status::Closed)]
+        );
+        let team = Action::Assign(Assignee::Team {
+            team: "billing".into(),
+            strategy: Strategy::RoundRobin,
+        });
+        assert_eq!(team.changes(Priority::Low), [Change::Team("billing")]);
+        assert!(Action::Note("x".into()).changes(Priority::Low).is_empty());
     }
 }

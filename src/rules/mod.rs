@@ -14,7 +14,7 @@ pub mod load;
 pub mod prefilter;
 pub mod schedule;
 
-pub use action::Action;
+pub use action::{Action, Change};
 pub use facts::Facts;
 pub use load::{Catalog, RuleError};
 
@@ -278,23 +278,22 @@ impl Facts {
 
     /// What an action changes in the facts later rules see.
     fn apply(&mut self, action: &Action) {
-        use action::Assignee;
-        match action {
-            Action::SetCategory(v) => self.category = v.clone(),
-            Action::SetPriority(v) => self.priority = v.to_string(),
-            Action::SetStatus(v) => self.status = v.to_string(),
-            Action::SetTeam(v) => self.team = Some(v.clone()),
-            Action::AddTag(t) if !self.tags.contains(t) => self.tags.push(t.clone()),
-            Action::RemoveTag(t) => self.tags.retain(|x| x != t),
-            Action::Assign(Assignee::Agent(a)) => self.assignee = Some(a.clone()),
-            Action::Assign(Assignee::Team { team, .. }) => self.team = Some(team.clone()),
-            Action::Escalate { .. } => {
-                self.priority = (self.priority.parse())
-                    .map_or(Priority::Critical, Priority::escalated)
-                    .to_string();
+        // A priority these facts do not name escalates to critical.
+        let priority = self.priority.parse().unwrap_or(Priority::Critical);
+        for change in action.changes(priority) {
+            match change {
+                Change::Category(v) => self.category = v.to_string(),
+                Change::Priority(p) => self.priority = p.to_string(),
+                Change::Status(s) => self.status = s.to_string(),
+                Change::Team(team) => self.team = Some(team.to_string()),
+                Change::Assignee(email) => self.assignee = Some(email.to_string()),
+                Change::Tag(tag, true) => {
+                    if !self.tags.iter().any(|t| t == tag) {
+                        self.tags.push(tag.to_string());
+                    }
+                }
+                Change::Tag(tag, false) => self.tags.retain(|t| t != tag),
             }
-            Action::Close | Action::Spam => self.status = "closed".into(),
-            _ => {}
         }
     }
 }
