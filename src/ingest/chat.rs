@@ -98,6 +98,9 @@ impl Pipeline {
         };
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        // As for mail: history, outbox, comments and new tickets' rows and
+        // numbers are written at commit.
+        tx.defer_appends();
         let mut outcomes = Vec::with_capacity(updates.len());
         for u in updates {
             let outcome = self.take_update(&mut tx, source, u, now).await?;
@@ -116,7 +119,11 @@ impl Pipeline {
             position: last.id + 1,
         };
         checkpoints::save(&mut tx, source, next, now).await?;
-        tx.commit().await?;
+        let numbers = tx.commit().await?;
+        for o in &mut outcomes {
+            numbers.replace_in_option(&mut o.ticket);
+            numbers.replace_in_option(&mut o.reason);
+        }
         self.outbox_wake.notify_one();
         self.sla_wake.notify_one();
         Ok(outcomes)
@@ -234,7 +241,15 @@ impl Pipeline {
         }
         let message = chat_facts(source, m);
         let applied = self.rules(now).run(tx, event, ticket_id, &message).await?;
-        store::sla::reschedule(tx, ticket_id, &self.settings.current().policies).await?;
+        let policies = &self.settings.current().policies;
+        if kind == OutcomeKind::Created {
+            // Its clocks from the ticket as the rules left it, then its row.
+            let state = changes::ticket_state(tx, ticket_id).await?;
+            store::sla::arm_new(tx, state.as_ref(), policies).await?;
+            store::drafts::flush(tx, ticket_id).await?;
+        } else {
+            store::sla::reschedule(tx, ticket_id, policies).await?;
+        }
         if applied.spam_by.is_none() {
             self.notify_chat(
                 tx,
@@ -268,8 +283,7 @@ impl Pipeline {
                 number: &number,
                 subject: &subject_of(&m.text),
                 priority: self.default_priority,
-                requester_id: contact.id,
-                organization_id: contact.organization_id,
+                requester: (contact, &format!("{}:{}", m.platform, m.user)),
                 channel: m.platform,
                 language: m.language.as_deref(),
                 auto_generated: false,

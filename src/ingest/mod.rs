@@ -830,53 +830,23 @@ impl Pipeline {
         } else {
             &normalized
         };
-        let due = crate::sla::Due::default();
         let ticket_id = t::create_ticket(
             tx,
             &t::NewTicket {
                 number: &number,
                 subject,
                 priority: self.default_priority,
-                requester_id: contact.id,
-                organization_id: contact.organization_id,
+                requester: (&contact, &from.email),
                 channel: Channel::Email,
                 language: mail.language.as_deref(),
                 auto_generated: mail.auto_generated.is_some(),
                 team,
-                due,
+                due: crate::sla::Due::default(),
                 actor: &from.email,
                 now,
             },
         )
         .await?;
-        let created = changes::TicketState {
-            id: ticket_id,
-            number: number.clone(),
-            subject: subject.to_string(),
-            status: Status::New,
-            priority: self.default_priority,
-            category: "other".into(),
-            channel: Channel::Email,
-            language: mail.language.clone(),
-            requester: from.email.clone(),
-            requester_name: contact.name,
-            assignee: None,
-            assignee_name: None,
-            // The row names a team only if it exists.
-            team: team
-                .filter(|t| self.settings.current().teams.iter().any(|k| k == t))
-                .map(String::from),
-            organization: contact.organization,
-            tags: match mail.auto_generated {
-                Some(_) => vec!["auto-generated".into()],
-                None => Vec::new(),
-            },
-            created_at: now,
-            updated_at: now,
-            first_response_due: due.first_response,
-            resolution_due: due.resolution,
-        };
-        changes::remember(tx, &created);
         let comment_id = self
             .comment(tx, ticket_id, mail, AuthorKind::Requester, false, now)
             .await?;

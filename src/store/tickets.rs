@@ -36,8 +36,9 @@ pub struct NewTicket<'a> {
     pub number: &'a str,
     pub subject: &'a str,
     pub priority: Priority,
-    pub requester_id: i64,
-    pub organization_id: Option<i64>,
+    /// The requester, and where they are reached on the ticket's channel
+    /// (an email address, or `telegram:USER_ID`).
+    pub requester: (&'a super::directory::Contact, &'a str),
     pub channel: Channel,
     pub language: Option<&'a str>,
     pub auto_generated: bool,
@@ -49,11 +50,14 @@ pub struct NewTicket<'a> {
     pub now: Timestamp,
 }
 
+/// Opens a ticket as a draft: the transaction knows it at once (as rules and
+/// notifications see it), and its row is written once, with the fields the
+/// rules gave it, when its message is done ([`super::drafts::flush`]).
+/// From here the transaction holds its appends back.
 pub async fn create_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
-    let id = match tx.held().is_some() {
-        true => hold_ticket(tx, t).await?,
-        false => insert_ticket(tx, t).await?,
-    };
+    // A draft lives in what the transaction holds back.
+    tx.defer_appends();
+    let id = hold_ticket(tx, t).await?;
     history(
         tx,
         id,
@@ -81,8 +85,8 @@ async fn hold_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
         subject: t.subject.to_string(),
         priority: t.priority,
         category: "other".to_string(),
-        requester_id: t.requester_id,
-        organization_id: t.organization_id,
+        requester_id: t.requester.0.id,
+        organization_id: t.requester.0.organization_id,
         channel: t.channel,
         language: t.language.map(String::from),
         auto_generated: t.auto_generated,
@@ -96,41 +100,35 @@ async fn hold_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
             false => Vec::new(),
         },
     };
+    let (contact, address) = t.requester;
+    super::state::remember(
+        tx,
+        &super::state::TicketState {
+            id,
+            number: draft.number.clone(),
+            subject: draft.subject.clone(),
+            status: Status::New,
+            priority: t.priority,
+            category: draft.category.clone(),
+            channel: t.channel,
+            language: draft.language.clone(),
+            requester: address.to_string(),
+            requester_name: contact.name.clone(),
+            assignee: None,
+            assignee_name: None,
+            // The row names a team only if it exists.
+            team: team_id.and(t.team).map(String::from),
+            organization: contact.organization.clone(),
+            tags: draft.tags.clone(),
+            created_at: t.now,
+            updated_at: t.now,
+            first_response_due: t.due.first_response,
+            resolution_due: t.due.resolution,
+        },
+    );
     super::drafts::hold(tx, draft);
     if let Some(held) = tx.held() {
         held.created.insert(id, t.now);
-    }
-    Ok(id)
-}
-
-async fn insert_ticket(tx: &mut Tx, t: &NewTicket<'_>) -> Result<i64> {
-    let id: i64 = sqlx::query(
-        "INSERT INTO tickets (number, subject, status, priority, category, requester_id,
-             organization_id, channel, language, auto_generated, created_at, updated_at, team_id,
-             first_response_due, resolution_due)
-         VALUES ($1, $2, 'new', $3, 'other', $4, $5, $6, $7, $8, $9, $9,
-                 (SELECT id FROM teams WHERE name = $10), $11, $12) RETURNING id",
-    )
-    .bind(t.number)
-    .bind(t.subject)
-    .bind(t.priority.as_str())
-    .bind(t.requester_id)
-    .bind(t.organization_id)
-    .bind(t.channel.as_str())
-    .bind(t.language)
-    .bind(i64::from(t.auto_generated))
-    .bind(t.now)
-    .bind(t.team.unwrap_or(""))
-    .bind(t.due.first_response)
-    .bind(t.due.resolution)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get(0)?;
-    if t.auto_generated {
-        sqlx::query("INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, 'auto-generated')")
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
     }
     Ok(id)
 }
