@@ -13,7 +13,7 @@ use crate::store::changes::{self, By, Field, Owner, TicketState};
 use crate::store::outbox::{self, NewNotification};
 use crate::store::tickets::{self as t, AuthorKind};
 use crate::store::{self, Tx};
-use crate::ticket::{Channel, Status};
+use crate::ticket::{Channel, Notice, Status};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -323,19 +323,19 @@ impl Rules<'_> {
             }
             Action::Notify { template, to } => {
                 let subject = subject_of(state, message);
-                self.notify_each(tx, state, &subject, template, std::slice::from_ref(to))
+                self.notify_each(tx, state, &subject, *template, std::slice::from_ref(to))
                     .await?;
                 Vec::new()
             }
             Action::AutoReply { template } => {
-                self.auto_reply(tx, state, template, message).await?;
+                self.auto_reply(tx, state, *template, message).await?;
                 Vec::new()
             }
             Action::Escalate { to, template } => {
                 for change in action.changes(state.priority) {
                     self.change(tx, state, change, by, message).await?;
                 }
-                self.escalated(tx, state.id, (to, template), message)
+                self.escalated(tx, state.id, (to, *template), message)
                     .await?
             }
             // Summaries of a scheduled run: the scheduler sends them once per run.
@@ -381,7 +381,7 @@ impl Rules<'_> {
         &self,
         tx: &mut Tx,
         state: &TicketState,
-        template: &str,
+        template: Notice,
         message: &Message,
     ) -> store::Result<()> {
         let subject = subject_of(state, message);
@@ -431,7 +431,7 @@ impl Rules<'_> {
         &self,
         tx: &mut Tx,
         id: i64,
-        (to, template): (&Recipient, &str),
+        (to, template): (&Recipient, Notice),
         message: &Message,
     ) -> store::Result<Vec<Event>> {
         let Some(state) = changes::ticket_state(tx, id).await? else {
@@ -457,9 +457,9 @@ impl Rules<'_> {
         }
         t::set_status(tx, state.id, old, new, by.actor, by.rule, by.now).await?;
         let event = if new == Status::Resolved {
-            "ticket_resolved"
+            Notice::TicketResolved
         } else {
-            "status_changed"
+            Notice::StatusChanged
         };
         if let Some(state) = changes::ticket_state(tx, state.id).await? {
             let subject = subject_of(&state, message);
@@ -508,7 +508,7 @@ impl Rules<'_> {
         if let Some(state) = changes::ticket_state(tx, state.id).await? {
             let subject = subject_of(&state, message);
             self.notifier
-                .automatic(tx, &subject, "ticket_assigned", &agent, None, by.now)
+                .automatic(tx, &subject, Notice::TicketAssigned, &agent, None, by.now)
                 .await?;
         }
         Ok(vec![Event::TicketAssigned])
@@ -521,7 +521,7 @@ impl Rules<'_> {
         tx: &mut Tx,
         state: &TicketState,
         subject: &Subject<'_>,
-        template: &str,
+        template: Notice,
         to: &[Recipient],
     ) -> store::Result<()> {
         let mut addresses = Vec::new();

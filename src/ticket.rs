@@ -55,6 +55,28 @@ text_enum!(
     Channel { Email = "email", Telegram = "telegram", Discord = "discord" }
 );
 
+text_enum!(
+    /// A notification: each has its templates (`templates/LANG/NAME.{email,chat}.hbs`).
+    Notice {
+        TicketCreated = "ticket_created",
+        AgentReply = "agent_reply",
+        TicketAssigned = "ticket_assigned",
+        RequesterComment = "requester_comment",
+        StatusChanged = "status_changed",
+        TicketResolved = "ticket_resolved",
+        SlaWarning = "sla_warning",
+        SlaBreached = "sla_breached",
+        MessageTooLarge = "message_too_large",
+        AutoClose = "auto_close",
+        TicketEscalated = "ticket_escalated",
+        PendingReminder = "pending_reminder",
+        DailyDigest = "daily_digest",
+        SlaReport = "sla_report",
+        ChatAnswer = "chat_answer",
+        NewTicket = "new_ticket",
+    }
+);
+
 /// A chat address (`telegram:ID`, `discord:ID`): the platform and the chat
 /// (or user) id.
 pub fn chat_address(text: &str) -> Option<(Channel, i64)> {

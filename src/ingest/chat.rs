@@ -11,7 +11,7 @@ use crate::rules::{Action, Event};
 use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
 use crate::store::{self, Tx, changes, desk, directory, files};
-use crate::ticket::{Channel, Status};
+use crate::ticket::{Channel, Notice, Status};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -311,18 +311,18 @@ impl Pipeline {
         };
         let about = apply::subject_of(&state, message);
         let to_agents = if created {
-            "new_ticket"
+            Notice::NewTicket
         } else {
-            "requester_comment"
+            Notice::RequesterComment
         };
         self.notifier.to_agents(tx, &about, to_agents, now).await?;
         if created {
             self.notifier
-                .chat(tx, &about, "ticket_created", (m.platform, m.chat), now)
+                .chat(tx, &about, Notice::TicketCreated, (m.platform, m.chat), now)
                 .await?;
         } else if let Some(assignee) = &state.assignee {
             self.notifier
-                .automatic(tx, &about, "requester_comment", assignee, None, now)
+                .automatic(tx, &about, Notice::RequesterComment, assignee, None, now)
                 .await?;
         }
         Ok(())

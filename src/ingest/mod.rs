@@ -21,7 +21,7 @@ use crate::store::checkpoints::{self, Checkpoint};
 use crate::store::tickets::{self as t, AuthorKind, Direction, JournalEntry, StoredAttachment};
 use crate::store::{self, Store, Tx, changes, directory, files};
 use crate::thread::{self, Candidate, Decision, Policy, Via};
-use crate::ticket::{Channel, Priority, Status};
+use crate::ticket::{Channel, Notice, Priority, Status};
 use std::fmt;
 use std::sync::Arc;
 
@@ -612,8 +612,8 @@ impl Pipeline {
             notes.push(format!("dropped as spam by rule {rule:?}"));
         } else if let Some(state) = &state {
             let event = match inbound.oversized {
-                Some(_) => "message_too_large",
-                None => "ticket_created",
+                Some(_) => Notice::MessageTooLarge,
+                None => Notice::TicketCreated,
             };
             let about = apply::subject_of(state, &message);
             self.notifier
@@ -621,7 +621,7 @@ impl Pipeline {
                 .await?;
             if auto_generated.is_none() {
                 self.notifier
-                    .to_agents(tx, &about, "new_ticket", now)
+                    .to_agents(tx, &about, Notice::NewTicket, now)
                     .await?;
             }
         }
@@ -725,7 +725,7 @@ impl Pipeline {
         }
         if from_customer && auto_generated.is_none() {
             self.notifier
-                .to_agents(tx, &about, "requester_comment", now)
+                .to_agents(tx, &about, Notice::RequesterComment, now)
                 .await?;
         }
         if from_customer && let Some(assignee) = &state.assignee {
@@ -733,7 +733,7 @@ impl Pipeline {
                 .automatic(
                     tx,
                     &about,
-                    "requester_comment",
+                    Notice::RequesterComment,
                     assignee,
                     auto_generated,
                     now,
@@ -742,7 +742,14 @@ impl Pipeline {
         }
         if too_large {
             self.notifier
-                .automatic(tx, &about, "message_too_large", sender, auto_generated, now)
+                .automatic(
+                    tx,
+                    &about,
+                    Notice::MessageTooLarge,
+                    sender,
+                    auto_generated,
+                    now,
+                )
                 .await?;
         }
         Ok(())

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::store::outbox::{self, NewNotification};
 use crate::store::{self, Tx, tickets};
 use crate::thread::token;
-use crate::ticket::{Channel, chat_address};
+use crate::ticket::{Channel, Notice, chat_address};
 use serde_json::{Value, json};
 use templates::Templates;
 
@@ -125,7 +125,7 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
-        event: &str,
+        event: Notice,
         to: &str,
         auto_generated: Option<&str>,
         now: Timestamp,
@@ -156,9 +156,12 @@ impl Notifier {
                 continue;
             }
             match chat_address(to) {
-                Some(person) => self.to_person(tx, s, "agent_reply", person, now).await?,
+                Some(person) => {
+                    self.to_person(tx, s, Notice::AgentReply, person, now)
+                        .await?
+                }
                 None => {
-                    self.enqueue(tx, s, "agent_reply", to, false, None, now)
+                    self.enqueue(tx, s, Notice::AgentReply, to, false, None, now)
                         .await?
                 }
             }
@@ -188,7 +191,7 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
-        event: &str,
+        event: Notice,
         now: Timestamp,
     ) -> store::Result<()> {
         if let Some(chat) = self.agent_chat {
@@ -212,7 +215,7 @@ impl Notifier {
     ) -> store::Result<()> {
         let notification = NewNotification {
             ticket_id,
-            event: "chat_answer".into(),
+            event: Notice::ChatAnswer.as_str().into(),
             channel: platform.as_str().into(),
             recipient: chat.to_string(),
             body: text.to_string(),
@@ -228,7 +231,7 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
-        event: &str,
+        event: Notice,
         (platform, chat): (Channel, i64),
         now: Timestamp,
     ) -> store::Result<()> {
@@ -242,7 +245,7 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
-        event: &str,
+        event: Notice,
         (platform, user): (Channel, i64),
         now: Timestamp,
     ) -> store::Result<()> {
@@ -257,14 +260,14 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
-        event: &str,
+        event: Notice,
         (platform, recipient): (Channel, String),
         now: Timestamp,
     ) -> store::Result<()> {
         let (rendered, suppressed) = self.render(s.language, event, "chat", &self.context(s, now));
         let notification = NewNotification {
             ticket_id: Some(s.ticket_id),
-            event: event.into(),
+            event: event.as_str().into(),
             channel: platform.as_str().into(),
             recipient,
             automatic: false,
@@ -295,9 +298,9 @@ impl Notifier {
         now: Timestamp,
     ) -> store::Result<()> {
         let context = serde_json::json!({ "kind": kind, "tickets": tickets });
-        let (rendered, suppressed) = self.render(language, "chat_answer", "chat", &context);
+        let (rendered, suppressed) = self.render(language, Notice::ChatAnswer, "chat", &context);
         let notification = NewNotification {
-            event: "chat_answer".into(),
+            event: Notice::ChatAnswer.as_str().into(),
             channel: platform.as_str().into(),
             recipient: chat.to_string(),
             body: rendered.text,
@@ -312,7 +315,7 @@ impl Notifier {
     pub async fn summary(
         &self,
         tx: &mut Tx,
-        event: &str,
+        event: Notice,
         to: &str,
         context: &Value,
         now: Timestamp,
@@ -324,11 +327,11 @@ impl Notifier {
         });
         let notification = NewNotification {
             ticket_id: None,
-            event: event.into(),
+            event: event.as_str().into(),
             channel: "email".into(),
             recipient: to.to_string(),
             automatic: true,
-            message_id: Some(new_message_id(event, &self.from_domain, now)),
+            message_id: Some(new_message_id(event.as_str(), &self.from_domain, now)),
             in_reply_to: None,
             references: Vec::new(),
             reply_to: None,
@@ -377,13 +380,13 @@ impl Notifier {
     fn render(
         &self,
         language: Option<&str>,
-        event: &str,
+        event: Notice,
         channel: &str,
         context: &Value,
     ) -> (templates::Rendered, Option<String>) {
         let templates = self.templates.current();
         let lang = templates.language_for(language);
-        match templates.render(&lang, event, channel, context) {
+        match templates.render(&lang, event.as_str(), channel, context) {
             Ok(r) => (r, None),
             Err(e) => (
                 templates::Rendered::default(),
@@ -404,7 +407,7 @@ impl Notifier {
         &self,
         tx: &mut Tx,
         s: &Subject<'_>,
-        event: &str,
+        event: Notice,
         to: &str,
         automatic: bool,
         suppressed: Option<String>,
@@ -425,7 +428,7 @@ impl Notifier {
         };
         let notification = NewNotification {
             ticket_id: Some(s.ticket_id),
-            event: event.into(),
+            event: event.as_str().into(),
             channel: "email".into(),
             recipient: to.to_string(),
             automatic,

@@ -12,24 +12,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 /// Events that send notifications.
-pub const EVENTS: &[&str] = &[
-    "ticket_created",
-    "agent_reply",
-    "ticket_assigned",
-    "requester_comment",
-    "status_changed",
-    "ticket_resolved",
-    "sla_warning",
-    "sla_breached",
-    "message_too_large",
-    "auto_close",
-    "ticket_escalated",
-    "pending_reminder",
-    "daily_digest",
-    "sla_report",
-    "chat_answer",
-    "new_ticket",
-];
+pub const EVENTS: &[&str] = crate::ticket::Notice::NAMES;
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
 

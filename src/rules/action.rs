@@ -1,7 +1,7 @@
 //! Actions a matching rule decides on. Pure data: the pipeline applies them
 //! inside the transaction of the change that raised the event.
 
-use crate::ticket::{Channel, Priority, Status};
+use crate::ticket::{Channel, Notice, Priority, Status};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,19 +15,19 @@ pub enum Action {
     Assign(Assignee),
     /// A templated notification (template = a notification event name).
     Notify {
-        template: String,
+        template: Notice,
         to: Recipient,
     },
     /// An automatic reply to the sender; the loop rules apply.
     AutoReply {
-        template: String,
+        template: Notice,
     },
     /// An internal note on the ticket.
     Note(String),
     /// Raise the priority one step and notify `to` (managers by default).
     Escalate {
         to: Recipient,
-        template: String,
+        template: Notice,
     },
     Close,
     /// Close as spam: no acknowledgement, tagged `spam`, journaled.
@@ -38,13 +38,13 @@ pub enum Action {
     /// each recipient (`team`: each team its own tickets; `assignee`: each
     /// agent theirs; `managers` or an address: all of them).
     Digest {
-        template: String,
+        template: Notice,
         to: Recipient,
     },
     /// Scheduled rules only: the report of the last `period` seconds,
     /// grouped `by`, to `to`.
     Report {
-        template: String,
+        template: Notice,
         to: Recipient,
         period: i64,
         by: crate::report::GroupBy,
@@ -202,7 +202,7 @@ mod tests {
     fn each_action_states_its_changes_once() {
         let escalate = Action::Escalate {
             to: Recipient::Managers,
-            template: "ticket_escalated".into(),
+            template: Notice::TicketEscalated,
         };
         assert_eq!(
             escalate.changes(Priority::High),

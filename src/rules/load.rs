@@ -6,7 +6,7 @@ use super::action::{Action, Assignee, Recipient, Strategy};
 use super::condition::{Condition, OPERATORS, Op, Operand, Test};
 use super::field::{FIELDS, Field, Kind};
 use super::{Event, Rule, RuleSet, RuleTest};
-use crate::ticket::{Priority, Status};
+use crate::ticket::{Notice, Priority, Status};
 use std::fmt;
 use std::path::Path;
 use toml::Spanned;
@@ -777,7 +777,7 @@ impl Reader<'_> {
     fn escalate(&mut self, value: &Value<'_>) -> Option<Action> {
         let v_at = value.span().start;
         let (template, to) = match value.get_ref() {
-            DeValue::Boolean(true) => ("ticket_escalated".to_string(), Recipient::Managers),
+            DeValue::Boolean(true) => (Notice::TicketEscalated, Recipient::Managers),
             DeValue::Table(t) => {
                 let mut template = ("ticket_escalated".to_string(), v_at);
                 let mut to = Recipient::Managers;
@@ -1041,10 +1041,10 @@ impl Reader<'_> {
         None
     }
 
-    fn template(&mut self, (name, at): (String, usize)) -> Option<String> {
+    fn template(&mut self, (name, at): (String, usize)) -> Option<Notice> {
         let catalog = self.catalog;
         self.known(&catalog.templates, &name, "template", at)?;
-        Some(name)
+        name.parse().map_err(|e: String| self.error(at, e)).ok()
     }
 
     fn recipient(&mut self, (text, at): (String, usize)) -> Option<Recipient> {

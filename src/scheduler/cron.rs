@@ -12,6 +12,7 @@ use crate::rules::action::Recipient;
 use crate::rules::{Action, Event, Facts, Rule, RuleSet};
 use crate::store::changes::{self, TicketState};
 use crate::store::{self, Tx, reports, schedule, sla};
+use crate::ticket::Notice;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -125,7 +126,7 @@ impl Scheduler {
         for action in summaries {
             match action {
                 Action::Digest { template, to } => {
-                    self.digest(&mut tx, template, to, &matching, now).await?
+                    self.digest(&mut tx, *template, to, &matching, now).await?
                 }
                 Action::Report {
                     template,
@@ -133,7 +134,7 @@ impl Scheduler {
                     period,
                     by,
                 } => {
-                    self.report(&mut tx, template, to, (slot - period, slot), *by, now)
+                    self.report(&mut tx, *template, to, (slot - period, slot), *by, now)
                         .await?
                 }
                 _ => {}
@@ -151,7 +152,7 @@ impl Scheduler {
     async fn digest(
         &self,
         tx: &mut Tx,
-        template: &str,
+        template: Notice,
         to: &Recipient,
         tickets: &[TicketState],
         now: Timestamp,
@@ -197,7 +198,7 @@ impl Scheduler {
     async fn report(
         &self,
         tx: &mut Tx,
-        template: &str,
+        template: Notice,
         to: &Recipient,
         (from, until): (Timestamp, Timestamp),
         by: GroupBy,

@@ -12,6 +12,7 @@ use crate::notify::{Notifier, SlaNotice};
 use crate::rules::action::Recipient;
 use crate::rules::{Event, Live};
 use crate::store::{self, Store, changes, sla};
+use crate::ticket::Notice;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -163,9 +164,9 @@ impl Scheduler {
             breached,
         });
         let template = if breached {
-            "sla_breached"
+            Notice::SlaBreached
         } else {
-            "sla_warning"
+            Notice::SlaWarning
         };
         let to = [Recipient::Assignee, Recipient::Team, Recipient::Managers];
         rules.notify_each(tx, &state, &about, template, &to).await?;
@@ -189,9 +190,9 @@ impl Scheduler {
                 rules.run(tx, Event::TicketIdle, id, &message).await?;
                 return Ok(());
             }
-            Kind::PendingReminder => (None, "pending_reminder"),
-            Kind::PendingResolve => (Some(Status::Resolved), "ticket_resolved"),
-            _ => (Some(Status::Closed), "auto_close"),
+            Kind::PendingReminder => (None, Notice::PendingReminder),
+            Kind::PendingResolve => (Some(Status::Resolved), Notice::TicketResolved),
+            _ => (Some(Status::Closed), Notice::AutoClose),
         };
         let Some(state) = changes::ticket_state(tx, id).await? else {
             return Ok(());
