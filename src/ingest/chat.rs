@@ -206,9 +206,10 @@ impl Pipeline {
             directory::contact_for(tx, identity, &m.name, m.language.as_deref(), now).await?;
         let author = format!("{}:{user}", m.platform);
         let open = t::open_ticket_of(tx, contact.id, m.platform).await?;
+        let reopen = matches!(open, Some((_, _, Status::Pending)));
         let (kind, ticket_id, number, event) = match open {
             Some((ticket_id, number, status)) => {
-                if status == Status::Pending {
+                if reopen {
                     t::set_status(tx, ticket_id, status, Status::Open, &author, None, now).await?;
                 }
                 (OutcomeKind::Comment, ticket_id, number, Event::CommentAdded)
@@ -247,7 +248,8 @@ impl Pipeline {
             let state = changes::ticket_state(tx, ticket_id).await?;
             store::sla::arm_new(tx, state.as_ref(), policies).await?;
             store::drafts::flush(tx, ticket_id).await?;
-        } else {
+        } else if reopen || !applied.matched.is_empty() || policies.follows_activity() {
+            // Only what the clocks depend on: the status, or fields a rule set.
             store::sla::reschedule(tx, ticket_id, policies).await?;
         }
         if applied.spam_by.is_none() {
