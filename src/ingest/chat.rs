@@ -242,16 +242,9 @@ impl Pipeline {
         }
         let message = chat_facts(source, m);
         let applied = self.rules(now).run(tx, event, ticket_id, &message).await?;
-        let policies = &self.settings.current().policies;
-        if kind == OutcomeKind::Created {
-            // Its clocks from the ticket as the rules left it, then its row.
-            let state = changes::ticket_state(tx, ticket_id).await?;
-            store::sla::arm_new(tx, state.as_ref(), policies).await?;
-            store::drafts::flush(tx, ticket_id).await?;
-        } else if reopen || !applied.matched.is_empty() || policies.follows_activity() {
-            // Only what the clocks depend on: the status, or fields a rule set.
-            store::sla::reschedule(tx, ticket_id, policies).await?;
-        }
+        let changed = reopen || !applied.matched.is_empty();
+        self.chat_clocks(tx, ticket_id, kind == OutcomeKind::Created, changed)
+            .await?;
         if applied.spam_by.is_none() {
             self.notify_chat(
                 tx,
@@ -268,6 +261,29 @@ impl Pipeline {
         entry.comment_id = Some(comment_id);
         t::journal(tx, &entry).await?;
         Ok(outcome(kind, Some(number), None))
+    }
+
+    /// The clocks of a chat message's ticket: a new one's planned from its
+    /// fields as the rules left them, then its row; an existing one's
+    /// recomputed only when something they depend on `changed` (or
+    /// `idle_after` follows all activity).
+    async fn chat_clocks(
+        &self,
+        tx: &mut Tx,
+        ticket_id: i64,
+        created: bool,
+        changed: bool,
+    ) -> store::Result<()> {
+        let policies = &self.settings.current().policies;
+        if created {
+            let state = changes::ticket_state(tx, ticket_id).await?;
+            store::sla::arm_new(tx, state.as_ref(), policies).await?;
+            store::drafts::flush(tx, ticket_id).await
+        } else if changed || policies.follows_activity() {
+            store::sla::reschedule(tx, ticket_id, policies).await
+        } else {
+            Ok(())
+        }
     }
 
     /// A new ticket from a customer's first chat message: (id, number).
