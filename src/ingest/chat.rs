@@ -101,6 +101,7 @@ impl Pipeline {
         // As for mail: history, outbox, comments and new tickets' rows and
         // numbers are written at commit.
         tx.defer_appends();
+        read_ahead(&mut tx, updates).await?;
         let mut outcomes = Vec::with_capacity(updates.len());
         for u in updates {
             let outcome = self.take_update(&mut tx, source, u, now).await?;
@@ -447,6 +448,33 @@ pub(super) fn journal_entry<'a>(
         comment_id: None,
         now,
     }
+}
+
+/// What a batch of customers' chat messages will look up, one query each:
+/// their dedupe keys and their contacts.
+async fn read_ahead(tx: &mut Tx, updates: &[ChatUpdate]) -> store::Result<()> {
+    let messages: Vec<&ChatMessage> = updates
+        .iter()
+        .filter_map(|u| match &u.intake {
+            Intake::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let keys: Vec<&str> = messages.iter().map(|m| m.key.as_str()).collect();
+    t::read_ahead_message_ids(tx, &keys).await?;
+    for platform in [Channel::Telegram, Channel::Discord] {
+        let mut users: Vec<String> = (messages.iter())
+            .filter(|m| m.platform == platform)
+            .map(|m| m.user.to_string())
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        if !users.is_empty() {
+            directory::read_ahead_contacts(tx, platform.as_str(), &users).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What the `chat_answer` template says to a refused message.
