@@ -31,6 +31,19 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use ticketd::store::Store;
 
+/// The daemon under test, killed if the bench ends early (an error must not
+/// leave a `ticketd run` behind to load the machine).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -102,14 +115,16 @@ fn main() -> anyhow::Result<()> {
         let store = Store::connect(&db, 2).await?;
 
         let start = Instant::now();
-        let mut daemon = Command::new(workdir::ticketd_bin())
-            .args(["run"])
-            .current_dir(dir.path())
-            .env_remove("TICKETD_DATABASE_URL")
-            .env_remove("TICKETD_CONFIG")
-            .env("RUST_LOG", "warn")
-            .spawn()?;
-        let pid = daemon.id();
+        let mut daemon = Daemon(
+            Command::new(workdir::ticketd_bin())
+                .args(["run"])
+                .current_dir(dir.path())
+                .env_remove("TICKETD_DATABASE_URL")
+                .env_remove("TICKETD_CONFIG")
+                .env("RUST_LOG", "warn")
+                .spawn()?,
+        );
+        let pid = daemon.0.id();
         let mut peak = 0;
         // The first commit seen: (time since start, messages it covered).
         let mut first: Option<(f64, i64)> = None;
@@ -159,7 +174,7 @@ fn main() -> anyhow::Result<()> {
         );
         peak = peak.max(vm_hwm_kib(pid));
         Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
-        daemon.wait()?;
+        daemon.0.wait()?;
         println!("daemon peak RSS: {:.1} MB", peak as f64 / 1024.0);
         store.close().await;
         Ok(())
