@@ -290,11 +290,6 @@ impl Pipeline {
         }
     }
 
-    /// The notifier (the scheduler shares it, and with it the templates).
-    pub fn notifier(&self) -> &Notifier {
-        &self.notifier
-    }
-
     /// Ingests a batch in one transaction and returns one outcome per message.
     /// If the batch fails on something other than an unavailable store, each
     /// message is retried on its own so one bad message cannot block the rest.

@@ -7,12 +7,12 @@
 //! is the plain-text body (not HTML-escaped). An optional `.html.hbs` sibling
 //! is the HTML body (escaped).
 
+use crate::ticket::Notice;
 use handlebars::Handlebars;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 /// Events that send notifications.
-pub const EVENTS: &[&str] = crate::ticket::Notice::NAMES;
 pub const LANGUAGES: &[&str] = &["en", "pl"];
 pub const CHANNELS: &[&str] = &["email", "chat"];
 
@@ -189,7 +189,7 @@ impl Templates {
             }
         }
         for (lang, event, channel) in LANGUAGES.iter().flat_map(|l| {
-            EVENTS
+            Notice::NAMES
                 .iter()
                 .flat_map(move |e| CHANNELS.iter().map(move |c| (l, e, c)))
         }) {
@@ -363,7 +363,7 @@ mod tests {
     fn every_shipped_template_renders_in_both_languages() {
         let t = Templates::load(None, "en").unwrap();
         for lang in LANGUAGES {
-            for event in EVENTS {
+            for event in Notice::NAMES {
                 let email = t.render(lang, event, "email", &sample_context()).unwrap();
                 assert!(
                     !email.subject.is_empty() && !email.text.is_empty(),

@@ -50,7 +50,7 @@ impl fmt::Display for RuleError {
 impl Catalog {
     pub fn of(config: &crate::config::Config) -> Catalog {
         Catalog {
-            templates: crate::notify::templates::EVENTS
+            templates: crate::ticket::Notice::NAMES
                 .iter()
                 .map(|e| e.to_string())
                 .collect(),
